@@ -1,0 +1,140 @@
+/*
+ * client.h - call methods on a tether server.
+ *
+ * A tether_client talks to one address over one connection that carries
+ * many calls at once.  Calls are synchronous (tether_client_call*, with a
+ * deadline) or asynchronous (tether_client_call_async*, with a completion
+ * callback).  A broken connection fails every pending call with
+ * TETHER_ECONNRESET; the next call connects again.
+ *
+ * Threads: every function here is thread-safe.  Completion callbacks run
+ * on the client's own I/O thread, never inside the function that started
+ * the call, with no library lock held; a callback may start new calls.
+ */
+#ifndef TETHER_CLIENT_H
+#define TETHER_CLIENT_H
+
+#include "tether/service.h"
+#include "tether/tether.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* tether_client - opaque client handle. */
+typedef struct tether_client tether_client;
+
+/*
+ * tether_client_config - creation-time settings; zero means default
+ * (tether_client_config_init() writes them out).
+ */
+typedef struct tether_client_config {
+    size_t max_frame_size;       /* largest reply accepted; default 16 MiB */
+    uint32_t connect_timeout_ms; /* default 5000 */
+    uint32_t call_timeout_ms;    /* used when a call passes timeout 0; default 10000 */
+} tether_client_config;
+
+/* tether_client_config_init - fill cfg with the documented defaults. */
+TETHER_API void tether_client_config_init(tether_client_config *cfg);
+
+/*
+ * tether_client_create - a client for addr: "host:port", "[v6]:port" or
+ * "unix:/path".  cfg may be NULL.  Connects before returning, so a bad or
+ * unreachable address is reported here.  Errors: TETHER_EINVAL,
+ * TETHER_EADDRINVAL, TETHER_ECONNREFUSED, TETHER_ETIMEDOUT, TETHER_ENOMEM,
+ * TETHER_ESYSERR|errno.
+ */
+TETHER_API tether_err tether_client_create(const char *addr, const tether_client_config *cfg,
+                                           tether_client **out);
+
+/*
+ * tether_client_destroy - close the client.  Pending asynchronous calls
+ * complete with TETHER_ECLOSED before it returns (on the I/O thread);
+ * pending synchronous calls return TETHER_ECLOSED.  NULL is a no-op.  Must
+ * not be called from one of this client's callbacks.
+ */
+TETHER_API void tether_client_destroy(tether_client *c);
+
+/*
+ * tether_client_call - call method ("Service.Method") with request req and
+ * wait for the answer, at most timeout_ms (0: the configured default).  On
+ * TETHER_OK *reply holds the unpacked answer of type reply_desc, owned by
+ * the caller (free it with tether_msg_free()).  On TETHER_EREMOTE and the
+ * other errors the server reports (TETHER_ENOSERVICE, TETHER_ENOMETHOD,
+ * TETHER_EBADREQUEST, TETHER_ELIMIT...), *errtext (if errtext is not NULL)
+ * receives the server's text, owned by the caller (tether_free()); else it
+ * is set to NULL.  Other errors: TETHER_ETIMEDOUT, TETHER_ECONNRESET,
+ * TETHER_ECONNREFUSED, TETHER_EBADREPLY, TETHER_EMSGSIZE, TETHER_ENOMEM,
+ * TETHER_EGOINGAWAY (the server was stopping; the call never reached a
+ * handler), TETHER_ECLOSED.
+ */
+TETHER_API tether_err tether_client_call(tether_client *c, const char *method,
+                                         const ProtobufCMessage *req,
+                                         const ProtobufCMessageDescriptor *reply_desc,
+                                         ProtobufCMessage **reply, uint32_t timeout_ms,
+                                         char **errtext);
+
+/*
+ * tether_client_call_raw - like tether_client_call() with bytes in and
+ * out: *out (len *out_len) is owned by the caller (tether_free()).
+ */
+TETHER_API tether_err tether_client_call_raw(tether_client *c, const char *method,
+                                             const void *req, size_t req_len, uint8_t **out,
+                                             size_t *out_len, uint32_t timeout_ms,
+                                             char **errtext);
+
+/*
+ * tether_reply - what an asynchronous call's callback receives.
+ *  err      TETHER_OK or the call's error (same values as tether_client_call())
+ *  errtext  the server's error text, or NULL; valid during the callback
+ *  msg      typed calls on success: the unpacked reply, owned by the
+ *           callback (tether_msg_free()); NULL otherwise
+ *  data,len the reply bytes as received; valid during the callback
+ */
+typedef struct tether_reply {
+    tether_err err;
+    const char *errtext;
+    ProtobufCMessage *msg;
+    const uint8_t *data;
+    size_t len;
+} tether_reply;
+
+/*
+ * tether_reply_fn - completion callback of an asynchronous call.
+ */
+typedef void (*tether_reply_fn)(tether_client *c, const tether_reply *r, void *arg);
+
+/*
+ * tether_client_call_async - start a call and return at once.  reply_desc
+ * may be NULL to get the reply bytes only.  If this returns an error the
+ * callback never runs; if it returns TETHER_OK the callback runs exactly
+ * once, on the client's I/O thread: with the reply, with the call's error,
+ * with TETHER_ETIMEDOUT after timeout_ms (0: the configured default), or
+ * with TETHER_ECLOSED when the client is destroyed.  Errors: TETHER_EINVAL,
+ * TETHER_ENOMEM, TETHER_EMSGSIZE, TETHER_ECONNREFUSED (reconnect failed),
+ * TETHER_ECLOSED.
+ */
+TETHER_API tether_err tether_client_call_async(tether_client *c, const char *method,
+                                               const ProtobufCMessage *req,
+                                               const ProtobufCMessageDescriptor *reply_desc,
+                                               uint32_t timeout_ms, tether_reply_fn fn,
+                                               void *arg);
+
+/*
+ * tether_client_call_async_raw - tether_client_call_async() with request
+ * bytes (copied before return).  r->msg is always NULL.
+ */
+TETHER_API tether_err tether_client_call_async_raw(tether_client *c, const char *method,
+                                                   const void *req, size_t req_len,
+                                                   uint32_t timeout_ms, tether_reply_fn fn,
+                                                   void *arg);
+
+/*
+ * tether_client_pending - number of calls started and not yet completed.
+ */
+TETHER_API size_t tether_client_pending(const tether_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TETHER_CLIENT_H */

@@ -1,0 +1,162 @@
+/*
+ * server.h - an RPC server: services, listeners, I/O threads.
+ *
+ * Life of a server:
+ *   tether_server_config_init(&cfg);           defaults, then adjust
+ *   tether_server_create(&cfg, &srv);
+ *   tether_server_add_service(srv, ...);        before start
+ *   tether_server_listen(srv, "127.0.0.1:0");   binds at once; port readable
+ *   tether_server_start(srv);                   I/O threads begin serving
+ *   ...
+ *   tether_server_shutdown(srv);                request a stop (any thread,
+ *                                               signal handlers too)
+ *   tether_server_wait(srv);                    blocks until stopped
+ *   tether_server_destroy(srv);
+ *
+ * Connections are served by a fixed set of I/O threads (epoll).  Each
+ * connection may carry many calls at once; answers leave as soon as they
+ * are ready, in any order, and answers that become ready together leave in
+ * one send.
+ */
+#ifndef TETHER_SERVER_H
+#define TETHER_SERVER_H
+
+#include "tether/service.h"
+#include "tether/tether.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* tether_server - opaque server handle. */
+typedef struct tether_server tether_server;
+
+/*
+ * tether_server_config - creation-time settings.  Zero in any field means
+ * "the default", which tether_server_config_init() writes out.
+ */
+typedef struct tether_server_config {
+    int io_threads;                 /* I/O threads; default: online CPUs */
+    int worker_threads;             /* pool for TETHER_METHOD_BLOCKING; default 4 */
+    size_t max_frame_size;          /* largest frame accepted or sent; default 16 MiB */
+    uint32_t max_inflight_per_conn; /* calls in flight per connection; default 4096 */
+    uint32_t max_connections;       /* open connections; default 65536 */
+    uint32_t drain_timeout_ms;      /* graceful stop: wait for calls; default 10000 */
+    uint32_t grace_ms;              /* graceful stop: pause after "going away"; default 0 */
+} tether_server_config;
+
+/*
+ * tether_server_config_init - fill cfg with the documented defaults.
+ */
+TETHER_API void tether_server_config_init(tether_server_config *cfg);
+
+/*
+ * tether_server_create - create a server.  cfg may be NULL (all defaults);
+ * it is copied.  On success *out holds the server.  Errors: TETHER_EINVAL,
+ * TETHER_ENOMEM, TETHER_ESYSERR|errno (epoll/eventfd creation failed).
+ */
+TETHER_API tether_err tether_server_create(const tether_server_config *cfg, tether_server **out);
+
+/*
+ * tether_server_add_service - serve the service described by desc (the
+ * protoc-c generated "<pkg>__<name>__descriptor"), named on the wire by
+ * desc->short_name.  methods[0..n-1] give a handler for some or all of its
+ * methods (by .proto method name); methods left out answer "unknown
+ * method".  arg is passed to every handler.  The descriptor must outlive
+ * the server; the table is copied.  Only before tether_server_start().
+ * Errors: TETHER_EINVAL (NULL, unknown method name), TETHER_EEXIST (service
+ * already added), TETHER_ESTATE (already started), TETHER_ENOMEM.
+ */
+TETHER_API tether_err tether_server_add_service(tether_server *srv,
+                                                const ProtobufCServiceDescriptor *desc,
+                                                const tether_method *methods, size_t n,
+                                                void *arg);
+
+/*
+ * tether_server_add_raw_method - serve "Service.Method" (full_name) as a
+ * raw-bytes method: the handler gets the request bytes as sent and answers
+ * with tether_call_reply_raw().  flags: TETHER_METHOD_*.  Errors as for
+ * tether_server_add_service().
+ */
+TETHER_API tether_err tether_server_add_raw_method(tether_server *srv, const char *full_name,
+                                                   tether_raw_handler_fn fn, unsigned flags,
+                                                   void *arg);
+
+/*
+ * tether_server_listen - bind and listen on addr, at once.  Accepted forms:
+ * "host:port" (IPv4 or a name), "[v6addr]:port", ":port" (all IPv4
+ * addresses), "unix:/path" (an existing socket file at path is replaced).
+ * Port 0 picks a free port; read it back with tether_server_address().
+ * May be called several times, before tether_server_start().  Errors:
+ * TETHER_EADDRINVAL, TETHER_EADDRINUSE, TETHER_ESTATE, TETHER_ENOMEM,
+ * TETHER_ESYSERR|errno.  tether_server_errmsg() gives detail.
+ */
+TETHER_API tether_err tether_server_listen(tether_server *srv, const char *addr);
+
+/*
+ * tether_server_address - write the bound address of listener idx (in
+ * listen order) into buf as "host:port", "[v6]:port" or "unix:/path".
+ * Errors: TETHER_ENOENT (no such listener), TETHER_EMSGSIZE (buf too
+ * small; 128 bytes always suffice for TCP).
+ */
+TETHER_API tether_err tether_server_address(const tether_server *srv, int idx, char *buf,
+                                            size_t len);
+
+/*
+ * tether_server_start - start the I/O threads and begin accepting.  Does
+ * not block.  Errors: TETHER_ESTATE (no listener, or started before),
+ * TETHER_ESYSERR|errno (thread creation).
+ */
+TETHER_API tether_err tether_server_start(tether_server *srv);
+
+/*
+ * tether_server_shutdown - ask the server to stop gracefully: stop
+ * accepting, tell connected clients "going away", let calls in flight
+ * finish until drain_timeout_ms, cancel the rest, close.  Returns at once;
+ * idempotent; a second call while stopping makes the stop immediate.
+ * Async-signal-safe: it only writes to an eventfd.
+ */
+TETHER_API void tether_server_shutdown(tether_server *srv);
+
+/*
+ * tether_server_wait - block until the server has stopped (after
+ * tether_server_shutdown()).  Returns TETHER_OK, or TETHER_ESTATE if the
+ * server was never started.
+ */
+TETHER_API tether_err tether_server_wait(tether_server *srv);
+
+/*
+ * tether_server_destroy - stop the server at once if it runs (pending
+ * calls are dropped; their late answers are ignored), join its threads and
+ * free it.  NULL is a no-op.  Must not be called from a handler.
+ */
+TETHER_API void tether_server_destroy(tether_server *srv);
+
+/*
+ * tether_server_errmsg - text about the last failed call on srv from the
+ * calling setup thread (listen, add_service).  Valid until the next call
+ * on srv.  Never NULL.
+ */
+TETHER_API const char *tether_server_errmsg(const tether_server *srv);
+
+/* Counters a server keeps (read with tether_server_stats()). */
+typedef struct tether_server_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_open;
+    uint64_t calls_started;
+    uint64_t calls_completed;
+    uint64_t calls_failed; /* answered with an error of any kind */
+    uint64_t protocol_errors;
+} tether_server_stats;
+
+/*
+ * tether_server_stats - copy the server's counters into out.  Thread-safe;
+ * counters are read without stopping the I/O threads, so they are a
+ * consistent snapshot of each counter, not of all of them together.
+ */
+TETHER_API void tether_server_get_stats(const tether_server *srv, tether_server_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TETHER_SERVER_H */
