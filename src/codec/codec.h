@@ -1,0 +1,83 @@
+/*
+ * codec.h - the contract every wire codec implements (native, jsonrpc,
+ * gob).  Codecs work on byte ranges and buffers, never on sockets; the
+ * server and client own the sockets and call these ops from the one
+ * thread that owns the connection, so a codec's per-connection state needs
+ * no lock.
+ *
+ * Server side: probe the first bytes of a connection to pick the codec,
+ * decode_request() each request (header + undecoded body), look the method
+ * up, unpack() the body with the method's input descriptor, run the
+ * handler, then encode_reply() or encode_error().
+ * Client side: encode_request(), decode_reply(), unpack().
+ */
+#ifndef TT_CODEC_CODEC_H
+#define TT_CODEC_CODEC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "tether/tether.h"
+
+/* One decoded request or reply header; pointers refer into the input. */
+typedef struct tt_rpc_msg {
+    uint64_t seq;              /* native seq, gob Seq, jsonrpc id */
+    const char *method;        /* "Service.Method"; not NUL-terminated */
+    size_t method_len;
+    const uint8_t *body;       /* codec-specific encoding of the message */
+    size_t body_len;
+    tether_err status;         /* replies: TETHER_OK or the error kind */
+    const char *errtext;       /* replies with an error: text, not NUL-terminated */
+    size_t errtext_len;
+} tt_rpc_msg;
+
+typedef struct tt_codec_ops {
+    /* Name used in options and logs: "native", "jsonrpc", "gob". */
+    const char *name;
+
+    /* Bytes of per-connection state the server/client allocates for it. */
+    size_t state_size;
+
+    /* probe - look at the first n bytes a client sent: 1 if they start
+     * this codec's stream, 0 if not, -1 if more bytes are needed to tell. */
+    int (*probe)(const uint8_t *p, size_t n);
+
+    /* init - set up zeroed state; max_msg bounds every length the codec
+     * accepts.  fini - release what init and later calls allocated. */
+    tether_err (*init)(void *state, size_t max_msg);
+    void (*fini)(void *state);
+
+    /* decode_request - decode the next request from p[0..n).  TETHER_OK:
+     * *used bytes consumed, *m filled (m->body may be empty).  TETHER_EAGAIN:
+     * need more bytes.  Any other error: the stream is broken and the
+     * connection must close (EPROTO, EMSGSIZE, ENOMEM, ELIMIT).  A codec may
+     * consume bytes that carry no request (gob type definitions): then it
+     * returns TETHER_OK with m->method == NULL. */
+    tether_err (*decode_request)(void *state, const uint8_t *p, size_t n, size_t *used,
+                                 tt_rpc_msg *m);
+
+    /* decode_reply - the same for replies (client side). */
+    tether_err (*decode_reply)(void *state, const uint8_t *p, size_t n, size_t *used,
+                               tt_rpc_msg *m);
+
+    /* unpack - turn a body from decode_request/decode_reply into a message
+     * of type desc, allocated with tt_pb_allocator.  TETHER_EBADREQUEST if
+     * it does not decode as that type. */
+    tether_err (*unpack)(void *state, const ProtobufCMessageDescriptor *desc,
+                         const uint8_t *body, size_t len, ProtobufCMessage **out);
+
+    /* encode_reply - append the reply to call seq of method, carrying msg,
+     * to out.  encode_error - append an error reply with text instead. */
+    tether_err (*encode_reply)(void *state, tt_buf *out, uint64_t seq, const char *method,
+                               size_t method_len, const ProtobufCMessage *msg);
+    tether_err (*encode_error)(void *state, tt_buf *out, uint64_t seq, const char *method,
+                               size_t method_len, tether_err code, const char *text);
+
+    /* encode_request - append a request (client side). */
+    tether_err (*encode_request)(void *state, tt_buf *out, uint64_t seq, const char *method,
+                                 size_t method_len, const ProtobufCMessage *msg);
+} tt_codec_ops;
+
+#endif
