@@ -1,0 +1,44 @@
+/*
+ * sock.h - addresses and non-blocking sockets (TCP v4/v6, Unix).
+ */
+#ifndef TT_NET_SOCK_H
+#define TT_NET_SOCK_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "tether/tether.h"
+
+typedef struct tt_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} tt_addr;
+
+/* Longest text tt_addr_format() writes for any address, NUL included. */
+#define TT_ADDR_STRLEN 128
+
+/*
+ * tt_addr_parse - parse "host:port", "[v6]:port", ":port" or "unix:/path"
+ * into *out, resolving host names.  TETHER_EADDRINVAL on bad syntax or an
+ * unknown name.
+ */
+tether_err tt_addr_parse(const char *s, tt_addr *out);
+
+/* tt_addr_format - the text form of a, in the forms tt_addr_parse takes. */
+tether_err tt_addr_format(const tt_addr *a, char *buf, size_t n);
+
+/* tt_sock_listen - a non-blocking, close-on-exec listening socket bound to
+ * a (SO_REUSEADDR; a stale unix socket file is removed first). */
+tether_err tt_sock_listen(const tt_addr *a, int backlog, int *fd_out);
+
+/* tt_sock_connect - connect to a within timeout_ms; the socket comes back
+ * non-blocking, close-on-exec, with TCP_NODELAY for TCP. */
+tether_err tt_sock_connect(const tt_addr *a, uint32_t timeout_ms, int *fd_out);
+
+/* tt_sock_bound - the address a socket is bound to. */
+tether_err tt_sock_bound(int fd, tt_addr *out);
+
+/* tt_err_errno - map an errno to the closest tether_err. */
+tether_err tt_err_errno(int e);
+
+#endif

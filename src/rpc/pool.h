@@ -1,0 +1,22 @@
+/*
+ * pool.h - a fixed pool of worker threads for blocking handlers.
+ */
+#ifndef TT_RPC_POOL_H
+#define TT_RPC_POOL_H
+
+#include "net/loop.h"
+
+typedef struct tt_pool tt_pool;
+
+/* tt_pool_create - start n worker threads. */
+tether_err tt_pool_create(int n, tt_pool **out);
+
+/* tt_pool_submit - run t->fn(t) on some worker, in submission order.
+ * Thread-safe. */
+void tt_pool_submit(tt_pool *p, tt_task *t);
+
+/* tt_pool_destroy - run what is queued, then join the workers (this waits
+ * for running handlers to return).  NULL is a no-op. */
+void tt_pool_destroy(tt_pool *p);
+
+#endif

@@ -1,0 +1,1475 @@
+/*
+ * server.c - the RPC server: setup, accepting, reading frames, running
+ * handlers and writing answers (see server_int.h for the threading model,
+ * drain.c for the stop sequence).
+ *
+ * The hot path for a call that is answered inline: one recv() brings a
+ * batch of request frames into the thread's scratch buffer; each is decoded
+ * in place, its body unpacked by protobuf-c, its handler run, and its answer
+ * packed straight into the connection's output buffer; after the batch one
+ * send() per connection carries all the answers.  Calls, buffers and
+ * scratch space are recycled per thread, so the steady state allocates
+ * nothing beyond protobuf-c's unpack.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "codec/native/frame.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "rpc/server_int.h"
+
+/* Unsent output above which a connection's reading pauses, and below which
+ * it resumes: a client that never reads its answers cannot grow us. */
+#define OUT_HIGH (4u * 1024 * 1024)
+#define OUT_LOW (1u * 1024 * 1024)
+#define MAX_FREE_CALLS 1024
+
+static __thread iothr *tls_thr; /* the I/O thread running on this thread */
+
+static void conn_close(conn *c);
+static void call_finish(struct tether_call *call);
+
+/* ---------------------------------------------------------------------- */
+/* Setup                                                                  */
+
+void
+tether_server_config_init(tether_server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->io_threads = n > 0 ? (int)n : 1;
+    cfg->worker_threads = 4;
+    cfg->max_frame_size = 16u * 1024 * 1024;
+    cfg->max_inflight_per_conn = 4096;
+    cfg->max_connections = 65536;
+    cfg->drain_timeout_ms = 10000;
+    cfg->grace_ms = 0;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+set_err(tether_server *srv, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(srv->errmsg, sizeof srv->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+tether_err
+tether_server_create(const tether_server_config *cfg, tether_server **out)
+{
+    if (out == NULL) {
+        return TETHER_EINVAL;
+    }
+    tether_server_config def;
+    tether_server_config_init(&def);
+    tether_server *srv = tt_calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        return TETHER_ENOMEM;
+    }
+    srv->cfg = def;
+    if (cfg != NULL) {
+        /* Zero fields keep their defaults. */
+        if (cfg->io_threads > 0) {
+            srv->cfg.io_threads = cfg->io_threads;
+        }
+        if (cfg->worker_threads > 0) {
+            srv->cfg.worker_threads = cfg->worker_threads;
+        }
+        if (cfg->max_frame_size > 0) {
+            srv->cfg.max_frame_size = cfg->max_frame_size;
+        }
+        if (cfg->max_inflight_per_conn > 0) {
+            srv->cfg.max_inflight_per_conn = cfg->max_inflight_per_conn;
+        }
+        if (cfg->max_connections > 0) {
+            srv->cfg.max_connections = cfg->max_connections;
+        }
+        if (cfg->drain_timeout_ms > 0) {
+            srv->cfg.drain_timeout_ms = cfg->drain_timeout_ms;
+        }
+        srv->cfg.grace_ms = cfg->grace_ms;
+    }
+    if (srv->cfg.max_frame_size < TT_FRAME_HDR + TT_FRAME_MAX_NAME || srv->cfg.io_threads > 256) {
+        tt_free(srv);
+        return TETHER_EINVAL;
+    }
+    srv->shutdown_fd = -1;
+    srv->drained_fd = -1;
+    srv->g = tt_calloc(1, sizeof *srv->g);
+    if (srv->g == NULL) {
+        tt_free(srv);
+        return TETHER_ENOMEM;
+    }
+    pthread_mutex_init(&srv->g->mu, NULL);
+    atomic_store(&srv->g->refs, 1);
+    srv->shutdown_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    srv->drained_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (srv->shutdown_fd < 0 || srv->drained_fd < 0) {
+        int e = errno;
+        tether_server_destroy(srv);
+        return tt_err_errno(e);
+    }
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_store(&srv->state, SRV_NEW);
+    *out = srv;
+    return TETHER_OK;
+}
+
+const char *
+tether_server_errmsg(const tether_server *srv)
+{
+    return srv != NULL ? srv->errmsg : "no server";
+}
+
+static const method_ent *
+find_method(const tether_server *srv, const char *name, size_t len)
+{
+    /* Methods are sorted by name at start (binary search: no hashing
+     * state, and a service has a handful of methods). */
+    size_t lo = 0, hi = srv->nmethods;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const method_ent *m = &srv->methods[mid];
+        size_t n = m->name_len < len ? m->name_len : len;
+        int r = memcmp(m->name, name, n);
+        if (r == 0) {
+            r = m->name_len < len ? -1 : (m->name_len > len ? 1 : 0);
+        }
+        if (r == 0) {
+            return m;
+        }
+        if (r < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return NULL;
+}
+
+static int
+method_cmp(const void *a, const void *b)
+{
+    const method_ent *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+static tether_err
+add_method(tether_server *srv, const char *svc, const char *meth, method_ent *proto)
+{
+    size_t n = strlen(svc) + 1 + strlen(meth);
+    if (n > TT_FRAME_MAX_NAME) {
+        set_err(srv, "method name too long: %s.%s", svc, meth);
+        return TETHER_EINVAL;
+    }
+    for (size_t i = 0; i < srv->nmethods; i++) {
+        if (strlen(srv->methods[i].name) == n && strncmp(srv->methods[i].name, svc, strlen(svc)) == 0 &&
+            srv->methods[i].name[strlen(svc)] == '.' &&
+            strcmp(srv->methods[i].name + strlen(svc) + 1, meth) == 0) {
+            set_err(srv, "method %s.%s already added", svc, meth);
+            return TETHER_EEXIST;
+        }
+    }
+    method_ent *grown = tt_realloc(srv->methods, (srv->nmethods + 1) * sizeof *grown);
+    if (grown == NULL) {
+        return TETHER_ENOMEM;
+    }
+    srv->methods = grown;
+    char *name = tt_malloc(n + 1);
+    if (name == NULL) {
+        return TETHER_ENOMEM;
+    }
+    snprintf(name, n + 1, "%s.%s", svc, meth);
+    method_ent *m = &srv->methods[srv->nmethods++];
+    *m = *proto;
+    m->name = name;
+    m->name_len = n;
+    return TETHER_OK;
+}
+
+static tether_err
+add_service_name(tether_server *srv, const char *svc, size_t len)
+{
+    for (size_t i = 0; i < srv->nservices; i++) {
+        if (strlen(srv->services[i]) == len && memcmp(srv->services[i], svc, len) == 0) {
+            return TETHER_OK;
+        }
+    }
+    char **grown = tt_realloc(srv->services, (srv->nservices + 1) * sizeof *grown);
+    if (grown == NULL) {
+        return TETHER_ENOMEM;
+    }
+    srv->services = grown;
+    srv->services[srv->nservices] = tt_strndup(svc, len);
+    if (srv->services[srv->nservices] == NULL) {
+        return TETHER_ENOMEM;
+    }
+    srv->nservices++;
+    return TETHER_OK;
+}
+
+tether_err
+tether_server_add_service(tether_server *srv, const ProtobufCServiceDescriptor *desc,
+                          const tether_method *methods, size_t n, void *arg)
+{
+    if (srv == NULL || desc == NULL || (methods == NULL && n > 0)) {
+        return TETHER_EINVAL;
+    }
+    if (atomic_load(&srv->state) != SRV_NEW) {
+        return TETHER_ESTATE;
+    }
+    const char *svc = desc->short_name;
+    for (size_t i = 0; i < srv->nservices; i++) {
+        if (strcmp(srv->services[i], svc) == 0) {
+            set_err(srv, "service %s already added", svc);
+            return TETHER_EEXIST;
+        }
+    }
+    /* Check the whole table before adding anything. */
+    for (size_t i = 0; i < n; i++) {
+        if (methods[i].name == NULL || methods[i].fn == NULL) {
+            set_err(srv, "a method entry of %s has no name or handler", svc);
+            return TETHER_EINVAL;
+        }
+        const ProtobufCMethodDescriptor *md =
+            protobuf_c_service_descriptor_get_method_by_name(desc, methods[i].name);
+        if (md == NULL) {
+            set_err(srv, "service %s has no method %s", svc, methods[i].name);
+            return TETHER_EINVAL;
+        }
+    }
+    tether_err rc = add_service_name(srv, svc, strlen(svc));
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        method_ent m = {0};
+        m.md = protobuf_c_service_descriptor_get_method_by_name(desc, methods[i].name);
+        m.fn = methods[i].fn;
+        m.flags = methods[i].flags;
+        m.arg = arg;
+        rc = add_method(srv, svc, methods[i].name, &m);
+        if (rc != TETHER_OK) {
+            return rc;
+        }
+    }
+    return TETHER_OK;
+}
+
+tether_err
+tether_server_add_raw_method(tether_server *srv, const char *full_name, tether_raw_handler_fn fn,
+                             unsigned flags, void *arg)
+{
+    if (srv == NULL || full_name == NULL || fn == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (atomic_load(&srv->state) != SRV_NEW) {
+        return TETHER_ESTATE;
+    }
+    const char *dot = strchr(full_name, '.');
+    if (dot == NULL || dot == full_name || dot[1] == '\0') {
+        set_err(srv, "raw method name must be Service.Method: %s", full_name);
+        return TETHER_EINVAL;
+    }
+    char svc[TT_FRAME_MAX_NAME + 1];
+    size_t sl = (size_t)(dot - full_name);
+    if (sl > TT_FRAME_MAX_NAME) {
+        return TETHER_EINVAL;
+    }
+    memcpy(svc, full_name, sl);
+    svc[sl] = '\0';
+    tether_err rc = add_service_name(srv, svc, sl);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    method_ent m = {0};
+    m.raw_fn = fn;
+    m.flags = flags;
+    m.arg = arg;
+    return add_method(srv, svc, dot + 1, &m);
+}
+
+tether_err
+tether_server_listen(tether_server *srv, const char *addr)
+{
+    if (srv == NULL || addr == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (atomic_load(&srv->state) != SRV_NEW) {
+        return TETHER_ESTATE;
+    }
+    listener l = {.fd = -1};
+    tether_err rc = tt_addr_parse(addr, &l.addr);
+    if (rc != TETHER_OK) {
+        set_err(srv, "bad listen address '%s'", addr);
+        return rc;
+    }
+    rc = tt_sock_listen(&l.addr, 1024, &l.fd);
+    if (rc != TETHER_OK) {
+        set_err(srv, "cannot listen on %s: %s", addr, tether_strerror(rc));
+        return rc;
+    }
+    tt_sock_bound(l.fd, &l.addr);
+    tt_addr_format(&l.addr, l.text, sizeof l.text);
+    listener *grown = tt_realloc(srv->listeners, (size_t)(srv->nlisteners + 1) * sizeof *grown);
+    if (grown == NULL) {
+        close(l.fd);
+        return TETHER_ENOMEM;
+    }
+    srv->listeners = grown;
+    srv->listeners[srv->nlisteners++] = l;
+    return TETHER_OK;
+}
+
+tether_err
+tether_server_address(const tether_server *srv, int idx, char *buf, size_t len)
+{
+    if (srv == NULL || buf == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (idx < 0 || idx >= srv->nlisteners) {
+        return TETHER_ENOENT;
+    }
+    size_t n = strlen(srv->listeners[idx].text);
+    if (n + 1 > len) {
+        return TETHER_EMSGSIZE;
+    }
+    memcpy(buf, srv->listeners[idx].text, n + 1);
+    return TETHER_OK;
+}
+
+void
+tether_server_get_stats(const tether_server *srv, tether_server_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (srv == NULL || srv->threads == NULL) {
+        return;
+    }
+    for (int i = 0; i < srv->nthreads; i++) {
+        iothr *t = &srv->threads[i];
+        out->connections_accepted += atomic_load_explicit(&t->st_accepted, memory_order_relaxed);
+        out->calls_started += atomic_load_explicit(&t->st_started, memory_order_relaxed);
+        out->calls_completed += atomic_load_explicit(&t->st_completed, memory_order_relaxed);
+        out->calls_failed += atomic_load_explicit(&t->st_failed, memory_order_relaxed);
+        out->protocol_errors += atomic_load_explicit(&t->st_proto, memory_order_relaxed);
+    }
+    long open = atomic_load(&((tether_server *)srv)->nconns);
+    out->connections_open = open > 0 ? (uint64_t)open : 0;
+}
+
+/* Single-writer counter bump: only the owning thread writes. */
+static inline void
+bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Buffers                                                                */
+
+/* Give b storage from the thread's spare buffers when it has none. */
+static tether_err
+buf_prepare(iothr *t, tt_buf *b, size_t extra)
+{
+    if (b->data == NULL && extra <= TT_IOBUF && t->nbufs > 0) {
+        b->data = t->bufs[--t->nbufs];
+        b->cap = TT_IOBUF;
+        b->off = b->len = 0;
+        return TETHER_OK;
+    }
+    if (b->data == NULL && extra <= TT_IOBUF) {
+        b->data = tt_malloc(TT_IOBUF);
+        if (b->data == NULL) {
+            return TETHER_ENOMEM;
+        }
+        b->cap = TT_IOBUF;
+        b->off = b->len = 0;
+        return TETHER_OK;
+    }
+    return tt_buf_reserve(b, extra);
+}
+
+/* Return an empty buffer's storage to the thread (idle connections hold
+ * no buffers). */
+static void
+buf_release(iothr *t, tt_buf *b)
+{
+    if (b->data == NULL) {
+        return;
+    }
+    if (b->cap == TT_IOBUF && t->nbufs < (int)(sizeof t->bufs / sizeof t->bufs[0])) {
+        t->bufs[t->nbufs++] = b->data;
+        b->data = NULL;
+        b->off = b->len = b->cap = 0;
+    } else {
+        tt_buf_free(b);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Output                                                                 */
+
+static void
+mark_dirty(conn *c)
+{
+    if (!c->in_dirty && !c->closed) {
+        c->in_dirty = 1;
+        c->dirty_next = c->t->dirty;
+        c->t->dirty = c;
+    }
+}
+
+/* Append one frame with a text body (error frames and control frames). */
+static void
+write_frame(conn *c, uint8_t type, uint64_t seq, uint32_t status, const char *text)
+{
+    if (c->closed) {
+        return;
+    }
+    size_t tl = text != NULL ? strlen(text) : 0;
+    if (buf_prepare(c->t, &c->out, TT_FRAME_HDR + tl) != TETHER_OK) {
+        return; /* the caller times out; nothing better to do without memory */
+    }
+    uint8_t *p = c->out.data + c->out.len;
+    tt_frame_put_header(p, type, seq, status, 0, tl);
+    if (tl > 0) {
+        memcpy(p + TT_FRAME_HDR, text, tl);
+    }
+    c->out.len += TT_FRAME_HDR + tl;
+    mark_dirty(c);
+}
+
+static void
+write_error(conn *c, uint64_t seq, tether_err code, const char *text)
+{
+    bump(&c->t->st_failed);
+    write_frame(c, TT_FRAME_ERROR, seq, (uint32_t)code, text);
+}
+
+static void
+update_events(conn *c)
+{
+    uint32_t ev = 0;
+    if (!c->paused) {
+        ev |= EPOLLIN;
+    }
+    if (tt_buf_size(&c->out) > 0) {
+        ev |= EPOLLOUT;
+    }
+    tt_loop_mod(&c->t->loop, &c->io, ev);
+}
+
+static void
+conn_flush(conn *c)
+{
+    while (tt_buf_size(&c->out) > 0) {
+        ssize_t n = send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            tt_buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        }
+        conn_close(c);
+        return;
+    }
+    size_t left = tt_buf_size(&c->out);
+    if (left == 0) {
+        buf_release(c->t, &c->out);
+    }
+    if (!c->paused && left > OUT_HIGH) {
+        c->paused = 1;
+    } else if (c->paused && left < OUT_LOW) {
+        c->paused = 0;
+    }
+    update_events(c);
+}
+
+static void
+flush_dirty(iothr *t)
+{
+    while (t->dirty != NULL) {
+        conn *c = t->dirty;
+        t->dirty = c->dirty_next;
+        c->in_dirty = 0;
+        if (!c->closed) {
+            conn_flush(c);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Connections                                                            */
+
+static void
+conn_free(conn *c)
+{
+    buf_release(c->t, &c->in);
+    buf_release(c->t, &c->out);
+    tt_free(c);
+}
+
+static void
+conn_unref(conn *c)
+{
+    if (--c->refs == 0) {
+        /* Freed after the current event batch: it may still be on a stack. */
+        c->reap_next = c->t->reap;
+        c->t->reap = c;
+    }
+}
+
+static void
+conn_close(conn *c)
+{
+    if (c->closed) {
+        return;
+    }
+    iothr *t = c->t;
+    c->closed = 1;
+    tt_loop_del(&t->loop, &c->io);
+    close(c->io.fd);
+    c->io.fd = -1;
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        t->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+    atomic_fetch_sub(&t->srv->nconns, 1);
+    atomic_store_explicit(&t->nconns, atomic_load_explicit(&t->nconns, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    buf_release(t, &c->in);
+    buf_release(t, &c->out);
+    conn_unref(c);
+}
+
+/* A broken stream: tell the peer why (best effort), then close. */
+static void
+conn_fail(conn *c, tether_err code, const char *why)
+{
+    bump(&c->t->st_proto);
+    tt_log(TETHER_LOG_DEBUG, "closing connection: %s", why);
+    write_frame(c, TT_FRAME_ERROR, 0, (uint32_t)code, why);
+    if (tt_buf_size(&c->out) > 0) {
+        ssize_t n = send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out),
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
+    }
+    conn_close(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Calls                                                                  */
+
+static struct tether_call *
+call_alloc(iothr *t)
+{
+    struct tether_call *call = t->free_calls;
+    if (call != NULL) {
+        t->free_calls = call->next;
+        t->nfree_calls--;
+        return call;
+    }
+    call = tt_calloc(1, sizeof *call);
+    return call;
+}
+
+static void
+call_release_body(struct tether_call *call)
+{
+    if (call->req != NULL) {
+        protobuf_c_message_free_unpacked(call->req, &tt_pb_allocator);
+        call->req = NULL;
+    }
+    if (call->body != NULL && call->body != call->small) {
+        tt_free(call->body);
+    }
+    call->body = NULL;
+}
+
+/* Free a call that can no longer reach its thread (the server stopped). */
+static void
+call_drop_dead(struct tether_call *call)
+{
+    gate *g = call->g;
+    call_release_body(call);
+    tt_buf_free(&call->ans);
+    tt_free(call);
+    if (atomic_fetch_sub(&g->refs, 1) == 1) {
+        pthread_mutex_destroy(&g->mu);
+        tt_free(g);
+    }
+}
+
+/* Finish a call on its I/O thread: unlink it, account, recycle. */
+static void
+call_finish(struct tether_call *call)
+{
+    iothr *t = call->t;
+    conn *c = call->c;
+    gate *g = call->g;
+    if (call->prev != NULL) {
+        call->prev->next = call->next;
+    } else {
+        c->calls = call->next;
+    }
+    if (call->next != NULL) {
+        call->next->prev = call->prev;
+    }
+    c->inflight--;
+    bump(&t->st_completed);
+    long left = atomic_load_explicit(&t->inflight, memory_order_relaxed) - 1;
+    atomic_store_explicit(&t->inflight, left, memory_order_relaxed);
+    if (left == 0 && atomic_load(&t->srv->state) == SRV_DRAINING) {
+        uint64_t one = 1;
+        ssize_t w = write(t->srv->drained_fd, &one, sizeof one);
+        (void)w;
+    }
+    call_release_body(call);
+    call->canceled = 0;
+    if (t->nfree_calls < MAX_FREE_CALLS) {
+        /* Keep an answer buffer of modest size with the recycled call. */
+        if (call->ans.cap > TT_IOBUF) {
+            tt_buf_free(&call->ans);
+        }
+        call->ans.off = call->ans.len = 0;
+        call->next = t->free_calls;
+        t->free_calls = call;
+        t->nfree_calls++;
+    } else {
+        tt_buf_free(&call->ans);
+        tt_free(call);
+    }
+    conn_unref(c);
+    atomic_fetch_sub(&g->refs, 1);
+}
+
+/* The answer to a call built on another thread arrives on the I/O thread. */
+static void
+answer_home(tt_task *task)
+{
+    struct tether_call *call = (struct tether_call *)((char *)task - offsetof(struct tether_call, task));
+    conn *c = call->c;
+    if (!c->closed && !call->canceled) {
+        if (buf_prepare(c->t, &c->out, tt_buf_size(&call->ans)) == TETHER_OK) {
+            memcpy(c->out.data + c->out.len, tt_buf_head(&call->ans), tt_buf_size(&call->ans));
+            c->out.len += tt_buf_size(&call->ans);
+            mark_dirty(c);
+        }
+    }
+    call_finish(call);
+}
+
+/* Build an answer frame (REPLY with body, or ERROR with text) into out. */
+static tether_err
+encode_answer(tt_buf *out, iothr *t, uint64_t seq, uint8_t type, uint32_t status,
+              const ProtobufCMessage *msg, const void *data, size_t len)
+{
+    if (msg != NULL) {
+        len = protobuf_c_message_get_packed_size(msg);
+    }
+    tether_err rc = t != NULL ? buf_prepare(t, out, TT_FRAME_HDR + len)
+                              : tt_buf_reserve(out, TT_FRAME_HDR + len);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    uint8_t *p = out->data + out->len;
+    tt_frame_put_header(p, type, seq, status, 0, len);
+    if (msg != NULL) {
+        protobuf_c_message_pack(msg, p + TT_FRAME_HDR);
+    } else if (len > 0) {
+        memcpy(p + TT_FRAME_HDR, data, len);
+    }
+    out->len += TT_FRAME_HDR + len;
+    return TETHER_OK;
+}
+
+/* Common answer path for reply, reply_raw and fail. */
+static tether_err
+call_answer(struct tether_call *call, uint8_t type, uint32_t status, const ProtobufCMessage *msg,
+            const void *data, size_t len)
+{
+    tether_err rc = TETHER_OK;
+    size_t max = call->srv->cfg.max_frame_size;
+    if (type == TT_FRAME_REPLY) {
+        if (msg != NULL && call->m->md != NULL && msg->descriptor != call->m->md->output) {
+            type = TT_FRAME_ERROR;
+            status = TETHER_EINTERNAL;
+            data = "rpc: handler replied with the wrong message type";
+            len = strlen(data);
+            msg = NULL;
+            rc = TETHER_EINVAL;
+        } else {
+            size_t body = msg != NULL ? protobuf_c_message_get_packed_size(msg) : len;
+            if (TT_FRAME_HDR + body > max) {
+                type = TT_FRAME_ERROR;
+                status = TETHER_EMSGSIZE;
+                data = "rpc: reply larger than the frame limit";
+                len = strlen(data);
+                msg = NULL;
+                rc = TETHER_EMSGSIZE;
+            }
+        }
+    } else if (TT_FRAME_HDR + len > max) {
+        len = max - TT_FRAME_HDR; /* error texts are cut, never refused */
+    }
+    iothr *t = call->t;
+    if (tls_thr == t) {
+        /* On the call's own I/O thread: straight into the output buffer. */
+        conn *c = call->c;
+        if (!c->closed && !call->canceled) {
+            if (type == TT_FRAME_ERROR) {
+                bump(&t->st_failed);
+            }
+            if (encode_answer(&c->out, t, call->seq, type, status, msg, data, len) != TETHER_OK) {
+                rc = TETHER_ENOMEM;
+            }
+            mark_dirty(c);
+        }
+        call_finish(call);
+        return rc;
+    }
+    /* Another thread: build the frame here, then send the call home. */
+    call->ans.off = call->ans.len = 0;
+    if (encode_answer(&call->ans, NULL, call->seq, type, status, msg, data, len) != TETHER_OK) {
+        rc = TETHER_ENOMEM;
+        call->ans.off = call->ans.len = 0;
+    }
+    gate *g = call->g;
+    pthread_mutex_lock(&g->mu);
+    if (!g->dead) {
+        call->task.fn = answer_home;
+        tt_loop_post(&t->loop, &call->task);
+        pthread_mutex_unlock(&g->mu);
+        return rc;
+    }
+    pthread_mutex_unlock(&g->mu);
+    call_drop_dead(call);
+    return rc;
+}
+
+tether_err
+tether_call_reply(tether_call *call, const ProtobufCMessage *reply)
+{
+    if (call == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (reply == NULL) {
+        call_answer(call, TT_FRAME_ERROR, TETHER_EINTERNAL, NULL, "rpc: handler replied NULL",
+                    strlen("rpc: handler replied NULL"));
+        return TETHER_EINVAL;
+    }
+    return call_answer(call, TT_FRAME_REPLY, 0, reply, NULL, 0);
+}
+
+tether_err
+tether_call_reply_raw(tether_call *call, const void *data, size_t len)
+{
+    if (call == NULL || (data == NULL && len > 0)) {
+        return TETHER_EINVAL;
+    }
+    return call_answer(call, TT_FRAME_REPLY, 0, NULL, data, len);
+}
+
+tether_err
+tether_call_fail(tether_call *call, const char *msg)
+{
+    if (call == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (msg == NULL) {
+        msg = "error";
+    }
+    return call_answer(call, TT_FRAME_ERROR, TETHER_EREMOTE, NULL, msg, strlen(msg));
+}
+
+const char *
+tether_call_method(const tether_call *call)
+{
+    return call != NULL ? call->m->name : "";
+}
+
+/* A blocking handler runs on a worker thread. */
+static void
+run_on_worker(tt_task *task)
+{
+    struct tether_call *call = (struct tether_call *)((char *)task - offsetof(struct tether_call, task));
+    const method_ent *m = call->m;
+    if (m->md != NULL) {
+        m->fn(call, call->req, m->arg);
+    } else {
+        m->raw_fn(call, call->body, call->body_len, m->arg);
+    }
+}
+
+static void
+unknown_method(conn *c, const tt_frame *f)
+{
+    tether_server *srv = c->t->srv;
+    char text[TT_FRAME_MAX_NAME + 64];
+    const char *dot = memchr(f->name, '.', f->name_len);
+    int known_svc = 0;
+    if (dot != NULL) {
+        size_t sl = (size_t)(dot - f->name);
+        for (size_t i = 0; i < srv->nservices; i++) {
+            if (strlen(srv->services[i]) == sl && memcmp(srv->services[i], f->name, sl) == 0) {
+                known_svc = 1;
+                break;
+            }
+        }
+    }
+    /* The same texts as Go's net/rpc server. */
+    if (dot == NULL) {
+        snprintf(text, sizeof text, "rpc: service/method request ill-formed: %.*s",
+                 (int)f->name_len, f->name);
+        write_error(c, f->seq, TETHER_ENOMETHOD, text);
+    } else if (known_svc) {
+        snprintf(text, sizeof text, "rpc: can't find method %.*s", (int)f->name_len, f->name);
+        write_error(c, f->seq, TETHER_ENOMETHOD, text);
+    } else {
+        snprintf(text, sizeof text, "rpc: can't find service %.*s", (int)f->name_len, f->name);
+        write_error(c, f->seq, TETHER_ENOSERVICE, text);
+    }
+}
+
+static void
+start_call(conn *c, const tt_frame *f)
+{
+    iothr *t = c->t;
+    tether_server *srv = t->srv;
+    bump(&t->st_started);
+    if (atomic_load_explicit(&srv->state, memory_order_relaxed) == SRV_DRAINING) {
+        /* Never reached a handler: the client may retry it elsewhere. */
+        write_error(c, f->seq, TETHER_EGOINGAWAY, "rpc: server is going away");
+        return;
+    }
+    if (c->inflight >= srv->cfg.max_inflight_per_conn) {
+        write_error(c, f->seq, TETHER_ELIMIT, "rpc: too many calls in flight on this connection");
+        return;
+    }
+    const method_ent *m = find_method(srv, f->name, f->name_len);
+    if (m == NULL) {
+        unknown_method(c, f);
+        return;
+    }
+    struct tether_call *call = call_alloc(t);
+    if (call == NULL) {
+        write_error(c, f->seq, TETHER_ENOMEM, "rpc: server out of memory");
+        return;
+    }
+    call->srv = srv;
+    call->g = srv->g;
+    call->t = t;
+    call->c = c;
+    call->m = m;
+    call->seq = f->seq;
+    call->req = NULL;
+    call->body = NULL;
+    call->body_len = 0;
+    call->canceled = 0;
+    if (m->md != NULL) {
+        call->req = protobuf_c_message_unpack(m->md->input, &tt_pb_allocator, f->body_len, f->body);
+        if (call->req == NULL) {
+            char text[TT_FRAME_MAX_NAME + 64];
+            snprintf(text, sizeof text, "rpc: cannot decode request for %s as %s", m->name,
+                     m->md->input->name);
+            write_error(c, f->seq, TETHER_EBADREQUEST, text);
+            call->next = t->free_calls;
+            t->free_calls = call;
+            t->nfree_calls++;
+            return;
+        }
+    } else {
+        /* Raw bodies must outlive this read buffer if answered later. */
+        call->body_len = f->body_len;
+        call->body = f->body_len <= sizeof call->small ? call->small : tt_malloc(f->body_len);
+        if (call->body == NULL) {
+            write_error(c, f->seq, TETHER_ENOMEM, "rpc: server out of memory");
+            call->next = t->free_calls;
+            t->free_calls = call;
+            t->nfree_calls++;
+            return;
+        }
+        if (f->body_len > 0) {
+            memcpy(call->body, f->body, f->body_len);
+        }
+    }
+    /* In flight from here: linked to the connection, counted. */
+    call->prev = NULL;
+    call->next = c->calls;
+    if (c->calls != NULL) {
+        c->calls->prev = call;
+    }
+    c->calls = call;
+    c->refs++;
+    c->inflight++;
+    atomic_store_explicit(&t->inflight, atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
+    if (m->flags & TETHER_METHOD_BLOCKING) {
+        call->task.fn = run_on_worker;
+        tt_pool_submit(srv->pool, &call->task);
+        return;
+    }
+    /* Inline: the handler may answer (and free the call) before returning. */
+    if (m->md != NULL) {
+        m->fn(call, call->req, m->arg);
+    } else {
+        m->raw_fn(call, call->body, call->body_len, m->arg);
+    }
+}
+
+static void
+handle_frame(conn *c, const tt_frame *f)
+{
+    switch (f->type) {
+    case TT_FRAME_REQUEST:
+        start_call(c, f);
+        break;
+    case TT_FRAME_PING:
+        write_frame(c, TT_FRAME_PONG, f->seq, 0, NULL);
+        break;
+    case TT_FRAME_PONG:
+    case TT_FRAME_CANCEL:
+        /* Cancel is advisory: a running handler is not interrupted, and its
+         * answer is still sent (the client ignores it). */
+        break;
+    default:
+        conn_fail(c, TETHER_EPROTO, "rpc: unexpected frame type from client");
+        break;
+    }
+}
+
+/* Decode and handle every complete frame in p[0..n); returns bytes used. */
+static size_t
+process(conn *c, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    if (!c->preface_ok) {
+        size_t k = n < TT_PREFACE_LEN ? n : TT_PREFACE_LEN;
+        if (memcmp(p, TT_PREFACE, k) != 0) {
+            conn_fail(c, TETHER_EPROTO, "rpc: not a tether stream (bad preface)");
+            return n;
+        }
+        if (n < TT_PREFACE_LEN) {
+            c->need = TT_PREFACE_LEN;
+            return 0;
+        }
+        c->preface_ok = 1;
+        off = TT_PREFACE_LEN;
+    }
+    size_t max = c->t->srv->cfg.max_frame_size;
+    while (off < n && !c->closed) {
+        tt_frame f;
+        size_t need = 0;
+        tether_err rc = tt_frame_decode(p + off, n - off, max, &f, &need);
+        if (rc == TETHER_EAGAIN) {
+            c->need = need;
+            break;
+        }
+        if (rc == TETHER_EMSGSIZE) {
+            conn_fail(c, TETHER_EMSGSIZE, "rpc: frame larger than the server's limit");
+            return n;
+        }
+        if (rc != TETHER_OK) {
+            conn_fail(c, TETHER_EPROTO, "rpc: malformed frame");
+            return n;
+        }
+        handle_frame(c, &f);
+        off += f.total;
+    }
+    return off;
+}
+
+static void
+conn_read(conn *c)
+{
+    iothr *t = c->t;
+    if (tt_buf_size(&c->in) > 0) {
+        /* Continue a partial frame: read straight into its buffer, sized
+         * for the whole frame once its header is known. */
+        size_t held = tt_buf_size(&c->in);
+        size_t want = c->need > held ? c->need - held : 0;
+        if (want < 16384) {
+            want = 16384;
+        }
+        if (buf_prepare(t, &c->in, want) != TETHER_OK) {
+            conn_fail(c, TETHER_ENOMEM, "rpc: server out of memory");
+            return;
+        }
+        ssize_t r = recv(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        if (r <= 0) {
+            if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+                return;
+            }
+            conn_close(c);
+            return;
+        }
+        c->in.len += (size_t)r;
+        size_t used = process(c, tt_buf_head(&c->in), tt_buf_size(&c->in));
+        if (c->closed) {
+            return;
+        }
+        tt_buf_consume(&c->in, used);
+        if (tt_buf_size(&c->in) == 0) {
+            buf_release(t, &c->in);
+        }
+        return;
+    }
+    ssize_t r = recv(c->io.fd, t->scratch, TT_IOBUF, 0);
+    if (r <= 0) {
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    size_t used = process(c, t->scratch, (size_t)r);
+    if (!c->closed && used < (size_t)r) {
+        /* Keep the incomplete tail for the next read. */
+        size_t rest = (size_t)r - used;
+        if (buf_prepare(t, &c->in, rest) != TETHER_OK ||
+            tt_buf_append(&c->in, t->scratch + used, rest) != TETHER_OK) {
+            conn_fail(c, TETHER_ENOMEM, "rpc: server out of memory");
+        }
+    }
+}
+
+static void
+on_conn(tt_io *io, uint32_t events)
+{
+    conn *c = (conn *)io;
+    if (c->closed) {
+        return;
+    }
+    if (events & EPOLLOUT) {
+        conn_flush(c);
+        if (c->closed) {
+            return;
+        }
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (!c->paused) {
+            conn_read(c);
+        } else if (events & (EPOLLHUP | EPOLLERR)) {
+            conn_close(c);
+        }
+    }
+}
+
+static void
+on_listener(tt_io *io, uint32_t events)
+{
+    (void)events;
+    iothr *t = tls_thr;
+    tether_server *srv = t->srv;
+    /* Take a bounded batch so one busy listener cannot starve the rest. */
+    for (int i = 0; i < 64 && t->accepting; i++) {
+        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                tt_log(TETHER_LOG_WARN, "accept: out of file descriptors");
+            }
+            return;
+        }
+        if ((uint64_t)atomic_load(&srv->nconns) >= srv->cfg.max_connections) {
+            uint8_t hdr[TT_FRAME_HDR + 32];
+            const char *why = "rpc: too many connections";
+            tt_frame_put_header(hdr, TT_FRAME_ERROR, 0, TETHER_ELIMIT, 0, strlen(why));
+            memcpy(hdr + TT_FRAME_HDR, why, strlen(why));
+            ssize_t w = send(fd, hdr, TT_FRAME_HDR + strlen(why), MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+            close(fd);
+            bump(&t->st_proto);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        conn *c = tt_calloc(1, sizeof *c);
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->io.fd = fd;
+        c->io.cb = on_conn;
+        c->t = t;
+        c->refs = 1;
+        if (tt_loop_add(&t->loop, &c->io, EPOLLIN) != TETHER_OK) {
+            close(fd);
+            tt_free(c);
+            continue;
+        }
+        c->next = t->conns;
+        if (t->conns != NULL) {
+            t->conns->prev = c;
+        }
+        t->conns = c;
+        atomic_fetch_add(&srv->nconns, 1);
+        atomic_store_explicit(&t->nconns,
+                              atomic_load_explicit(&t->nconns, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        bump(&t->st_accepted);
+        if (atomic_load(&srv->state) == SRV_DRAINING) {
+            write_frame(c, TT_FRAME_GOAWAY, 0, 0, NULL);
+            c->goaway_sent = 1;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tasks posted by the stop sequence (drain.c)                            */
+
+#define TASK_THR(task, field) ((iothr *)((char *)(task) - offsetof(iothr, field)))
+
+static void
+task_goaway(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_goaway);
+    for (conn *c = t->conns; c != NULL; c = c->next) {
+        if (!c->goaway_sent && c->preface_ok) {
+            write_frame(c, TT_FRAME_GOAWAY, 0, 0, NULL);
+            c->goaway_sent = 1;
+        }
+    }
+}
+
+static void
+task_stop_accept(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_stop_accept);
+    t->accepting = 0;
+    for (int i = 0; i < t->srv->nlisteners; i++) {
+        tt_loop_del(&t->loop, &t->lios[i]);
+    }
+}
+
+static void
+task_cancel(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_cancel);
+    for (conn *c = t->conns; c != NULL; c = c->next) {
+        for (struct tether_call *call = c->calls; call != NULL; call = call->next) {
+            if (!call->canceled) {
+                call->canceled = 1;
+                write_error(c, call->seq, TETHER_ECANCELED,
+                            "rpc: call canceled: the server stopped before it finished");
+            }
+        }
+    }
+}
+
+static void
+task_stop(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_stop);
+    t->stop = 1;
+}
+
+void
+tt_server_post_all(tether_server *srv, size_t task_off)
+{
+    for (int i = 0; i < srv->nthreads; i++) {
+        iothr *t = &srv->threads[i];
+        tt_task *task = (tt_task *)((char *)t + task_off);
+        tt_loop_post(&t->loop, task);
+    }
+}
+
+long
+tt_server_inflight(tether_server *srv)
+{
+    long n = 0;
+    for (int i = 0; i < srv->nthreads; i++) {
+        n += atomic_load(&srv->threads[i].inflight);
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* I/O threads                                                            */
+
+static void
+reap(iothr *t)
+{
+    while (t->reap != NULL) {
+        conn *c = t->reap;
+        t->reap = c->reap_next;
+        conn_free(c);
+    }
+}
+
+static void *
+io_main(void *arg)
+{
+    iothr *t = arg;
+    tls_thr = t;
+    while (!t->stop) {
+        tt_loop_poll(&t->loop, -1);
+        flush_dirty(t);
+        reap(t);
+    }
+    /* Stopping: send what is pending, then close every connection. */
+    flush_dirty(t);
+    while (t->conns != NULL) {
+        conn_close(t->conns);
+    }
+    reap(t);
+    tls_thr = NULL;
+    return NULL;
+}
+
+static void
+thread_fini(iothr *t)
+{
+    /* Calls of connections that closed with calls in flight keep their
+     * connection alive; with the threads gone, free them here. */
+    for (conn *c = t->reap; c != NULL;) {
+        conn *n = c->reap_next;
+        tt_free(c);
+        c = n;
+    }
+    while (t->free_calls != NULL) {
+        struct tether_call *call = t->free_calls;
+        t->free_calls = call->next;
+        tt_buf_free(&call->ans);
+        tt_free(call);
+    }
+    for (int i = 0; i < t->nbufs; i++) {
+        tt_free(t->bufs[i]);
+    }
+    t->nbufs = 0;
+    tt_free(t->scratch);
+    tt_free(t->lios);
+    tt_loop_fini(&t->loop);
+}
+
+tether_err
+tether_server_start(tether_server *srv)
+{
+    if (srv == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (atomic_load(&srv->state) != SRV_NEW || srv->nlisteners == 0) {
+        set_err(srv, "%s", srv->nlisteners == 0 ? "no listener" : "already started");
+        return TETHER_ESTATE;
+    }
+    qsort(srv->methods, srv->nmethods, sizeof *srv->methods, method_cmp);
+    tether_err rc = tt_pool_create(srv->cfg.worker_threads, &srv->pool);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    srv->threads = tt_calloc((size_t)srv->cfg.io_threads, sizeof *srv->threads);
+    if (srv->threads == NULL) {
+        return TETHER_ENOMEM;
+    }
+    for (int i = 0; i < srv->cfg.io_threads; i++) {
+        iothr *t = &srv->threads[i];
+        t->srv = srv;
+        t->idx = i;
+        t->accepting = 1;
+        t->t_goaway.fn = task_goaway;
+        t->t_stop_accept.fn = task_stop_accept;
+        t->t_cancel.fn = task_cancel;
+        t->t_stop.fn = task_stop;
+        t->scratch = tt_malloc(TT_IOBUF);
+        t->lios = tt_calloc((size_t)srv->nlisteners, sizeof *t->lios);
+        if (t->scratch == NULL || t->lios == NULL) {
+            tt_free(t->scratch);
+            tt_free(t->lios);
+            rc = TETHER_ENOMEM;
+            goto fail;
+        }
+        rc = tt_loop_init(&t->loop);
+        if (rc != TETHER_OK) {
+            tt_free(t->scratch);
+            tt_free(t->lios);
+            goto fail;
+        }
+        srv->nthreads = i + 1;
+        for (int j = 0; j < srv->nlisteners; j++) {
+            t->lios[j].fd = srv->listeners[j].fd;
+            t->lios[j].cb = on_listener;
+            /* Every thread watches every listener; EPOLLEXCLUSIVE wakes one
+             * of them per connection, which spreads connections out. */
+            rc = tt_loop_add(&t->loop, &t->lios[j], EPOLLIN | EPOLLEXCLUSIVE);
+            if (rc != TETHER_OK) {
+                goto fail;
+            }
+        }
+    }
+    atomic_store(&srv->state, SRV_RUNNING);
+    for (int i = 0; i < srv->nthreads; i++) {
+        int e = pthread_create(&srv->threads[i].tid, NULL, io_main, &srv->threads[i]);
+        if (e != 0) {
+            /* Threads that did start are stopped and joined. */
+            for (int j = 0; j < i; j++) {
+                tt_loop_post(&srv->threads[j].loop, &srv->threads[j].t_stop);
+                pthread_join(srv->threads[j].tid, NULL);
+            }
+            atomic_store(&srv->state, SRV_NEW);
+            rc = tt_err_errno(e);
+            goto fail;
+        }
+    }
+    int e = pthread_create(&srv->control, NULL, tt_server_control_main, srv);
+    if (e != 0) {
+        /* Without the control thread nobody could stop us: stop now. */
+        tt_server_post_all(srv, offsetof(iothr, t_stop));
+        for (int i = 0; i < srv->nthreads; i++) {
+            pthread_join(srv->threads[i].tid, NULL);
+        }
+        atomic_store(&srv->state, SRV_NEW);
+        rc = tt_err_errno(e);
+        goto fail;
+    }
+    srv->control_started = 1;
+    return TETHER_OK;
+
+fail:
+    for (int i = 0; i < srv->nthreads; i++) {
+        thread_fini(&srv->threads[i]);
+    }
+    tt_free(srv->threads);
+    srv->threads = NULL;
+    srv->nthreads = 0;
+    tt_pool_destroy(srv->pool);
+    srv->pool = NULL;
+    return rc;
+}
+
+void
+tether_server_shutdown(tether_server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    /* Only write(2): safe in a signal handler. */
+    uint64_t one = 1;
+    ssize_t w = write(srv->shutdown_fd, &one, sizeof one);
+    (void)w;
+}
+
+tether_err
+tether_server_wait(tether_server *srv)
+{
+    if (srv == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (!srv->control_started) {
+        return TETHER_ESTATE;
+    }
+    pthread_mutex_lock(&srv->mu);
+    while (atomic_load(&srv->state) != SRV_STOPPED) {
+        pthread_cond_wait(&srv->cv, &srv->mu);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    return TETHER_OK;
+}
+
+void
+tt_server_stop_threads(tether_server *srv)
+{
+    tt_server_post_all(srv, offsetof(iothr, t_stop));
+    for (int i = 0; i < srv->nthreads; i++) {
+        pthread_join(srv->threads[i].tid, NULL);
+    }
+    /* From here no loop runs: answers arriving late must not post. */
+    pthread_mutex_lock(&srv->g->mu);
+    srv->g->dead = 1;
+    pthread_mutex_unlock(&srv->g->mu);
+    /* Posted answers that raced with the stop are still queued: finish them
+     * so their calls are freed (their connections are closed). */
+    for (int i = 0; i < srv->nthreads; i++) {
+        iothr *t = &srv->threads[i];
+        tls_thr = t;
+        tt_loop_poll(&t->loop, 0);
+        reap(t);
+        tls_thr = NULL;
+    }
+    for (int i = 0; i < srv->nlisteners; i++) {
+        if (srv->listeners[i].fd >= 0) {
+            close(srv->listeners[i].fd);
+            srv->listeners[i].fd = -1;
+            if (srv->listeners[i].addr.ss.ss_family == AF_UNIX) {
+                unlink(((struct sockaddr_un *)&srv->listeners[i].addr.ss)->sun_path);
+            }
+        }
+    }
+}
+
+void
+tether_server_destroy(tether_server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    if (srv->control_started) {
+        /* Two requests make the stop immediate. */
+        tether_server_shutdown(srv);
+        tether_server_shutdown(srv);
+        pthread_join(srv->control, NULL);
+        srv->control_started = 0;
+    }
+    tt_pool_destroy(srv->pool);
+    for (int i = 0; i < srv->nthreads; i++) {
+        thread_fini(&srv->threads[i]);
+    }
+    tt_free(srv->threads);
+    for (int i = 0; i < srv->nlisteners; i++) {
+        if (srv->listeners[i].fd >= 0) {
+            close(srv->listeners[i].fd);
+        }
+    }
+    tt_free(srv->listeners);
+    for (size_t i = 0; i < srv->nmethods; i++) {
+        tt_free(srv->methods[i].name);
+    }
+    tt_free(srv->methods);
+    for (size_t i = 0; i < srv->nservices; i++) {
+        tt_free(srv->services[i]);
+    }
+    tt_free(srv->services);
+    if (srv->shutdown_fd >= 0) {
+        close(srv->shutdown_fd);
+    }
+    if (srv->drained_fd >= 0) {
+        close(srv->drained_fd);
+    }
+    if (srv->g != NULL) {
+        pthread_mutex_lock(&srv->g->mu);
+        srv->g->dead = 1;
+        pthread_mutex_unlock(&srv->g->mu);
+        if (atomic_fetch_sub(&srv->g->refs, 1) == 1) {
+            pthread_mutex_destroy(&srv->g->mu);
+            tt_free(srv->g);
+        }
+    }
+    pthread_mutex_destroy(&srv->mu);
+    pthread_cond_destroy(&srv->cv);
+    tt_free(srv);
+}

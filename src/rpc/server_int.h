@@ -1,0 +1,156 @@
+/*
+ * server_int.h - the server's internal structures, shared by server.c
+ * (setup, connections, calls) and drain.c (the stop sequence).
+ *
+ * Threads and ownership:
+ *  - Each connection belongs to one I/O thread (struct iothr) and is only
+ *    touched there.  Its refcount counts "open" plus one per call in
+ *    flight, and it is freed on its thread once both are gone.
+ *  - A call is created on its connection's thread.  If it is answered
+ *    there (inline handler), the answer goes straight into the
+ *    connection's output buffer.  If it is answered on another thread
+ *    (async handler, worker pool), the answer frame is built there and the
+ *    call is posted back to its thread, which appends it and finishes the
+ *    call.
+ *  - The gate outlives the server while answers may still arrive from
+ *    other threads: after the I/O threads have stopped, late answers see
+ *    gate->dead and just free their call.
+ */
+#ifndef TT_RPC_SERVER_INT_H
+#define TT_RPC_SERVER_INT_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/buf.h"
+#include "net/loop.h"
+#include "net/sock.h"
+#include "rpc/pool.h"
+#include "tether/server.h"
+
+typedef struct method_ent {
+    char *name; /* "Service.Method", NUL-terminated */
+    size_t name_len;
+    const ProtobufCMethodDescriptor *md; /* typed methods; NULL for raw */
+    tether_handler_fn fn;
+    tether_raw_handler_fn raw_fn;
+    unsigned flags;
+    void *arg;
+} method_ent;
+
+typedef struct gate {
+    pthread_mutex_t mu;
+    int dead;           /* I/O threads are gone: drop late answers */
+    _Atomic long refs;  /* outstanding calls + 1 for the server */
+} gate;
+
+struct iothr;
+struct tether_call;
+
+typedef struct conn {
+    tt_io io;
+    struct iothr *t;
+    int refs;        /* 1 while open + 1 per call in flight */
+    int closed;
+    int preface_ok;  /* the native preface has been read */
+    int paused;      /* EPOLLIN off: too much unsent output */
+    int goaway_sent;
+    int in_dirty;
+    size_t need;     /* bytes the partial frame in 'in' needs */
+    uint32_t inflight;
+    tt_buf in;       /* an incomplete frame carried to the next read */
+    tt_buf out;      /* answers not yet sent */
+    struct tether_call *calls; /* calls in flight (for cancel at drain end) */
+    struct conn *prev, *next;  /* thread's list of open connections */
+    struct conn *dirty_next;   /* thread's list of connections to flush */
+    struct conn *reap_next;    /* thread's list of connections to free */
+} conn;
+
+struct tether_call {
+    tether_server *srv;
+    gate *g;
+    struct iothr *t;
+    conn *c;
+    const method_ent *m;
+    uint64_t seq;
+    ProtobufCMessage *req;
+    uint8_t *body;     /* raw methods: the request bytes */
+    size_t body_len;
+    int canceled;      /* answered ECANCELED at the drain deadline */
+    tt_task task;      /* worker pool job, then the answer's trip home */
+    tt_buf ans;        /* an answer built off the I/O thread */
+    struct tether_call *prev, *next; /* conn's calls in flight / free list */
+    uint8_t small[64]; /* small raw request bodies live here */
+};
+
+typedef struct iothr {
+    tether_server *srv;
+    int idx;
+    pthread_t tid;
+    tt_loop loop;
+    tt_io *lios;    /* one per listener */
+    int accepting;
+    int stop;
+    conn *conns;
+    conn *dirty;
+    conn *reap;
+    struct tether_call *free_calls;
+    int nfree_calls;
+    uint8_t *scratch;
+    void *bufs[32]; /* spare I/O buffers of TT_IOBUF bytes */
+    int nbufs;
+    /* Counters written only by this thread, read by anyone. */
+    _Atomic uint64_t st_accepted, st_started, st_completed, st_failed, st_proto;
+    _Atomic long inflight;
+    _Atomic long nconns;
+    tt_task t_goaway, t_stop_accept, t_cancel, t_stop;
+} iothr;
+
+typedef struct listener {
+    int fd;
+    tt_addr addr;
+    char text[TT_ADDR_STRLEN];
+} listener;
+
+enum { SRV_NEW, SRV_RUNNING, SRV_DRAINING, SRV_STOPPED };
+
+struct tether_server {
+    tether_server_config cfg;
+    method_ent *methods;
+    size_t nmethods;
+    char **services;  /* wire service names, for "unknown service" vs "method" */
+    size_t nservices;
+    listener *listeners;
+    int nlisteners;
+    iothr *threads;
+    int nthreads;
+    tt_pool *pool;
+    gate *g;
+    _Atomic int state;
+    _Atomic long nconns;
+    int shutdown_fd;  /* eventfd: tether_server_shutdown() writes it */
+    int drained_fd;   /* eventfd: a thread saw its last call finish while draining */
+    pthread_t control;
+    int control_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* state changes, for tether_server_wait() */
+    /* Runs first in a graceful stop, on the control thread (registry
+     * deregistration); set by the lifecycle code, NULL otherwise. */
+    void (*on_stop)(tether_server *srv, void *arg);
+    void *on_stop_arg;
+    char errmsg[256];
+};
+
+#define TT_IOBUF (64 * 1024)
+
+/* drain.c: the control thread that runs the stop sequence. */
+void *tt_server_control_main(void *arg);
+/* server.c: tasks the control thread posts to each I/O thread. */
+void tt_server_post_all(tether_server *srv, size_t task_off);
+long tt_server_inflight(tether_server *srv);
+/* server.c: stop and join the I/O threads, drop late answers, close the
+ * listeners (the last step of every stop). */
+void tt_server_stop_threads(tether_server *srv);
+
+#endif
