@@ -1,0 +1,226 @@
+/*
+ * bench_util.h - small helpers shared by the benchmark programs.
+ *
+ * Everything here is static inline so that each benchmark stays one .c
+ * file plus this header; nothing in bench/ is part of the library.
+ *
+ * Result lines: every benchmark program prints exactly one line starting
+ * with "RESULT" followed by key=value pairs (for example
+ * "RESULT p50_us=21.3 p99_us=40.2 calls=20000").  bench/run.sh greps for
+ * that line, so human-readable chatter goes to stderr.
+ */
+#ifndef TETHER_BENCH_UTIL_H
+#define TETHER_BENCH_UTIL_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * The message sizes of one tether "Calculator.Add" call with A=1, B=2, as
+ * they travel on the wire (see src/codec/native/frame.h): a request frame
+ * is the 20-byte header, the 14-byte method name and the 4-byte protobuf
+ * Args body (08 01 10 02); a reply frame is the 20-byte header and the
+ * 2-byte Int64Value body (08 03).  The raw TCP floor sends exactly these
+ * byte counts, so floor and tether move the same bytes per call.
+ * tether-bench-client checks the request size against protobuf-c's own
+ * packed size at start-up and refuses to run if they ever drift apart.
+ */
+#define BENCH_HDR_LEN 20
+#define BENCH_METHOD "Calculator.Add"
+#define BENCH_METHOD_LEN 14
+#define BENCH_ARGS_LEN 4
+#define BENCH_REQ_LEN (BENCH_HDR_LEN + BENCH_METHOD_LEN + BENCH_ARGS_LEN) /* 38 */
+#define BENCH_REPLY_LEN (BENCH_HDR_LEN + 2)                             /* 22 */
+#define BENCH_PREFACE "\xF5TETHER\x01"
+#define BENCH_PREFACE_LEN 8
+
+/* Calls kept outstanding per connection in the pipelined runs. */
+#define BENCH_DEFAULT_DEPTH 64
+
+static inline uint64_t
+bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void
+bench_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int
+bench_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a;
+    uint64_t y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * bench_percentile - the q-quantile (0..1) of v[0..n), which is sorted in
+ * place.  Nearest-rank definition: the smallest sample with at least q*n
+ * samples at or below it, so p99 of 20,000 calls is the 19,800th fastest.
+ */
+static inline uint64_t
+bench_percentile(uint64_t *v, size_t n, double q, int sorted)
+{
+    if (n == 0) {
+        return 0;
+    }
+    if (!sorted) {
+        qsort(v, n, sizeof(v[0]), bench_cmp_u64);
+    }
+    size_t rank = (size_t)(q * (double)n + 0.999999);
+    if (rank < 1) {
+        rank = 1;
+    }
+    if (rank > n) {
+        rank = n;
+    }
+    return v[rank - 1];
+}
+
+/*
+ * bench_raise_nofile - lift the soft RLIMIT_NOFILE to the hard limit; the
+ * idle-connection test needs more descriptors than the usual 1024.
+ * Returns the new soft limit.
+ */
+static inline rlim_t
+bench_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return 0;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    (void)getrlimit(RLIMIT_NOFILE, &rl);
+    return rl.rlim_cur;
+}
+
+/*
+ * bench_parse_addr - "host:port" (IPv4 dotted quad only: the benchmarks
+ * run on loopback) into sa.  Returns 0 or -1.
+ */
+static inline int
+bench_parse_addr(const char *addr, struct sockaddr_in *sa)
+{
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof(host)) {
+        return -1;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port < 0 || port > 65535) {
+        return -1;
+    }
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (host[0] == '\0') {
+        sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
+        return -1;
+    }
+    return 0;
+}
+
+/* bench_nodelay - disable Nagle, as tether does: small frames must leave at once. */
+static inline void
+bench_nodelay(int fd)
+{
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* bench_connect - a blocking TCP connection to addr with TCP_NODELAY, or -1. */
+static inline int
+bench_connect(const struct sockaddr_in *sa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    bench_nodelay(fd);
+    return fd;
+}
+
+/* bench_write_all - write n bytes, retrying short writes.  Returns 0 or -1. */
+static inline int
+bench_write_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* bench_read_all - read exactly n bytes.  Returns 0, or -1 on error or EOF. */
+static inline int
+bench_read_all(int fd, void *p, size_t n)
+{
+    uint8_t *b = p;
+    while (n > 0) {
+        ssize_t r = read(fd, b, n);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        if (r == 0) {
+            return -1;
+        }
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static inline void
+bench_put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline uint32_t
+bench_get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+#endif
