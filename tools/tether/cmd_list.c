@@ -1,0 +1,49 @@
+/*
+ * cmd_list.c - `tether list SERVICE [--registry URL]`: one line per live
+ * instance, "ADDRESS STATE weight=N [key=value ...] [pid=N]", sorted by
+ * address.  Exit 0 (also for no instances), 1 on errors, 2 on usage.
+ */
+#include <stdio.h>
+
+#include <tether/registry.h>
+#include <tether/tether.h>
+
+#include "cli.h"
+
+int
+tether_cmd_list(int argc, char **argv)
+{
+    const char *service;
+    const char *url;
+    int verbose;
+    int rc = cli_parse_service_args(argc, argv, &service, &url, &verbose);
+    if (rc != 0) {
+        return rc == 3 ? 0 : rc;
+    }
+    tether_registry *reg = NULL;
+    tether_err err = tether_registry_open(url, &reg);
+    if (err != TETHER_OK) {
+        fprintf(stderr, "tether list: cannot open registry '%s': %s\n", url,
+                tether_strerror(err));
+        return 1;
+    }
+    tether_instance_list *l = NULL;
+    err = tether_registry_list(reg, service, &l);
+    if (err != TETHER_OK) {
+        fprintf(stderr, "tether list: cannot list '%s' in '%s': %s\n", service, url,
+                tether_strerror(err));
+        tether_registry_close(reg);
+        return 1;
+    }
+    for (size_t i = 0; i < l->count; i++) {
+        cli_print_instance(stdout, &l->items[i]);
+        fputc('\n', stdout);
+    }
+    tether_instance_list_free(l);
+    tether_registry_close(reg);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "tether list: cannot write the output\n");
+        return 1;
+    }
+    return 0;
+}

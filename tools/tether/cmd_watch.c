@@ -1,0 +1,89 @@
+/*
+ * cmd_watch.c - `tether watch SERVICE [--registry URL]`: print every
+ * instance once as "added", then one line per change as it happens:
+ *
+ *   2026-11-27T15:04:05.123Z added 127.0.0.1:8080 serving weight=1 pid=42
+ *
+ * (UTC, millisecond resolution), flushing each line.  Runs until SIGINT or
+ * SIGTERM (exit 0) or until stdout goes away (exit 1).
+ *
+ * Signals: SIGINT and SIGTERM are blocked before the watch starts and
+ * taken with sigwait() by the main thread, so no handler runs at all; the
+ * watch thread prints.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <tether/registry.h>
+#include <tether/tether.h>
+
+#include "cli.h"
+
+/* Set by the watch callback when stdout fails. */
+static atomic_int output_failed;
+
+static void
+on_change(tether_watch_event ev, const tether_instance *inst, void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    printf("%s.%03ldZ %s ", when, ts.tv_nsec / 1000000L, tether_watch_event_name(ev));
+    cli_print_instance(stdout, inst);
+    fputc('\n', stdout);
+    if (fflush(stdout) != 0 && !atomic_exchange(&output_failed, 1)) {
+        /* Nobody is reading any more: wake the main thread's sigwait(). */
+        kill(getpid(), SIGTERM);
+    }
+}
+
+int
+tether_cmd_watch(int argc, char **argv)
+{
+    const char *service;
+    const char *url;
+    int verbose;
+    int rc = cli_parse_service_args(argc, argv, &service, &url, &verbose);
+    if (rc != 0) {
+        return rc == 3 ? 0 : rc;
+    }
+    /* A closed pipe shows up as a write error instead of killing us. */
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, NULL);
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    tether_registry *reg = NULL;
+    tether_err err = tether_registry_open(url, &reg);
+    if (err != TETHER_OK) {
+        fprintf(stderr, "tether watch: cannot open registry '%s': %s\n", url,
+                tether_strerror(err));
+        return 1;
+    }
+    tether_watch *w = NULL;
+    err = tether_registry_watch(reg, service, on_change, NULL, &w);
+    if (err != TETHER_OK) {
+        fprintf(stderr, "tether watch: cannot watch '%s' in '%s': %s\n", service, url,
+                tether_strerror(err));
+        tether_registry_close(reg);
+        return 1;
+    }
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0) {
+    }
+    tether_watch_stop(w);
+    tether_registry_close(reg);
+    return atomic_load(&output_failed) ? 1 : 0;
+}
