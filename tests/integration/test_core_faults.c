@@ -1,0 +1,346 @@
+/*
+ * test_core_faults.c - failures around real processes: the server killed
+ * with calls pending (each fails cleanly, the next call after a restart
+ * reconnects), and misbehaving raw-socket clients (garbage, half frames,
+ * huge length fields, a client that never reads) next to a well-behaved
+ * client that must keep being served.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "calculator.pb-c.h"
+#include "harness.h"
+
+static h_proc srv;
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    h_kill(&srv);
+    return 0;
+}
+
+struct pending {
+    _Atomic int *done;
+    atomic_int calls;
+    tether_err err;
+};
+
+static void
+on_reply(tether_client *c, const tether_reply *r, void *arg)
+{
+    (void)c;
+    struct pending *p = arg;
+    p->err = r->err;
+    atomic_fetch_add(&p->calls, 1);
+    atomic_fetch_add(p->done, 1);
+}
+
+/* A synchronous call blocked in another thread while the server dies. */
+struct sync_call {
+    tether_client *c;
+    tether_err err;
+    atomic_int finished;
+};
+
+static void *
+sync_park(void *arg)
+{
+    struct sync_call *s = arg;
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char *errtext = NULL;
+    s->err = tether_client_call_raw(s->c, "Test.Park", "sync", 4, &out, &len, H_CALL_MS, &errtext);
+    tether_free(out);
+    tether_free(errtext);
+    atomic_store(&s->finished, 1);
+    return NULL;
+}
+
+/* Kill the server with calls parked on it; every pending call (async and
+ * sync) must fail with TETHER_ECONNRESET, without waiting for its
+ * timeout; then a server restarted on the same address must be reached by
+ * the next call on the same client. */
+static void
+server_dies_mid_call(const char *listen)
+{
+    enum { N = 20 };
+    h_server_opts opts = {{listen, NULL, NULL, NULL}, 0, 0, 0, 0, 0};
+    h_spawn_server(&srv, &opts);
+    char addr[256];
+    snprintf(addr, sizeof(addr), "%s", srv.addr[0]);
+    tether_client *c = h_client(addr);
+    assert_int_equal(h_add(c, 1, 2), 3);
+
+    struct pending p[N];
+    _Atomic int done = 0;
+    memset(p, 0, sizeof(p));
+    for (int i = 0; i < N; i++) {
+        p[i].done = &done;
+        H_OK(tether_client_call_async_raw(c, "Test.Park", "x", 1, H_CALL_MS, on_reply, &p[i]));
+    }
+    struct sync_call sc = {c, TETHER_OK, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, sync_park, &sc), 0);
+    /* Every call has reached a handler before the kill. */
+    H_WAIT(h_raw_u32(c, "Test.Parked") == N + 1, "all calls parked on the server");
+    assert_int_equal(atomic_load(&done), 0);
+
+    uint64_t t0 = h_now_ms();
+    h_kill(&srv);
+    H_WAIT(atomic_load(&done) == N && atomic_load(&sc.finished), "pending calls to fail");
+    pthread_join(th, NULL);
+    /* Failing must come from noticing the dead connection, not from the
+     * calls' 60 s timeouts. */
+    assert_true(h_now_ms() - t0 < H_CALL_MS);
+    for (int i = 0; i < N; i++) {
+        if (p[i].err != TETHER_ECONNRESET) {
+            fail_msg("pending async call %d: got %s, want TETHER_ECONNRESET", i,
+                     tether_err_name(p[i].err));
+        }
+    }
+    if (sc.err != TETHER_ECONNRESET) {
+        fail_msg("pending sync call: got %s, want TETHER_ECONNRESET", tether_err_name(sc.err));
+    }
+    assert_int_equal(tether_client_pending(c), 0);
+
+    /* Nobody listens now: a call fails at once rather than hanging. */
+    Args a = ARGS__INIT;
+    a.a = 2;
+    a.b = 2;
+    ProtobufCMessage *reply = NULL;
+    tether_err e = tether_client_call(c, "Calculator.Add", &a.base,
+                                      &google__protobuf__int64_value__descriptor, &reply,
+                                      H_CALL_MS, NULL);
+    assert_int_not_equal(e, TETHER_OK);
+    assert_null(reply);
+
+    /* Same address again: the next call reconnects. */
+    h_server_opts again = {{addr, NULL, NULL, NULL}, 0, 0, 0, 0, 0};
+    h_spawn_server(&srv, &again);
+    assert_string_equal(srv.addr[0], addr);
+    assert_int_equal(h_add(c, 20, 22), 42);
+    assert_int_equal(h_raw_u32(c, "Test.Parked"), 0);
+
+    tether_client_destroy(c);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&p[i].calls), 1);
+    }
+    h_kill(&srv);
+}
+
+static void
+test_server_dies_mid_call_unix(void **state)
+{
+    (void)state;
+    char addr[300];
+    h_unix_addr(addr, sizeof(addr), "dies.sock");
+    server_dies_mid_call(addr);
+}
+
+static void
+test_server_dies_mid_call_tcp(void **state)
+{
+    (void)state;
+    server_dies_mid_call("127.0.0.1:0");
+}
+
+/* Calls from a well-behaved client while misbehaving ones are connected:
+ * they must all succeed, promptly enough for the generous deadline. */
+static void
+good_client_works(tether_client *good, int rounds)
+{
+    for (int i = 0; i < rounds; i++) {
+        assert_int_equal(h_add(good, i, 1000), i + 1000);
+    }
+}
+
+/* Fill a raw connection with pipelined requests it never reads replies
+ * to, until its sends block (the server stopped reading: back-pressure)
+ * or the server closes it.  Fails if the server swallowed an absurd
+ * amount without pushing back, which would mean unbounded buffering. */
+static void
+flood_without_reading(int fd)
+{
+    static uint8_t batch[64 * 1024];
+    size_t n = 0;
+    size_t off = 0;
+    uint64_t seq = 1;
+    Args a = ARGS__INIT;
+    a.a = 1;
+    a.b = 2;
+    uint8_t body[32];
+    size_t body_len = args__pack(&a, body);
+    size_t sent = 0;
+    const size_t cap = (size_t)64 << 20;
+    for (;;) {
+        if (off == 0) {
+            /* A fresh batch of whole frames with new sequence numbers. */
+            n = 0;
+            while (n + 64 <= sizeof(batch)) {
+                n += h_put_frame(batch + n, 1, seq++, "Calculator.Add", body, body_len);
+            }
+        }
+        ssize_t w = send(fd, batch + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            sent += (size_t)w;
+            off = (off + (size_t)w) % n;
+            if (sent > cap) {
+                fail_msg("server read %zu bytes of requests from a client that never reads "
+                         "its replies without pushing back or closing",
+                         sent);
+            }
+            continue;
+        }
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* Blocked.  Give the server a moment to read more; if it does
+             * not, it has stopped reading this client.  (On a slow machine
+             * this may end the flood early, which only makes the test
+             * milder, never wrongly failing.) */
+            struct pollfd pfd = {fd, POLLOUT, 0};
+            if (poll(&pfd, 1, 1000) == 0) {
+                print_message("flood: %zu bytes sent, then the server stopped reading\n", sent);
+                return;
+            }
+            continue;
+        }
+        /* Closed by the server (EPIPE, ECONNRESET): also acceptable. */
+        print_message("flood: %zu bytes sent, then the server closed (errno %d)\n", sent, errno);
+        return;
+    }
+}
+
+/* (e) Garbage, half frames, huge lengths and a client that never reads,
+ * all at once, on a server with one I/O thread (where one stuck
+ * connection would stall every other one); a good client keeps working
+ * and later connections are served. */
+static void
+test_misbehaving_clients(void **state)
+{
+    (void)state;
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0};
+    h_spawn_server(&srv, &opts);
+    const char *addr = srv.addr[0];
+    tether_client *good = h_client(addr);
+    good_client_works(good, 10);
+
+    /* A raw client that speaks the protocol correctly first, so the hand
+     * encoding below is known to be right. */
+    int raw = h_raw_connect(addr);
+    uint8_t frame[256];
+    static const uint8_t args12[] = {0x08, 0x01, 0x10, 0x02};
+    size_t n = h_put_frame(frame, 1, 77, "Calculator.Add", args12, sizeof(args12));
+    assert_int_equal(h_raw_send(raw, H_PREFACE, H_PREFACE_LEN), 0);
+    assert_int_equal(h_raw_send(raw, frame, n), 0);
+    uint8_t in[256];
+    size_t got = h_raw_frame(raw, in, sizeof(in), H_TIMEOUT_MS);
+    assert_int_equal(got, H_FRAME_HDR + 2);
+    assert_int_equal(in[4], 2);                  /* reply */
+    assert_true(h_le64(in + 8) == 77);           /* same seq */
+    assert_int_equal(h_le32(in + 16), 0);        /* status */
+    assert_int_equal(in[H_FRAME_HDR], 0x08);     /* Int64Value.value = 3 */
+    assert_int_equal(in[H_FRAME_HDR + 1], 0x03);
+    /* Then garbage on the same connection: it gets closed. */
+    uint8_t junk[4096];
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < sizeof(junk); i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        junk[i] = (uint8_t)x;
+    }
+    h_raw_send(raw, junk, sizeof(junk));
+    assert_true(h_raw_closed(raw, H_TIMEOUT_MS));
+    close(raw);
+
+    /* Garbage with no preface at all. */
+    int g1 = h_raw_connect(addr);
+    h_raw_send(g1, junk, sizeof(junk));
+    assert_true(h_raw_closed(g1, H_TIMEOUT_MS));
+    close(g1);
+
+    /* An HTTP request at the tether port. */
+    int g2 = h_raw_connect(addr);
+    static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    h_raw_send(g2, http, sizeof(http) - 1);
+    assert_true(h_raw_closed(g2, H_TIMEOUT_MS));
+    close(g2);
+
+    /* A length field far over the frame limit: refused from the header
+     * alone, without waiting for the body. */
+    int big = h_raw_connect(addr);
+    uint8_t hdr[H_FRAME_HDR];
+    h_put_frame(hdr, 1, 1, NULL, NULL, 0);
+    hdr[0] = 0xf0;
+    hdr[1] = 0xff;
+    hdr[2] = 0xff;
+    hdr[3] = 0x7f;
+    assert_int_equal(h_raw_send(big, H_PREFACE, H_PREFACE_LEN), 0);
+    assert_int_equal(h_raw_send(big, hdr, sizeof(hdr)), 0);
+    assert_true(h_raw_closed(big, H_TIMEOUT_MS));
+    close(big);
+
+    /* Half a frame, then silence, kept open for the rest of the test. */
+    int half = h_raw_connect(addr);
+    assert_int_equal(h_raw_send(half, H_PREFACE, H_PREFACE_LEN), 0);
+    assert_int_equal(h_raw_send(half, frame, 11), 0);
+    /* Half a preface, then silence. */
+    int half_preface = h_raw_connect(addr);
+    assert_int_equal(h_raw_send(half_preface, H_PREFACE, 3), 0);
+    /* Connected and silent. */
+    int silent = h_raw_connect(addr);
+
+    good_client_works(good, 50);
+
+    /* A client that pipelines requests and never reads the replies. */
+    int flood = h_raw_connect(addr);
+    assert_int_equal(h_raw_send(flood, H_PREFACE, H_PREFACE_LEN), 0);
+    flood_without_reading(flood);
+
+    /* Everyone else is still served, on the connection made before the
+     * abuse and on new ones. */
+    good_client_works(good, 200);
+    tether_client *later = h_client(addr);
+    good_client_works(later, 50);
+    assert_true(h_alive(&srv));
+
+    close(flood);
+    close(half);
+    close(half_preface);
+    close(silent);
+    good_client_works(good, 10);
+    good_client_works(later, 10);
+    tether_client_destroy(later);
+    tether_client_destroy(good);
+
+    tether_client *after = h_client(addr);
+    good_client_works(after, 10);
+    tether_client_destroy(after);
+    assert_true(h_alive(&srv));
+}
+
+int
+main(int argc, char **argv)
+{
+    h_child_main(argc, argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_server_dies_mid_call_unix, teardown),
+        cmocka_unit_test_teardown(test_server_dies_mid_call_tcp, teardown),
+        cmocka_unit_test_teardown(test_misbehaving_clients, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    h_cleanup();
+    return rc;
+}
