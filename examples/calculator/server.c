@@ -1,16 +1,22 @@
 /*
  * calculator-server - the Go net/rpc calculator, served by tether.
  *
- *   calculator-server [--listen ADDR] [--threads N]
+ *   calculator-server [--listen ADDR] [--registry URL] [--name NAME]
+ *                     [--threads N] [--delay-ms MS] [--drain-ms MS]
  *
  * Serves Calculator.Add/Sub/Mul/Div on ADDR (default 127.0.0.1:8080; port
- * 0 picks a free one) and prints "listening on ADDR" once ready.  SIGINT or
- * SIGTERM stops it gracefully; a second signal stops it at once.
+ * 0 picks a free one) and prints "listening on ADDR" once ready.  With
+ * --registry (e.g. "local:") it registers as NAME (default "calculator")
+ * while it serves.  --delay-ms makes every call take that long (on the
+ * worker pool), to watch a graceful stop wait for calls in flight.  SIGINT
+ * or SIGTERM stops it gracefully; a second signal stops it at once.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <tether/server.h>
 
@@ -65,6 +71,16 @@ do_div(tether_call *call, const ProtobufCMessage *req, void *arg)
     reply_int(call, a->a / a->b);
 }
 
+static long delay_ms;
+
+static void
+sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
 static const tether_method calculator_methods[] = {
     {"Add", do_add, 0},
     {"Sub", do_sub, 0},
@@ -72,19 +88,29 @@ static const tether_method calculator_methods[] = {
     {"Div", do_div, 0},
 };
 
-static tether_server *the_server;
-
+/* The same operation after a pause, on the worker pool (--delay-ms). */
 static void
-on_signal(int sig)
+do_slow(tether_call *call, const ProtobufCMessage *req, void *arg)
 {
-    (void)sig;
-    tether_server_shutdown(the_server); /* async-signal-safe */
+    (void)arg;
+    sleep_ms(delay_ms);
+    const char *m = strchr(tether_call_method(call), '.') + 1;
+    for (size_t k = 0; k < 4; k++) {
+        if (strcmp(calculator_methods[k].name, m) == 0) {
+            calculator_methods[k].fn(call, req, NULL);
+            return;
+        }
+    }
+    tether_call_fail(call, "no such method");
 }
+
+static tether_server *the_server;
 
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: calculator-server [--listen ADDR] [--threads N]\n");
+    fprintf(stderr, "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
+                    "                         [--threads N] [--delay-ms MS] [--drain-ms MS]\n");
     exit(2);
 }
 
@@ -92,11 +118,21 @@ int
 main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:8080";
+    const char *registry_url = NULL;
+    const char *name = "calculator";
     tether_server_config cfg;
     tether_server_config_init(&cfg);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
             listen = argv[++i];
+        } else if (strcmp(argv[i], "--registry") == 0 && i + 1 < argc) {
+            registry_url = argv[++i];
+        } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+            name = argv[++i];
+        } else if (strcmp(argv[i], "--delay-ms") == 0 && i + 1 < argc) {
+            delay_ms = strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc) {
+            cfg.drain_timeout_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             cfg.io_threads = (int)strtol(argv[++i], NULL, 10);
         } else {
@@ -109,8 +145,14 @@ main(int argc, char **argv)
         fprintf(stderr, "calculator-server: %s\n", tether_strerror(rc));
         return 1;
     }
-    rc = tether_server_add_service(the_server, &calculator__descriptor, calculator_methods,
-                                   sizeof calculator_methods / sizeof calculator_methods[0], NULL);
+    tether_method slow[4];
+    for (size_t k = 0; k < 4; k++) {
+        slow[k].name = calculator_methods[k].name;
+        slow[k].fn = do_slow;
+        slow[k].flags = TETHER_METHOD_BLOCKING;
+    }
+    rc = tether_server_add_service(the_server, &calculator__descriptor,
+                                   delay_ms > 0 ? slow : calculator_methods, 4, NULL);
     if (rc == TETHER_OK) {
         rc = tether_server_listen(the_server, listen);
     }
@@ -120,23 +162,40 @@ main(int argc, char **argv)
         tether_server_destroy(the_server);
         return 1;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    tether_registry *reg = NULL;
+    if (registry_url != NULL) {
+        rc = tether_registry_open(registry_url, &reg);
+        if (rc == TETHER_OK) {
+            rc = tether_server_set_registry(the_server, reg, name, NULL, 0, 1);
+        }
+        if (rc != TETHER_OK) {
+            fprintf(stderr, "calculator-server: registry %s: %s\n", registry_url,
+                    tether_strerror(rc));
+            tether_server_destroy(the_server);
+            tether_registry_close(reg);
+            return 1;
+        }
+    }
+    /* Signals wait until tether_server_run() is ready for them. */
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
     rc = tether_server_start(the_server);
     if (rc != TETHER_OK) {
-        fprintf(stderr, "calculator-server: %s\n", tether_strerror(rc));
+        fprintf(stderr, "calculator-server: %s\n", tether_server_errmsg(the_server));
         tether_server_destroy(the_server);
+        tether_registry_close(reg);
         return 1;
     }
     char addr[128];
     tether_server_address(the_server, 0, addr, sizeof addr);
     printf("listening on %s\n", addr);
     fflush(stdout);
-    tether_server_wait(the_server);
+    /* Blocks; SIGINT/SIGTERM stop gracefully, a second one at once. */
+    tether_server_run(the_server);
     tether_server_destroy(the_server);
+    tether_registry_close(reg);
     return 0;
 }

@@ -14,6 +14,7 @@
 #ifndef TETHER_CLIENT_H
 #define TETHER_CLIENT_H
 
+#include "tether/registry.h"
 #include "tether/service.h"
 #include "tether/tether.h"
 
@@ -24,6 +25,14 @@ extern "C" {
 /* tether_client - opaque client handle. */
 typedef struct tether_client tether_client;
 
+/* How a client by service name picks an instance for each call. */
+typedef enum tether_balance {
+    TETHER_BALANCE_ROUND_ROBIN = 0, /* in turn, weights honoured (default) */
+    TETHER_BALANCE_RANDOM = 1,      /* weighted random */
+    TETHER_BALANCE_P2C = 2,         /* two random choices, fewer calls in flight per weight wins */
+    TETHER_BALANCE_HASH = 3         /* rendezvous hash of the call's key (tether_client_call_keyed) */
+} tether_balance;
+
 /*
  * tether_client_config - creation-time settings; zero means default
  * (tether_client_config_init() writes them out).
@@ -32,6 +41,7 @@ typedef struct tether_client_config {
     size_t max_frame_size;       /* largest reply accepted; default 16 MiB */
     uint32_t connect_timeout_ms; /* default 5000 */
     uint32_t call_timeout_ms;    /* used when a call passes timeout 0; default 10000 */
+    tether_balance balance;      /* clients by service name only */
 } tether_client_config;
 
 /* tether_client_config_init - fill cfg with the documented defaults. */
@@ -46,6 +56,38 @@ TETHER_API void tether_client_config_init(tether_client_config *cfg);
  */
 TETHER_API tether_err tether_client_create(const char *addr, const tether_client_config *cfg,
                                            tether_client **out);
+
+/*
+ * tether_client_create_service - a client for every instance of service
+ * listed in the registry at registry_url ("local:", "local:/dir",
+ * "static:h:p,h:p", ...).  It follows the registry's watch: instances that
+ * appear get calls, instances that are removed, draining, or that sent
+ * "going away" get no new calls while their calls in flight complete.  Each
+ * call goes to one instance picked by cfg->balance.  A call that failed
+ * before any handler saw it (connection refused, "going away", a reset
+ * after the instance said it was going away) is retried on another
+ * instance within the call's deadline; an instance that refuses
+ * connections is set aside with growing backoff (100 ms to 5 s) even
+ * before the registry notices.  When no instance is available a call waits
+ * for one until its deadline (TETHER_ETIMEDOUT; TETHER_ENOENT if the
+ * registry never listed any).  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
+ * registry's errors.
+ */
+TETHER_API tether_err tether_client_create_service(const char *registry_url, const char *service,
+                                                   const tether_client_config *cfg,
+                                                   tether_client **out);
+
+/*
+ * tether_client_call_keyed - tether_client_call() whose instance is chosen
+ * by key under TETHER_BALANCE_HASH (the same key goes to the same instance
+ * while the set of instances does not change; a change moves only the keys
+ * of the instances that came or went).  For other clients key is ignored.
+ */
+TETHER_API tether_err tether_client_call_keyed(tether_client *c, const char *key,
+                                               const char *method, const ProtobufCMessage *req,
+                                               const ProtobufCMessageDescriptor *reply_desc,
+                                               ProtobufCMessage **reply, uint32_t timeout_ms,
+                                               char **errtext);
 
 /*
  * tether_client_destroy - close the client.  Pending asynchronous calls

@@ -21,6 +21,7 @@
 #ifndef TETHER_SERVER_H
 #define TETHER_SERVER_H
 
+#include "tether/registry.h"
 #include "tether/service.h"
 #include "tether/tether.h"
 
@@ -138,6 +139,41 @@ TETHER_API void tether_server_destroy(tether_server *srv);
  * on srv.  Never NULL.
  */
 TETHER_API const char *tether_server_errmsg(const tether_server *srv);
+
+/*
+ * tether_server_set_registry - register this server in registry r as an
+ * instance of service (for example "calculator"), once per listener, with
+ * the listener's address, the metadata meta[0..nmeta-1] (copied) and weight
+ * (0 means 1).  Registration happens in tether_server_start(), after the
+ * I/O threads serve, so an instance is never listed before it can answer;
+ * if called after start it registers at once.  The graceful stop begins by
+ * marking each registration draining and deregistering it, before clients
+ * are told to go away and before the listener closes.  r must outlive the
+ * server.  Errors: TETHER_EINVAL, TETHER_ENOMEM, TETHER_ESTATE (stopping),
+ * and the registry's errors when registering at once.
+ */
+TETHER_API tether_err tether_server_set_registry(tether_server *srv, tether_registry *r,
+                                                 const char *service, const tether_meta *meta,
+                                                 size_t nmeta, uint32_t weight);
+
+/*
+ * tether_server_run - the opt-in run helper: start the server if it is not
+ * started yet (registering it), then block until it has stopped.  While it
+ * runs, the first SIGINT or SIGTERM starts the graceful stop (see
+ * tether_server_shutdown()) and a second one stops at once: this function
+ * installs handlers for both signals with sigaction() and restores the
+ * previous handlers before it returns; nothing else in the library touches
+ * signals.  It also unblocks SIGINT and SIGTERM in the calling thread (and
+ * restores the mask on return): a program that must not lose a signal
+ * arriving before this call blocks both with pthread_sigmask() before
+ * tether_server_start(), so that the server's threads inherit the block.
+ * Under systemd (NOTIFY_SOCKET set) it sends READY=1 once the
+ * server serves and is registered, and STOPPING=1 when the stop begins.
+ * Only one server per process may be in tether_server_run() at a time
+ * (TETHER_ESTATE otherwise).  Returns TETHER_OK after a stop, or the error
+ * of tether_server_start().
+ */
+TETHER_API tether_err tether_server_run(tether_server *srv);
 
 /* Counters a server keeps (read with tether_server_stats()). */
 typedef struct tether_server_stats {

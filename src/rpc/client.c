@@ -30,6 +30,7 @@
 #include "core/log.h"
 #include "net/loop.h"
 #include "net/sock.h"
+#include "rpc/client_int.h"
 #include "tether/client.h"
 
 #define NBUCKETS 1024u
@@ -66,6 +67,8 @@ struct tether_client {
     int registered; /* fd is in epoll */
     int broken;     /* a writer saw the connection fail; the reader closes */
     int closing;
+    int goaway;           /* the server said it is going away */
+    struct tt_disc *disc; /* a client by service name: everything goes there */
     tether_err conn_err; /* reason the server gave before closing, if any */
     uint64_t next_seq;
     pending *buckets[NBUCKETS];
@@ -297,6 +300,7 @@ connect_locked(tether_client *c)
     }
     c->fd = fd;
     c->io.fd = fd;
+    c->goaway = 0;
     c->registered = 0;
     c->armed = 0;
     c->broken = 0;
@@ -434,6 +438,10 @@ dispatch_all(tether_client *c, pending *me)
             }
             break;
         case TT_FRAME_GOAWAY:
+            pthread_mutex_lock(&c->mu);
+            c->goaway = 1;
+            pthread_mutex_unlock(&c->mu);
+            break;
         case TT_FRAME_PONG:
             break;
         default:
@@ -675,10 +683,50 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
     return TETHER_OK;
 }
 
+int
+tt_client_goaway(tether_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int g = c->goaway;
+    pthread_mutex_unlock(&c->mu);
+    return g;
+}
+
+int
+tt_client_on_io_thread(void)
+{
+    return tls_io != NULL;
+}
+
+tether_err
+tether_client_create_service(const char *registry_url, const char *service,
+                             const tether_client_config *cfg, tether_client **out)
+{
+    if (registry_url == NULL || service == NULL || out == NULL) {
+        return TETHER_EINVAL;
+    }
+    tether_client *c = tt_calloc(1, sizeof *c);
+    if (c == NULL) {
+        return TETHER_ENOMEM;
+    }
+    tether_err rc = tt_disc_create(registry_url, service, cfg, &c->disc);
+    if (rc != TETHER_OK) {
+        tt_free(c);
+        return rc;
+    }
+    *out = c;
+    return TETHER_OK;
+}
+
 void
 tether_client_destroy(tether_client *c)
 {
     if (c == NULL) {
+        return;
+    }
+    if (c->disc != NULL) {
+        tt_disc_destroy(c->disc);
+        tt_free(c);
         return;
     }
     pthread_mutex_lock(&c->mu);
@@ -707,6 +755,9 @@ tether_client_pending(const tether_client *c)
 {
     if (c == NULL) {
         return 0;
+    }
+    if (c->disc != NULL) {
+        return tt_disc_pending(c->disc);
     }
     pthread_mutex_lock((pthread_mutex_t *)&c->mu);
     size_t n = c->npending;
@@ -812,8 +863,12 @@ tether_client_call_async(tether_client *c, const char *method, const ProtobufCMe
                          const ProtobufCMessageDescriptor *reply_desc, uint32_t timeout_ms,
                          tether_reply_fn fn, void *arg)
 {
-    if (req == NULL) {
+    if (req == NULL || c == NULL) {
         return TETHER_EINVAL;
+    }
+    if (c->disc != NULL) {
+        return tt_disc_call_async(c->disc, c, method, req, NULL, 0, reply_desc, timeout_ms, fn,
+                                  arg);
     }
     return call_async(c, method, req, NULL, 0, reply_desc, timeout_ms, fn, arg);
 }
@@ -822,6 +877,10 @@ tether_err
 tether_client_call_async_raw(tether_client *c, const char *method, const void *req,
                              size_t req_len, uint32_t timeout_ms, tether_reply_fn fn, void *arg)
 {
+    if (c != NULL && c->disc != NULL) {
+        return tt_disc_call_async(c->disc, c, method, NULL, req, req_len, NULL, timeout_ms, fn,
+                                  arg);
+    }
     return call_async(c, method, NULL, req, req_len, NULL, timeout_ms, fn, arg);
 }
 
@@ -944,6 +1003,10 @@ tether_client_call(tether_client *c, const char *method, const ProtobufCMessage 
         return TETHER_EINVAL;
     }
     *reply = NULL;
+    if (c != NULL && c->disc != NULL) {
+        return tt_disc_call(c->disc, NULL, method, req, NULL, 0, reply_desc, reply, NULL, NULL,
+                            timeout_ms, errtext);
+    }
     pending p;
     tether_err rc = call_sync(c, method, req, NULL, 0, reply_desc, timeout_ms, &p);
     if (rc == TETHER_OK) {
@@ -968,6 +1031,10 @@ tether_client_call_raw(tether_client *c, const char *method, const void *req, si
     }
     *out = NULL;
     *out_len = 0;
+    if (c != NULL && c->disc != NULL) {
+        return tt_disc_call(c->disc, NULL, method, NULL, req, req_len, NULL, NULL, out, out_len,
+                            timeout_ms, errtext);
+    }
     pending p;
     tether_err rc = call_sync(c, method, NULL, req, req_len, NULL, timeout_ms, &p);
     if (rc == TETHER_OK) {
@@ -987,4 +1054,20 @@ tether_client_call_raw(tether_client *c, const char *method, const void *req, si
     }
     tt_free(p.data);
     return rc;
+}
+
+tether_err
+tether_client_call_keyed(tether_client *c, const char *key, const char *method,
+                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                         ProtobufCMessage **reply, uint32_t timeout_ms, char **errtext)
+{
+    if (c != NULL && c->disc != NULL && req != NULL && reply_desc != NULL && reply != NULL) {
+        if (errtext != NULL) {
+            *errtext = NULL;
+        }
+        *reply = NULL;
+        return tt_disc_call(c->disc, key, method, req, NULL, 0, reply_desc, reply, NULL, NULL,
+                            timeout_ms, errtext);
+    }
+    return tether_client_call(c, method, req, reply_desc, reply, timeout_ms, errtext);
 }

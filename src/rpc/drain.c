@@ -108,6 +108,9 @@ tt_server_control_main(void *arg)
         }
     } else {
         atomic_store(&srv->state, SRV_DRAINING);
+        if (srv->on_stop != NULL) {
+            srv->on_stop(srv, srv->on_stop_arg); /* still leave the registry first */
+        }
     }
     /* Step 7: flush and close everything. */
     tt_server_stop_threads(srv);

@@ -1348,6 +1348,16 @@ tether_server_start(tether_server *srv)
         goto fail;
     }
     srv->control_started = 1;
+    /* Serving now: only from here may the registry list us. */
+    rc = tt_server_register_all(srv);
+    if (rc != TETHER_OK) {
+        set_err(srv, "registration failed: %s", tether_strerror(rc));
+        tether_server_shutdown(srv);
+        tether_server_shutdown(srv);
+        pthread_join(srv->control, NULL);
+        srv->control_started = 0;
+        return rc;
+    }
     return TETHER_OK;
 
 fail:
@@ -1435,6 +1445,7 @@ tether_server_destroy(tether_server *srv)
         pthread_join(srv->control, NULL);
         srv->control_started = 0;
     }
+    tt_server_registry_fini(srv);
     tt_pool_destroy(srv->pool);
     for (int i = 0; i < srv->nthreads; i++) {
         thread_fini(&srv->threads[i]);

@@ -139,6 +139,14 @@ struct tether_server {
      * deregistration); set by the lifecycle code, NULL otherwise. */
     void (*on_stop)(tether_server *srv, void *arg);
     void *on_stop_arg;
+    /* Registration (lifecycle.c). */
+    tether_registry *registry;
+    char *reg_service;
+    tether_meta *reg_meta;
+    size_t reg_nmeta;
+    uint32_t reg_weight;
+    tether_registration **regs; /* one per listener while registered */
+    int notify_systemd;         /* send STOPPING=1 when the stop begins */
     char errmsg[256];
 };
 
@@ -152,5 +160,11 @@ long tt_server_inflight(tether_server *srv);
 /* server.c: stop and join the I/O threads, drop late answers, close the
  * listeners (the last step of every stop). */
 void tt_server_stop_threads(tether_server *srv);
+/* lifecycle.c: register every listener (after the threads serve), and the
+ * first step of the stop sequence; free what registration kept. */
+tether_err tt_server_register_all(tether_server *srv);
+void tt_server_deregister_all(tether_server *srv);
+void tt_server_registry_fini(tether_server *srv);
+void tt_sd_notify(const char *state);
 
 #endif

@@ -1,0 +1,32 @@
+/*
+ * client_int.h - what the discovery client (discovery.c) needs from the
+ * single-connection client (client.c).
+ */
+#ifndef TT_RPC_CLIENT_INT_H
+#define TT_RPC_CLIENT_INT_H
+
+#include "tether/client.h"
+
+struct tt_disc;
+
+/* The server on c's connection sent GOAWAY (reset when it reconnects). */
+int tt_client_goaway(tether_client *c);
+/* The calling thread is some client's I/O thread (callbacks run there). */
+int tt_client_on_io_thread(void);
+
+/* discovery.c */
+tether_err tt_disc_create(const char *url, const char *service, const tether_client_config *cfg,
+                          struct tt_disc **out);
+void tt_disc_destroy(struct tt_disc *d);
+size_t tt_disc_pending(struct tt_disc *d);
+/* Sync call: typed when desc != NULL (reply in *msg), else raw (*out, *out_len). */
+tether_err tt_disc_call(struct tt_disc *d, const char *key, const char *method,
+                        const ProtobufCMessage *req, const void *data, size_t len,
+                        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg,
+                        uint8_t **out, size_t *out_len, uint32_t timeout_ms, char **errtext);
+tether_err tt_disc_call_async(struct tt_disc *d, tether_client *outer, const char *method,
+                              const ProtobufCMessage *req, const void *data, size_t len,
+                              const ProtobufCMessageDescriptor *desc, uint32_t timeout_ms,
+                              tether_reply_fn fn, void *arg);
+
+#endif

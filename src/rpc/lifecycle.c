@@ -1,0 +1,231 @@
+/*
+ * lifecycle.c - a server's registration in a registry, the opt-in run
+ * helper with its signal handling, and systemd readiness notification.
+ *
+ * The order is the point: an instance is registered only after its I/O
+ * threads serve, and deregistered before anything else in a stop (drain.c
+ * calls tt_server_deregister_all() as step 1), so the registry never lists
+ * an instance that will not answer.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "rpc/server_int.h"
+
+static void
+on_stop_hook(tether_server *srv, void *arg)
+{
+    (void)arg;
+    if (srv->notify_systemd) {
+        tt_sd_notify("STOPPING=1");
+    }
+    tt_server_deregister_all(srv);
+}
+
+tether_err
+tether_server_set_registry(tether_server *srv, tether_registry *r, const char *service,
+                           const tether_meta *meta, size_t nmeta, uint32_t weight)
+{
+    if (srv == NULL || r == NULL || service == NULL || service[0] == '\0' ||
+        (meta == NULL && nmeta > 0) || srv->registry != NULL) {
+        return TETHER_EINVAL;
+    }
+    int state = atomic_load(&srv->state);
+    if (state == SRV_DRAINING || state == SRV_STOPPED) {
+        return TETHER_ESTATE;
+    }
+    srv->reg_service = tt_strdup(service);
+    srv->reg_meta = tt_calloc(nmeta + 1, sizeof *srv->reg_meta);
+    if (srv->reg_service == NULL || srv->reg_meta == NULL) {
+        tt_server_registry_fini(srv);
+        return TETHER_ENOMEM;
+    }
+    for (size_t i = 0; i < nmeta; i++) {
+        srv->reg_meta[i].key = tt_strdup(meta[i].key != NULL ? meta[i].key : "");
+        srv->reg_meta[i].value = tt_strdup(meta[i].value != NULL ? meta[i].value : "");
+        srv->reg_nmeta = i + 1;
+        if (srv->reg_meta[i].key == NULL || srv->reg_meta[i].value == NULL) {
+            tt_server_registry_fini(srv);
+            return TETHER_ENOMEM;
+        }
+    }
+    srv->reg_weight = weight == 0 ? 1 : weight;
+    srv->registry = r;
+    srv->on_stop = on_stop_hook;
+    if (state == SRV_RUNNING) {
+        return tt_server_register_all(srv);
+    }
+    return TETHER_OK;
+}
+
+tether_err
+tt_server_register_all(tether_server *srv)
+{
+    if (srv->registry == NULL || srv->regs != NULL) {
+        return TETHER_OK;
+    }
+    srv->regs = tt_calloc((size_t)srv->nlisteners, sizeof *srv->regs);
+    if (srv->regs == NULL) {
+        return TETHER_ENOMEM;
+    }
+    for (int i = 0; i < srv->nlisteners; i++) {
+        tether_instance inst;
+        memset(&inst, 0, sizeof inst);
+        inst.service = srv->reg_service;
+        inst.address = srv->listeners[i].text;
+        inst.meta = srv->reg_meta;
+        inst.meta_count = srv->reg_nmeta;
+        inst.weight = srv->reg_weight;
+        inst.state = TETHER_INSTANCE_SERVING;
+        tether_err rc = tether_registry_register(srv->registry, &inst, &srv->regs[i]);
+        if (rc != TETHER_OK) {
+            tt_log(TETHER_LOG_ERROR, "cannot register %s at %s: %s", srv->reg_service,
+                   srv->listeners[i].text, tether_strerror(rc));
+            tt_server_deregister_all(srv);
+            return rc;
+        }
+        tt_log(TETHER_LOG_INFO, "registered %s at %s", srv->reg_service, srv->listeners[i].text);
+    }
+    return TETHER_OK;
+}
+
+void
+tt_server_deregister_all(tether_server *srv)
+{
+    if (srv->regs == NULL) {
+        return;
+    }
+    /* Draining first (watchers that read state stop sending at once), then
+     * gone; both before any connection hears "going away". */
+    for (int i = 0; i < srv->nlisteners; i++) {
+        if (srv->regs[i] != NULL) {
+            tether_registration_set_state(srv->regs[i], TETHER_INSTANCE_DRAINING);
+        }
+    }
+    for (int i = 0; i < srv->nlisteners; i++) {
+        if (srv->regs[i] != NULL) {
+            tether_err rc = tether_registration_deregister(srv->regs[i]);
+            if (rc != TETHER_OK) {
+                tt_log(TETHER_LOG_WARN, "deregister %s: %s", srv->reg_service, tether_strerror(rc));
+            }
+            srv->regs[i] = NULL;
+        }
+    }
+    tt_free(srv->regs);
+    srv->regs = NULL;
+}
+
+void
+tt_server_registry_fini(tether_server *srv)
+{
+    tt_server_deregister_all(srv);
+    if (srv->reg_meta != NULL) {
+        for (size_t i = 0; i < srv->reg_nmeta; i++) {
+            tt_free((char *)srv->reg_meta[i].key);
+            tt_free((char *)srv->reg_meta[i].value);
+        }
+    }
+    tt_free(srv->reg_meta);
+    tt_free(srv->reg_service);
+    srv->reg_meta = NULL;
+    srv->reg_service = NULL;
+    srv->reg_nmeta = 0;
+    srv->registry = NULL;
+}
+
+void
+tt_sd_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || (path[0] != '/' && path[0] != '@')) {
+        return;
+    }
+    struct sockaddr_un un;
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n >= sizeof un.sun_path) {
+        return;
+    }
+    memcpy(un.sun_path, path, n);
+    if (un.sun_path[0] == '@') {
+        un.sun_path[0] = '\0'; /* abstract namespace */
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return;
+    }
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    ssize_t w = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&un, len);
+    if (w < 0) {
+        tt_log(TETHER_LOG_WARN, "systemd notify failed (errno %d)", errno);
+    }
+    close(fd);
+}
+
+/* The server tether_server_run() is running, for its signal handler. */
+static tether_server *_Atomic run_srv;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    tether_server *srv = atomic_load(&run_srv);
+    if (srv != NULL) {
+        tether_server_shutdown(srv); /* only write(2) */
+    }
+}
+
+tether_err
+tether_server_run(tether_server *srv)
+{
+    if (srv == NULL) {
+        return TETHER_EINVAL;
+    }
+    tether_server *expected = NULL;
+    if (!atomic_compare_exchange_strong(&run_srv, &expected, srv)) {
+        return TETHER_ESTATE;
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    /* A program may block the two signals before starting the server (so
+     * its threads never take them, and none is lost before this point);
+     * with the handlers in place, let them in on this thread. */
+    sigset_t set, old_mask;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, &old_mask);
+    srv->notify_systemd = getenv("NOTIFY_SOCKET") != NULL;
+    if (srv->on_stop == NULL) {
+        srv->on_stop = on_stop_hook;
+    }
+    tether_err rc = TETHER_OK;
+    if (atomic_load(&srv->state) == SRV_NEW) {
+        rc = tether_server_start(srv);
+    }
+    if (rc == TETHER_OK) {
+        if (srv->notify_systemd) {
+            tt_sd_notify("READY=1");
+        }
+        rc = tether_server_wait(srv);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    atomic_store(&run_srv, NULL);
+    return rc;
+}
