@@ -740,6 +740,130 @@ test_watchers_do_not_echo(void **state)
     tether_registry_close(reg);
 }
 
+/* The tether tool's path, from TETHER_BIN_DIR (set by ctest). */
+static void
+tool_path(char *buf, size_t cap)
+{
+    const char *bin = getenv("TETHER_BIN_DIR");
+    /* A missing tool is a failure, never a silent skip. */
+    assert_non_null(bin);
+    snprintf(buf, cap, "%s/tether", bin);
+    assert_int_equal(access(buf, X_OK), 0);
+}
+
+/* Read one line from fd (blocking with a deadline); false on timeout/EOF. */
+static bool
+read_line(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    size_t n = 0;
+    uint64_t deadline = tt_now_ms() + (uint64_t)timeout_ms;
+    while (n + 1 < cap) {
+        uint64_t now = tt_now_ms();
+        if (now >= deadline) {
+            break;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(deadline - now)) != 1) {
+            break;
+        }
+        char ch;
+        if (read(fd, &ch, 1) != 1) {
+            break;
+        }
+        if (ch == '\n') {
+            buf[n] = '\0';
+            return true;
+        }
+        buf[n++] = ch;
+    }
+    buf[n] = '\0';
+    return false;
+}
+
+/* The id (file name) of the one instance of "calc". */
+static const char *
+g_id(tether_registry *reg)
+{
+    static char id[256];
+    tether_instance_list *l = NULL;
+    assert_int_equal(tether_registry_list(reg, "calc", &l), TETHER_OK);
+    assert_int_equal(l->count, 1);
+    snprintf(id, sizeof id, "%s", l->items[0].id);
+    tether_instance_list_free(l);
+    return id;
+}
+
+static void
+test_cli_list_and_watch(void **state)
+{
+    struct ctx *c = *state;
+    char tool[4096];
+    tool_path(tool, sizeof tool);
+    tether_registry *reg = NULL;
+    assert_int_equal(tether_registry_open(c->url, &reg), TETHER_OK);
+    tether_meta meta[] = {{"zone", "a b"}};
+    tether_instance in = {.service = "calc",
+                          .address = "127.0.0.1:8080",
+                          .meta = meta,
+                          .meta_count = 1,
+                          .weight = 2};
+    tether_registration *g = NULL;
+    assert_int_equal(tether_registry_register(reg, &in, &g), TETHER_OK);
+
+    /* list: one line per instance, exit 0. */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' list calc --registry '%s'", tool, c->url);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char line[512];
+    char want[512];
+    snprintf(want, sizeof want, "127.0.0.1:8080 serving weight=2 zone=\"a b\" pid=%d\n",
+             (int)getpid());
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, want);
+    assert_null(fgets(line, sizeof line, f));
+    int st = pclose(f);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    /* An unusable registry (a directory below a regular file): exit 1 with
+     * a message on stderr. */
+    snprintf(cmd, sizeof cmd, "'%s' list calc --registry 'local:%s/calc/%s/x' 2>/dev/null", tool,
+             c->dir, g_id(reg));
+    st = system(cmd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+
+    /* watch: the existing instance as added, then changes as they happen,
+     * exit 0 on SIGTERM. */
+    int out[2];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        char *argv[] = {tool, "watch", "calc", "--registry", c->url, NULL};
+        execv(tool, argv);
+        _exit(127);
+    }
+    close(out[1]);
+    assert_true(read_line(out[0], line, sizeof line, 5000));
+    /* "YYYY-MM-DDTHH:MM:SS.mmmZ added ..." */
+    assert_int_equal(strlen(line) > 25, 1);
+    assert_int_equal(line[10], 'T');
+    assert_int_equal(line[23], 'Z');
+    assert_non_null(strstr(line, " added 127.0.0.1:8080 serving weight=2"));
+    assert_int_equal(tether_registration_set_state(g, TETHER_INSTANCE_DRAINING), TETHER_OK);
+    assert_true(read_line(out[0], line, sizeof line, 5000));
+    assert_non_null(strstr(line, " changed 127.0.0.1:8080 draining"));
+    assert_int_equal(tether_registration_deregister(g), TETHER_OK);
+    assert_true(read_line(out[0], line, sizeof line, 5000));
+    assert_non_null(strstr(line, " removed 127.0.0.1:8080"));
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(out[0]);
+    tether_registry_close(reg);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -767,6 +891,7 @@ main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_many_children_leave_nothing, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_watchers_do_not_echo, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_cli_list_and_watch, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
