@@ -319,6 +319,37 @@ test_register_list_deregister(void **state)
 }
 
 static void
+test_default_dir(void **state)
+{
+    struct ctx *c = *state;
+    /* "local:", "" and NULL all mean $XDG_RUNTIME_DIR/tether. */
+    char *old = getenv("XDG_RUNTIME_DIR") != NULL ? strdup(getenv("XDG_RUNTIME_DIR")) : NULL;
+    assert_int_equal(setenv("XDG_RUNTIME_DIR", c->dir, 1), 0);
+    const char *urls[] = {"local:", "", NULL};
+    for (size_t i = 0; i < 3; i++) {
+        tether_registry *reg = NULL;
+        assert_int_equal(tether_registry_open(urls[i], &reg), TETHER_OK);
+        tether_instance in = {.service = "calc", .address = "h:1"};
+        tether_registration *g = NULL;
+        assert_int_equal(tether_registry_register(reg, &in, &g), TETHER_OK);
+        char p[256];
+        snprintf(p, sizeof p, "%s/tether/calc", c->dir);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+        assert_int_equal(list_count(reg, "calc"), 1);
+        assert_int_equal(tether_registration_deregister(g), TETHER_OK);
+        tether_registry_close(reg);
+    }
+    if (old != NULL) {
+        setenv("XDG_RUNTIME_DIR", old, 1);
+        free(old);
+    } else {
+        unsetenv("XDG_RUNTIME_DIR");
+    }
+}
+
+static void
 test_invalid_arguments(void **state)
 {
     struct ctx *c = *state;
@@ -882,6 +913,7 @@ main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_register_list_deregister, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_invalid_arguments, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_default_dir, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_watch_added_changed_removed, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_watch_stop_from_callback, setup_dir, teardown_dir),

@@ -47,6 +47,11 @@ int
 tt_local_mkdirs(const char *path)
 {
     char tmp[4096];
+    struct stat st;
+    /* The common case, on every write: it is already there. */
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        return 0;
+    }
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof tmp) {
         return ENAMETOOLONG;
@@ -64,7 +69,6 @@ tt_local_mkdirs(const char *path)
             tmp[i] = c;
         }
     }
-    struct stat st;
     if (stat(path, &st) != 0) {
         return errno;
     }

@@ -139,8 +139,8 @@ random64(void)
     if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v) {
         return v;
     }
-    v = tt_now_ns() ^ ((uint64_t)getpid() << 32) ^ atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull;
-    return v;
+    v = tt_now_ns() ^ ((uint64_t)getpid() << 32);
+    return v ^ atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull;
 }
 
 /* The entry's file name: the address made file-name safe, the pid and 64

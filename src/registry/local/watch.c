@@ -256,7 +256,8 @@ tt_local_watch_create(struct tether_registry *r, const char *service, struct tet
     if (lw->ifd < 0 || lw->wakefd < 0) {
         char eb[128];
         int e = errno;
-        TT_ERROR("registry: cannot create inotify/eventfd: %s", tt_local_errno_text(e, eb, sizeof eb));
+        TT_ERROR("registry: cannot create inotify/eventfd: %s",
+                 tt_local_errno_text(e, eb, sizeof eb));
         err = (tether_err)(TETHER_ESYSERR | e);
         goto fail;
     }
