@@ -237,14 +237,20 @@ read_report(h_proc *p, int fd)
     }
     close(fd);
     p->naddr = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(buf, "\n", &save); line != NULL && p->naddr < 4;
-         line = strtok_r(NULL, "\n", &save)) {
+    for (char *line = buf; *line != '\0' && p->naddr < 4;) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL) {
+            *nl = '\0';
+        }
         if (strncmp(line, "ERROR ", 6) == 0) {
             h_kill(p);
             fail_msg("server child: %s", line + 6);
         }
         snprintf(p->addr[p->naddr++], sizeof(p->addr[0]), "%s", line);
+        if (nl == NULL) {
+            break;
+        }
+        line = nl + 1;
     }
 }
 
