@@ -20,6 +20,7 @@ static inline unsigned char *
 read_vector(const char *rel, size_t *len)
 {
     const char *dir = getenv("TETHER_TEST_DATA");
+    *len = 0;
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s", dir != NULL ? dir : "tests/data", rel);
     FILE *f = fopen(path, "rb");
