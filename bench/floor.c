@@ -349,9 +349,11 @@ usage(void)
 {
     fprintf(stderr,
             "usage: tether-bench-floor server --listen HOST:PORT\n"
-            "       tether-bench-floor client --addr HOST:PORT --mode seq [--calls N] [--warmup N]\n"
-            "       tether-bench-floor client --addr HOST:PORT --mode pipe [--conns C] [--depth D]\n"
-            "                                 [--seconds S] [--warmup-ms W]\n"
+            "       tether-bench-floor client --addr HOST:PORT --mode seq\n"
+            "                                 [--calls N] [--warmup N]\n"
+            "       tether-bench-floor client --addr HOST:PORT --mode pipe\n"
+            "                                 [--conns C] [--depth D] [--seconds S]\n"
+            "                                 [--warmup-ms W]\n"
             "       tether-bench-floor freeport\n");
 }
 

@@ -216,7 +216,8 @@ for run in $(seq 1 "$RUNS"); do
                 record "idle_rss.$impl" "$(proc_status "$SERVER_PID" VmRSS)"
                 record "idle_threads.$impl" "$(proc_status "$SERVER_PID" Threads)"
             fi
-            r=$(run_client "$impl" "$placement" --mode seq --calls "$SEQ_CALLS" --warmup "$SEQ_WARMUP")
+            r=$(run_client "$impl" "$placement" --mode seq --calls "$SEQ_CALLS" \
+                --warmup "$SEQ_WARMUP")
             record "seq_p50_$placement.$impl" "$(field "$r" p50_us)"
             record "seq_p99_$placement.$impl" "$(field "$r" p99_us)"
             if [ "$placement" = unpinned ]; then
@@ -224,7 +225,8 @@ for run in $(seq 1 "$RUNS"); do
                     r=$(run_client "$impl" "$placement" --mode pipe --conns "$conns" --depth 64 \
                         --seconds "$PIPE_SECONDS" --warmup-ms "$PIPE_WARMUP_MS")
                     v=$(field "$r" calls_per_s)
-                    record "pipe_$conns.$impl" "${v:+$(awk -v v="$v" 'BEGIN {printf "%.1f", v / 1000}')}"
+                    [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
+                    record "pipe_$conns.$impl" "$v"
                 done
                 if [ "$impl" != floor ]; then
                     # After the load: does the server give its buffers back?
@@ -301,7 +303,8 @@ alloc_window() {
     # timeout first: only the client itself may load the counter, or two
     # processes would read the same control FIFO.
     timeout "$CLIENT_TIMEOUT" env LD_PRELOAD="$ALLOCLIB" ALLOCCOUNT_CTL="$TMP/cli.ctl" \
-        ALLOCCOUNT_OUT="$TMP/alloc-client.$mode" "$BIN/tether-bench-client" --addr "$SERVER_ADDR" --mode "$mode" \
+        ALLOCCOUNT_OUT="$TMP/alloc-client.$mode" \
+        "$BIN/tether-bench-client" --addr "$SERVER_ADDR" --mode "$mode" \
         --ctl "$TMP/srv.ctl" --ctl "$TMP/cli.ctl" "$@" 2>>"$TMP/client-tether.log" |
         grep '^RESULT' | tail -1
     # The reports are written by the counters' own threads: wait for "end".
@@ -368,7 +371,8 @@ show_stacks() {
             n=$((n + 1))
             [ $n -ge 6 ] && break
         done
-        printf '    %8.3f/call  %s\n' "$(awk -v c="$count" -v n="$2" 'BEGIN {print c / n}')" "$chain"
+        printf '    %8.3f/call  %s\n' "$(awk -v c="$count" -v n="$2" 'BEGIN { print c / n }')" \
+            "$chain"
     done
 }
 
@@ -424,11 +428,14 @@ row() { # LABEL PLACEMENT KEY TARGET
 
 echo
 echo "tether benchmark: Calculator.Add(1, 2) over loopback TCP"
-echo "  machine   $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
+CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo "  machine   $(nproc) CPUs ($CPU_MODEL), kernel $(uname -r)"
 echo "  load      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min load average at the end)"
 echo "  build     $BUILD_TYPE${SANITIZE:+, TETHER_SANITIZE=$SANITIZE}; Go ${GOVERSION:-not run}"
-echo "  bytes     request frame 38 B, reply frame 22 B (tether's frames for this call; the floor sends the same)"
-echo "  runs      $RUNS; latency: $SEQ_CALLS calls after $SEQ_WARMUP warm-up; throughput: ${PIPE_SECONDS} s after ${PIPE_WARMUP_MS} ms warm-up"
+echo "  bytes     request frame 38 B, reply frame 22 B per call (tether's frames; the floor"
+echo "            sends the same sizes)"
+echo "  runs      $RUNS; latency: $SEQ_CALLS calls after $SEQ_WARMUP warm-up;"
+echo "            throughput: ${PIPE_SECONDS} s after ${PIPE_WARMUP_MS} ms warm-up"
 echo "  cells     median (min-max) over the runs; ratios are of the medians"
 echo
 printf '%-24s %-18s %-22s %-22s %-22s %-8s %-8s %-8s\n' \
