@@ -1,0 +1,134 @@
+/*
+ * gob_int.h - internals shared by gob.c (framing, headers, type tables)
+ * and gob_value.c (messages <-> gob values).
+ */
+#ifndef TT_CODEC_GOB_GOB_INT_H
+#define TT_CODEC_GOB_GOB_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/gob/gob.h"
+#include "core/buf.h"
+
+/* Predefined type ids (encoding/gob type.go). */
+enum {
+    GOB_BOOL = 1,
+    GOB_INT = 2,
+    GOB_UINT = 3,
+    GOB_FLOAT = 4,
+    GOB_BYTES = 5,
+    GOB_STRING = 6,
+    GOB_COMPLEX = 7,
+    GOB_INTERFACE = 8,
+    GOB_FIRST_USER = 64 /* ids below are reserved for the predefined types */
+};
+
+/* wireType's fields: which kind a definition is. */
+enum {
+    GOB_K_ARRAY = 1,
+    GOB_K_SLICE = 2,
+    GOB_K_STRUCT = 3,
+    GOB_K_MAP = 4,
+    GOB_K_GOBENC = 5,
+    GOB_K_BINARY = 6,
+    GOB_K_TEXT = 7
+};
+
+typedef struct gob_field {
+    char *name;
+    size_t name_len;
+    int64_t id;
+    /* Last proto field this wire field matched, for the last descriptor. */
+    const ProtobufCMessageDescriptor *cache_desc;
+    const ProtobufCFieldDescriptor *cache_field;
+} gob_field;
+
+/* An incoming type definition. */
+typedef struct gob_wtype {
+    int64_t id;
+    int kind;
+    int64_t elem;
+    int64_t key;
+    int64_t len; /* arrays */
+    gob_field *fields;
+    size_t n_fields;
+} gob_wtype;
+
+/* Header types the codec itself defines on its outgoing stream. */
+enum { GOB_OT_MSG = 0, GOB_OT_REQUEST, GOB_OT_RESPONSE, GOB_OT_EMPTY };
+
+/* An outgoing type; its id is 65 + its index in the table. */
+typedef struct gob_otype {
+    int kind;    /* GOB_K_STRUCT, GOB_K_SLICE, GOB_K_MAP */
+    int special; /* GOB_OT_* for structs */
+    const ProtobufCMessageDescriptor *desc; /* GOB_OT_MSG structs */
+    const ProtobufCFieldDescriptor *field;  /* slices and maps: the proto field */
+    int64_t elem;
+    int64_t key;
+    bool sent;
+    uint32_t sent_call; /* which encode call sent it (undone on failure) */
+} gob_otype;
+
+typedef struct gob_state {
+    size_t max_msg;
+    gob_wtype *in; /* sorted by id */
+    size_t n_in;
+    size_t cap_in;
+    gob_otype *out;
+    size_t n_out;
+    size_t cap_out;
+    uint32_t call;
+    char err[160];
+} gob_state;
+
+#define GOB_FIRST_OUT_ID 65
+
+/* A bounded reader over one message. */
+typedef struct gob_reader {
+    const uint8_t *p;
+    const uint8_t *end;
+} gob_reader;
+
+bool tt_gob_read_uint(gob_reader *r, uint64_t *v);
+bool tt_gob_read_int(gob_reader *r, int64_t *v);
+bool tt_gob_read_bytes(gob_reader *r, const uint8_t **b, size_t *n);
+
+tether_err tt_gob_put_uint(tt_buf *b, uint64_t v);
+tether_err tt_gob_put_int(tt_buf *b, int64_t v);
+tether_err tt_gob_put_bytes(tt_buf *b, const void *p, size_t n);
+
+/* The incoming definition of id, or NULL. */
+const gob_wtype *tt_gob_lookup(const gob_state *s, int64_t id);
+
+/* Begin / end one length-prefixed message in out (mark from begin). */
+tether_err tt_gob_msg_begin(tt_buf *out, size_t *mark);
+tether_err tt_gob_msg_end(tt_buf *out, size_t mark);
+
+/*
+ * tt_gob_decode_value - decode the value message payload p[0..n) (type id
+ * and value) into a new message of type desc.  EBADREQUEST with s->err
+ * set, or ENOMEM.
+ */
+tether_err tt_gob_decode_value(gob_state *s, const ProtobufCMessageDescriptor *desc,
+                               const uint8_t *p, size_t n, ProtobufCMessage **out);
+
+/*
+ * tt_gob_skip - skip one value of type id at r (depth: current nesting).
+ * false if malformed, of an unsupported kind, or too deep.
+ */
+bool tt_gob_skip(const gob_state *s, gob_reader *r, int64_t id, unsigned depth);
+
+/*
+ * tt_gob_encode_value - append the definitions msg's type still needs and
+ * the value message for msg.  On error the caller rolls back out and the
+ * sent flags (tt_gob_encode_abort).
+ */
+tether_err tt_gob_encode_value(gob_state *s, tt_buf *out, const ProtobufCMessage *msg);
+
+/* Outgoing type helpers used by gob.c for the header types. */
+tether_err tt_gob_special_type(gob_state *s, int special, int64_t *id);
+tether_err tt_gob_send_types(gob_state *s, tt_buf *out, int64_t id, unsigned depth);
+
+#endif
