@@ -30,7 +30,8 @@ read_vector(const char *rel, size_t *len)
     }
     size_t cap = 1 << 16;
     unsigned char *b = malloc(cap);
-    *len = fread(b, 1, cap, f);
+    *len = fread(b, 1, cap - 1, f);
+    b[*len] = '\0'; /* JSON vectors are also used as C strings */
     fclose(f);
     return b;
 }
@@ -53,8 +54,8 @@ rich_new(void)
     static Google__Protobuf__Int64Value opt = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
     static double ratios[12];
     static Codectest__Rich r = CODECTEST__RICH__INIT;
-    double rv[] = {0, 1e21, 1e-7, 123456789.125, 5e-324, 1.7976931348623157e308, 100,
-                   1e20, -2.5, 3.14159, 1e-6, -0.0};
+    double rv[] = {0,   1e21, 1e-7, 123456789.125, 5e-324, 1.7976931348623157e308,
+                   100, 1e20, -2.5, 3.14159,       1e-6,   -0.0};
     memcpy(ratios, rv, sizeof(rv));
     score.key = "a";
     score.value = 1;

@@ -327,16 +327,16 @@ test_roundtrip(void **state)
     assert_int_equal(next_msg(srv, false, out.data, out.len, &off, &m), TETHER_OK);
     assert_int_equal(m.seq, 77);
     ProtobufCMessage *pm;
-    assert_int_equal(tt_codec_gob.unpack(srv, &codectest__rich__descriptor, m.body, m.body_len, &pm),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_gob.unpack(srv, &codectest__rich__descriptor, m.body, m.body_len, &pm), TETHER_OK);
     Codectest__Rich *d = (Codectest__Rich *)pm;
     assert_true(rich_equal(d, r));
     tt_pb_free(pm);
     /* Decoding into a different but name-compatible type: Inner from Rich
      * takes Name, and field names match case-insensitively. */
-    assert_int_equal(tt_codec_gob.unpack(srv, &codectest__inner__descriptor, m.body, m.body_len,
-                                         &pm),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_gob.unpack(srv, &codectest__inner__descriptor, m.body, m.body_len, &pm),
+        TETHER_OK);
     assert_string_equal(((Codectest__Inner *)pm)->name, r->name);
     tt_pb_free(pm);
     /* A struct cannot become an Int64Value, nor an int become Args. */
@@ -356,9 +356,8 @@ test_roundtrip(void **state)
                      TETHER_OK);
     off = 0;
     assert_int_equal(next_msg(srv, false, out.data, out.len, &off, &m), TETHER_OK);
-    assert_int_equal(tt_codec_gob.unpack(srv, &codectest__pick__descriptor, m.body, m.body_len,
-                                         &pm),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_gob.unpack(srv, &codectest__pick__descriptor, m.body, m.body_len, &pm), TETHER_OK);
     assert_int_equal(((Codectest__Pick *)pm)->choice_case, CODECTEST__PICK__CHOICE_TEXT);
     assert_string_equal(((Codectest__Pick *)pm)->text, "chosen");
     tt_pb_free(pm);
@@ -478,9 +477,9 @@ test_encode_limits(void **state)
     size_t off = 0;
     assert_int_equal(next_msg(cli, true, out.data, out.len, &off, &m), TETHER_OK);
     ProtobufCMessage *pm;
-    assert_int_equal(tt_codec_gob.unpack(cli, &codectest__inner__descriptor, m.body, m.body_len,
-                                         &pm),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_gob.unpack(cli, &codectest__inner__descriptor, m.body, m.body_len, &pm),
+        TETHER_OK);
     assert_string_equal(((Codectest__Inner *)pm)->name, "short");
     tt_pb_free(pm);
     out.len = 0;
@@ -510,10 +509,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_probe),         cmocka_unit_test(test_server_session),
+        cmocka_unit_test(test_probe),          cmocka_unit_test(test_server_session),
         cmocka_unit_test(test_client_session), cmocka_unit_test(test_trickle),
-        cmocka_unit_test(test_rich),          cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_errors),        cmocka_unit_test(test_encode_limits),
+        cmocka_unit_test(test_rich),           cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_errors),         cmocka_unit_test(test_encode_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,8 +61,8 @@ test_go_client_session(void **state)
     void *st = new_state(1 << 20);
     tt_buf out = {0};
     size_t off = 0;
-    const char *methods[] = {"Calculator.Add", "Calculator.Add", "Calculator.Add",
-                             "Calculator.Div", "Calculator.Nope"};
+    const char *methods[] = {"Calculator.Add", "Calculator.Add", "Calculator.Add", "Calculator.Div",
+                             "Calculator.Nope"};
     int64_t as[] = {1, 1, -5, 1, 1};
     for (int i = 0; i < 5; i++) {
         tt_rpc_msg m;
@@ -88,15 +88,14 @@ test_go_client_session(void **state)
         if (i == 0) {
             Google__Protobuf__Int64Value r = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
             r.value = a->a + a->b;
-            assert_int_equal(tt_codec_jsonrpc.encode_reply(st, &out, m.seq, m.method,
-                                                           m.method_len, &r.base),
-                             TETHER_OK);
+            assert_int_equal(
+                tt_codec_jsonrpc.encode_reply(st, &out, m.seq, m.method, m.method_len, &r.base),
+                TETHER_OK);
             expect_out(&out, "{\"id\":0,\"result\":3,\"error\":null}\n");
         }
         if (i == 3) {
-            assert_int_equal(tt_codec_jsonrpc.encode_error(st, &out, m.seq, m.method,
-                                                           m.method_len, TETHER_EREMOTE,
-                                                           "divide by zero"),
+            assert_int_equal(tt_codec_jsonrpc.encode_error(st, &out, m.seq, m.method, m.method_len,
+                                                           TETHER_EREMOTE, "divide by zero"),
                              TETHER_OK);
             expect_out(&out, "{\"id\":3,\"result\":null,\"error\":\"divide by zero\"}\n");
         }
@@ -145,9 +144,9 @@ test_client_side(void **state)
         Args a = ARGS__INIT;
         a.a = calls[i].a;
         a.b = calls[i].b;
-        assert_int_equal(tt_codec_jsonrpc.encode_request(st, &out, i, calls[i].m,
-                                                         strlen(calls[i].m), &a.base),
-                         TETHER_OK);
+        assert_int_equal(
+            tt_codec_jsonrpc.encode_request(st, &out, i, calls[i].m, strlen(calls[i].m), &a.base),
+            TETHER_OK);
     }
     assert_int_equal(out.len, len);
     assert_memory_equal(out.data, want, len);
@@ -156,9 +155,9 @@ test_client_side(void **state)
     /* Replies as Go's server sends them, and the shapes of notes 4.3. */
     tt_rpc_msg m;
     size_t used;
-    assert_int_equal(tt_codec_jsonrpc.decode_reply(st, S("{\"id\":0,\"result\":3,\"error\":null}\n"),
-                                                   &used, &m),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_jsonrpc.decode_reply(st, S("{\"id\":0,\"result\":3,\"error\":null}\n"), &used, &m),
+        TETHER_OK);
     assert_int_equal(m.seq, 0);
     assert_int_equal(m.status, TETHER_OK);
     ProtobufCMessage *pm;
@@ -169,8 +168,8 @@ test_client_side(void **state)
     tt_pb_free(pm);
     assert_int_equal(used, 33);
     assert_int_equal(
-        tt_codec_jsonrpc.decode_reply(st, S("{\"id\":1,\"result\":null,\"error\":\"divide by zero\"}"),
-                                      &used, &m),
+        tt_codec_jsonrpc.decode_reply(
+            st, S("{\"id\":1,\"result\":null,\"error\":\"divide by zero\"}"), &used, &m),
         TETHER_OK);
     assert_int_equal(m.seq, 1);
     assert_int_equal(m.status, TETHER_EREMOTE);
@@ -183,18 +182,17 @@ test_client_side(void **state)
                      TETHER_OK);
     assert_int_equal(m.status, TETHER_EREMOTE);
     assert_memory_equal(m.errtext, "unspecified error", m.errtext_len);
-    assert_int_equal(tt_codec_jsonrpc.decode_reply(st, S("{\"id\":2,\"error\":\"a\\nb\"}"), &used,
-                                                   &m),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_jsonrpc.decode_reply(st, S("{\"id\":2,\"error\":\"a\\nb\"}"), &used, &m),
+        TETHER_OK);
     assert_memory_equal(m.errtext, "a\nb", 3);
     /* What makes Go's client drop the connection. */
-    assert_int_equal(
-        tt_codec_jsonrpc.decode_reply(st, S("{\"id\":0,\"result\":null,\"error\":null}"), &used, &m),
-        TETHER_EPROTO);
-    assert_int_equal(
-        tt_codec_jsonrpc.decode_reply(st, S("{\"id\":0,\"result\":1,\"error\":{\"code\":1}}"),
-                                      &used, &m),
-        TETHER_EPROTO);
+    assert_int_equal(tt_codec_jsonrpc.decode_reply(
+                         st, S("{\"id\":0,\"result\":null,\"error\":null}"), &used, &m),
+                     TETHER_EPROTO);
+    assert_int_equal(tt_codec_jsonrpc.decode_reply(
+                         st, S("{\"id\":0,\"result\":1,\"error\":{\"code\":1}}"), &used, &m),
+                     TETHER_EPROTO);
     assert_int_equal(tt_codec_jsonrpc.decode_reply(st, S("{\"id\":\"0\",\"result\":1}"), &used, &m),
                      TETHER_EPROTO);
     tt_buf_free(&out);
@@ -236,37 +234,39 @@ test_odd_requests(void **state)
             tt_codec_jsonrpc.decode_request(st, (const uint8_t *)ids[i].req, n, &used, &m),
             TETHER_OK);
         assert_int_equal(used, n);
-        assert_int_equal(tt_codec_jsonrpc.encode_reply(st, &out, m.seq, m.method, m.method_len,
-                                                       &r.base),
-                         TETHER_OK);
+        assert_int_equal(
+            tt_codec_jsonrpc.encode_reply(st, &out, m.seq, m.method, m.method_len, &r.base),
+            TETHER_OK);
         assert_true(out.len > strlen(ids[i].reply));
         assert_memory_equal(out.data, ids[i].reply, strlen(ids[i].reply));
         out.len = 0;
     }
 
     /* Params that cannot be read: method usable, status carries Go's text. */
-    assert_int_equal(tt_codec_jsonrpc.decode_request(st, S("{\"method\":\"C.A\",\"id\":3}"), &used,
-                                                     &m),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_jsonrpc.decode_request(st, S("{\"method\":\"C.A\",\"id\":3}"), &used, &m),
+        TETHER_OK);
     assert_int_equal(m.status, TETHER_EBADREQUEST);
     assert_memory_equal(m.errtext, "jsonrpc: request body missing params", m.errtext_len);
     assert_int_equal(tt_codec_jsonrpc.encode_error(st, &out, m.seq, m.method, m.method_len,
-                                                   m.status, "jsonrpc: request body missing params"),
+                                                   m.status,
+                                                   "jsonrpc: request body missing params"),
                      TETHER_OK);
-    expect_out(&out, "{\"id\":3,\"result\":null,\"error\":\"jsonrpc: request body missing params\"}\n");
-    assert_int_equal(
-        tt_codec_jsonrpc.decode_request(st, S("{\"method\":\"C.A\",\"params\":{\"A\":1},\"id\":4}"),
-                                        &used, &m),
-        TETHER_OK);
+    expect_out(&out,
+               "{\"id\":3,\"result\":null,\"error\":\"jsonrpc: request body missing params\"}\n");
+    assert_int_equal(tt_codec_jsonrpc.decode_request(
+                         st, S("{\"method\":\"C.A\",\"params\":{\"A\":1},\"id\":4}"), &used, &m),
+                     TETHER_OK);
     assert_int_equal(m.status, TETHER_EBADREQUEST);
     assert_memory_equal(m.errtext,
                         "json: cannot unmarshal object into Go value of type [1]interface {}",
                         m.errtext_len);
     /* Two params: the first one is used; an empty list gives an empty body. */
     assert_int_equal(
-        tt_codec_jsonrpc.decode_request(
-            st, S("{\"params\":[ {\"a\":1,\"b\":2} , 5],\"jsonrpc\":\"2.0\",\"METHOD\":\"C.A\",\"id\":5}"),
-            &used, &m),
+        tt_codec_jsonrpc.decode_request(st,
+                                        S("{\"params\":[ {\"a\":1,\"b\":2} , "
+                                          "5],\"jsonrpc\":\"2.0\",\"METHOD\":\"C.A\",\"id\":5}"),
+                                        &used, &m),
         TETHER_OK);
     assert_int_equal(m.status, TETHER_OK);
     assert_int_equal(m.body_len, 13);
@@ -275,8 +275,8 @@ test_odd_requests(void **state)
                      TETHER_OK);
     assert_int_equal(((Args *)pm)->b, 2);
     tt_pb_free(pm);
-    assert_int_equal(tt_codec_jsonrpc.decode_request(st, S("{\"method\":\"C.A\",\"params\":[],\"id\":6}"),
-                                                     &used, &m),
+    assert_int_equal(tt_codec_jsonrpc.decode_request(
+                         st, S("{\"method\":\"C.A\",\"params\":[],\"id\":6}"), &used, &m),
                      TETHER_OK);
     assert_int_equal(m.body_len, 0);
     assert_int_equal(tt_codec_jsonrpc.unpack(st, &args__descriptor, m.body, m.body_len, &pm),
@@ -284,31 +284,30 @@ test_odd_requests(void **state)
     tt_pb_free(pm);
     /* A wrong field type: unpack fails with Go's text for the reply. */
     assert_int_equal(
-        tt_codec_jsonrpc.decode_request(st, S("{\"method\":\"C.A\",\"params\":[{\"A\":\"x\"}],\"id\":7}"),
-                                        &used, &m),
+        tt_codec_jsonrpc.decode_request(
+            st, S("{\"method\":\"C.A\",\"params\":[{\"A\":\"x\"}],\"id\":7}"), &used, &m),
         TETHER_OK);
     assert_int_equal(tt_codec_jsonrpc.unpack(st, &args__descriptor, m.body, m.body_len, &pm),
                      TETHER_EBADREQUEST);
     assert_string_equal(tt_jsonrpc_last_error(st),
                         "json: cannot unmarshal string into Go struct field Args.A of type int64");
     /* No method, an escaped method. */
-    assert_int_equal(tt_codec_jsonrpc.decode_request(st, S("{\"params\":[{}],\"id\":8}"), &used, &m),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_jsonrpc.decode_request(st, S("{\"params\":[{}],\"id\":8}"), &used, &m), TETHER_OK);
     assert_non_null(m.method);
     assert_int_equal(m.method_len, 0);
-    assert_int_equal(
-        tt_codec_jsonrpc.decode_request(st, S("{\"method\":\"C.\\u0041dd\",\"params\":[{}],\"id\":9}"),
-                                        &used, &m),
-        TETHER_OK);
+    assert_int_equal(tt_codec_jsonrpc.decode_request(
+                         st, S("{\"method\":\"C.\\u0041dd\",\"params\":[{}],\"id\":9}"), &used, &m),
+                     TETHER_OK);
     assert_int_equal(m.method_len, 5);
     assert_memory_equal(m.method, "C.Add", 5);
     /* Connection-breaking input. */
     assert_int_equal(tt_codec_jsonrpc.decode_request(st, S("hello\n"), &used, &m), TETHER_EPROTO);
     free_state(st);
     st = new_state(1 << 20);
-    assert_int_equal(tt_codec_jsonrpc.decode_request(st, S("{\"method\":1,\"params\":[{}]}"), &used,
-                                                     &m),
-                     TETHER_EPROTO);
+    assert_int_equal(
+        tt_codec_jsonrpc.decode_request(st, S("{\"method\":1,\"params\":[{}]}"), &used, &m),
+        TETHER_EPROTO);
     free_state(st);
     st = new_state(1 << 20);
     assert_int_equal(tt_codec_jsonrpc.decode_request(st, S("{\"method\":\"a\" \"b\"}"), &used, &m),
@@ -362,9 +361,9 @@ test_limits(void **state)
     memcpy(big, "{\"method\":\"C.A\",\"params\":[{}],\"x\":\"", 36);
     assert_int_equal(tt_codec_jsonrpc.decode_request(st, (const uint8_t *)big, 60, &used, &m),
                      TETHER_EAGAIN);
-    assert_int_equal(tt_codec_jsonrpc.decode_request(st, (const uint8_t *)big, sizeof(big), &used,
-                                                     &m),
-                     TETHER_EMSGSIZE);
+    assert_int_equal(
+        tt_codec_jsonrpc.decode_request(st, (const uint8_t *)big, sizeof(big), &used, &m),
+        TETHER_EMSGSIZE);
     free_state(st);
 
     /* Replies larger than max_msg are refused and leave out unchanged. */
@@ -383,8 +382,8 @@ test_limits(void **state)
     st = new_state(1 << 20);
     tether_err e = TETHER_OK;
     for (int i = 0; i <= TT_JSONRPC_MAX_IDS && e == TETHER_OK; i++) {
-        e = tt_codec_jsonrpc.decode_request(st, S("{\"method\":\"C.A\",\"params\":[],\"id\":\"s\"}"),
-                                            &used, &m);
+        e = tt_codec_jsonrpc.decode_request(
+            st, S("{\"method\":\"C.A\",\"params\":[],\"id\":\"s\"}"), &used, &m);
     }
     assert_int_equal(e, TETHER_ELIMIT);
     free_state(st);
@@ -425,9 +424,9 @@ test_rich_vectors(void **state)
 
     /* Our client's request for the same value is Go's, byte for byte. */
     tt_buf out = {0};
-    assert_int_equal(tt_codec_jsonrpc.encode_request(st, &out, 0, "Codec.Echo", 10,
-                                                     &rich_new()->base),
-                     TETHER_OK);
+    assert_int_equal(
+        tt_codec_jsonrpc.encode_request(st, &out, 0, "Codec.Echo", 10, &rich_new()->base),
+        TETHER_OK);
     assert_int_equal(out.len, len);
     assert_memory_equal(out.data, req, len);
     out.len = 0;

@@ -76,8 +76,8 @@ test_wrapper_bare(void **state)
     s = encode_str(&v.base);
     assert_string_equal(s, "-9223372036854775808");
     free(s);
-    Google__Protobuf__Int64Value *d =
-        (Google__Protobuf__Int64Value *)decode_ok(&google__protobuf__int64_value__descriptor, "295");
+    Google__Protobuf__Int64Value *d = (Google__Protobuf__Int64Value *)decode_ok(
+        &google__protobuf__int64_value__descriptor, "295");
     assert_int_equal(d->value, 295);
     tt_pb_free(&d->base);
     Google__Protobuf__StringValue sv = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
@@ -161,8 +161,8 @@ test_go_rules(void **state)
     tt_pb_free(&d->base);
 
     /* A oneof: the last member given wins; only the active one is written. */
-    Codectest__Pick *p = (Codectest__Pick *)decode_ok(
-        &codectest__pick__descriptor, "{\"Text\":\"t\",\"Num\":5,\"Label\":\"l\"}");
+    Codectest__Pick *p = (Codectest__Pick *)decode_ok(&codectest__pick__descriptor,
+                                                      "{\"Text\":\"t\",\"Num\":5,\"Label\":\"l\"}");
     assert_int_equal(p->choice_case, CODECTEST__PICK__CHOICE_NUM);
     assert_int_equal(p->num, 5);
     s = encode_str(&p->base);
@@ -214,8 +214,8 @@ static void
 test_syntax_and_depth(void **state)
 {
     const ProtobufCMessageDescriptor *rd = &codectest__rich__descriptor;
-    const char *bad[] = {"{",          "{\"A\"",      "{\"A\":}",       "{\"A\":1,}",
-                         "{\"A\":1}x", "{\"A\":01}",  "{\"A\":tru}",    "{\"A\":\"\x01\"}",
+    const char *bad[] = {"{",          "{\"A\"",      "{\"A\":}",        "{\"A\":1,}",
+                         "{\"A\":1}x", "{\"A\":01}",  "{\"A\":tru}",     "{\"A\":\"\x01\"}",
                          "{'A':1}",    "{\"A\":1 2}", "{\"A\":\"\\x\"}", "{\"A\":-}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         decode_fails(&args__descriptor, bad[i], NULL);
@@ -246,8 +246,7 @@ test_strings(void **state)
                            "\"Count\":0}");
     free(s);
     Codectest__Inner *d = (Codectest__Inner *)decode_ok(
-        &codectest__inner__descriptor,
-        "{\"Name\":\"\\ud83d\\ude00\\u00e9\\/\\ud800x\\n\\\"\"}");
+        &codectest__inner__descriptor, "{\"Name\":\"\\ud83d\\ude00\\u00e9\\/\\ud800x\\n\\\"\"}");
     assert_string_equal(d->name, "\xf0\x9f\x98\x80\xc3\xa9/\xef\xbf\xbdx\n\"");
     tt_pb_free(&d->base);
 }
@@ -258,8 +257,8 @@ test_floats(void **state)
     struct {
         double v;
         const char *want;
-    } cases[] = {{0.1, "0.1"},       {1e21, "1e+21"},      {1e20, "100000000000000000000"},
-                 {1e-7, "1e-7"},     {1e-6, "0.000001"},   {-0.0, "-0"},
+    } cases[] = {{0.1, "0.1"},         {1e21, "1e+21"},      {1e20, "100000000000000000000"},
+                 {1e-7, "1e-7"},       {1e-6, "0.000001"},   {-0.0, "-0"},
                  {123.456, "123.456"}, {1.5e-10, "1.5e-10"}, {2.5e300, "2.5e+300"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         Google__Protobuf__DoubleValue v = GOOGLE__PROTOBUF__DOUBLE_VALUE__INIT;
@@ -349,8 +348,8 @@ test_alloc_failures(void **state)
     for (fail_at = 1;; fail_at++) {
         alloc_count = 0;
         ProtobufCMessage *m = NULL;
-        tether_err e = tt_pbjson_decode(&codectest__rich__descriptor, (const char *)text, len, &m,
-                                        NULL, 0);
+        tether_err e =
+            tt_pbjson_decode(&codectest__rich__descriptor, (const char *)text, len, &m, NULL, 0);
         if (e == TETHER_OK) {
             tt_pb_free(m);
             break;

@@ -341,7 +341,9 @@ msg_id(const uint8_t *p, size_t len, int64_t *id, gob_reader *rest)
 {
     rest->p = p;
     rest->end = p + len;
-    if (!tt_gob_read_int(rest, id) || *id == 0) {
+    /* Go's type ids are int32; anything wider is garbage (and could not
+     * be negated). */
+    if (!tt_gob_read_int(rest, id) || *id == 0 || *id < -INT32_MAX || *id > INT32_MAX) {
         return TETHER_EPROTO;
     }
     return TETHER_OK;
@@ -595,12 +597,12 @@ call_end(gob_state *s, tt_buf *out, size_t mark, tether_err err)
     return err;
 }
 
-#define TRY(expr)               \
-    do {                        \
-        err = (expr);           \
-        if (err != TETHER_OK) { \
-            return err;         \
-        }                       \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        err = (expr);                                                                              \
+        if (err != TETHER_OK) {                                                                    \
+            return err;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* A Request or Response header, with its definition the first time. */

@@ -61,8 +61,8 @@ enum { GOB_OT_MSG = 0, GOB_OT_REQUEST, GOB_OT_RESPONSE, GOB_OT_EMPTY };
 
 /* An outgoing type; its id is 65 + its index in the table. */
 typedef struct gob_otype {
-    int kind;    /* GOB_K_STRUCT, GOB_K_SLICE, GOB_K_MAP */
-    int special; /* GOB_OT_* for structs */
+    int kind;                               /* GOB_K_STRUCT, GOB_K_SLICE, GOB_K_MAP */
+    int special;                            /* GOB_OT_* for structs */
     const ProtobufCMessageDescriptor *desc; /* GOB_OT_MSG structs */
     const ProtobufCFieldDescriptor *field;  /* slices and maps: the proto field */
     int64_t elem;

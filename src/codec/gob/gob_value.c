@@ -45,7 +45,7 @@ tt_gob_read_int(gob_reader *r, int64_t *v)
         return false;
     }
     /* Bit 0 is the sign: set means the rest is the complement. */
-    *v = (u & 1) ? (int64_t)~(u >> 1) : (int64_t)(u >> 1);
+    *v = (u & 1) ? (int64_t) ~(u >> 1) : (int64_t)(u >> 1);
     return true;
 }
 
@@ -270,7 +270,7 @@ scalar_id(const ProtobufCFieldDescriptor *f)
 static const char *
 wire_name(int64_t id)
 {
-    static const char *const names[] = {"?",     "bool",   "int",     "uint",     "float",
+    static const char *const names[] = {"?",      "bool",   "int",     "uint",     "float",
                                         "[]byte", "string", "complex", "interface"};
     return id >= 0 && id <= GOB_INTERFACE ? names[id] : "a user type";
 }
@@ -446,8 +446,8 @@ dec_repeated(vdec *d, int64_t id, ProtobufCMessage *msg, const ProtobufCFieldDes
 {
     const gob_wtype *t = tt_gob_lookup(d->s, id);
     bool is_map = tt_pb_is_map(msg->descriptor, f);
-    if (t == NULL || (is_map ? t->kind != GOB_K_MAP
-                             : (t->kind != GOB_K_SLICE && t->kind != GOB_K_ARRAY))) {
+    if (t == NULL ||
+        (is_map ? t->kind != GOB_K_MAP : (t->kind != GOB_K_SLICE && t->kind != GOB_K_ARRAY))) {
         return mismatch(d, f, id);
     }
     if (depth > TT_GOB_MAX_DEPTH) {
@@ -476,8 +476,8 @@ dec_repeated(vdec *d, int64_t id, ProtobufCMessage *msg, const ProtobufCFieldDes
             *(ProtobufCMessage **)slot = e;
             err = dec_elem(d, t->key, &ed->fields[0], tt_pb_field_ptr(e, &ed->fields[0]), depth);
             if (err == TETHER_OK) {
-                err = dec_elem(d, t->elem, &ed->fields[1], tt_pb_field_ptr(e, &ed->fields[1]),
-                               depth);
+                err =
+                    dec_elem(d, t->elem, &ed->fields[1], tt_pb_field_ptr(e, &ed->fields[1]), depth);
             }
         } else {
             err = dec_elem(d, t->elem, f, slot, depth);
@@ -529,8 +529,9 @@ dec_struct(vdec *d, const gob_wtype *t, ProtobufCMessage *msg, unsigned depth)
         tether_err err;
         if (pf == NULL) {
             /* Fields the message does not have are skipped, as Go does. */
-            err = tt_gob_skip(d->s, &d->r, wf->id, depth + 1) ? TETHER_OK
-                  : vfail(d, "gob: cannot skip field %.*s", (int)wf->name_len, wf->name);
+            err = tt_gob_skip(d->s, &d->r, wf->id, depth + 1)
+                      ? TETHER_OK
+                      : vfail(d, "gob: cannot skip field %.*s", (int)wf->name_len, wf->name);
         } else if (pf->label == PROTOBUF_C_LABEL_REPEATED) {
             err = dec_repeated(d, wf->id, msg, pf, depth + 1);
         } else {
@@ -655,8 +656,8 @@ elem_type(gob_state *s, const ProtobufCFieldDescriptor *f, int64_t *id)
 /* Find or create a slice or map type.  As in Go, its id comes after the
  * ids of the types it contains. */
 static tether_err
-container_type(gob_state *s, int kind, const ProtobufCFieldDescriptor *f, int64_t key,
-               int64_t elem, int64_t *id)
+container_type(gob_state *s, int kind, const ProtobufCFieldDescriptor *f, int64_t key, int64_t elem,
+               int64_t *id)
 {
     for (size_t i = 0; i < s->n_out; i++) {
         gob_otype *t = &s->out[i];
@@ -742,14 +743,14 @@ go_name(const gob_state *s, int64_t id, const ProtobufCFieldDescriptor *f, char 
     static const char *const basic[] = {"", "bool", "int", "uint", "float64", "[]uint8", "string"};
     if (f != NULL && f->type != PROTOBUF_C_TYPE_MESSAGE) {
         static const char *const names[] = {
-            [PROTOBUF_C_TYPE_INT32] = "int32",     [PROTOBUF_C_TYPE_SINT32] = "int32",
-            [PROTOBUF_C_TYPE_SFIXED32] = "int32",  [PROTOBUF_C_TYPE_INT64] = "int64",
-            [PROTOBUF_C_TYPE_SINT64] = "int64",    [PROTOBUF_C_TYPE_SFIXED64] = "int64",
-            [PROTOBUF_C_TYPE_UINT32] = "uint32",   [PROTOBUF_C_TYPE_FIXED32] = "uint32",
-            [PROTOBUF_C_TYPE_UINT64] = "uint64",   [PROTOBUF_C_TYPE_FIXED64] = "uint64",
-            [PROTOBUF_C_TYPE_FLOAT] = "float32",   [PROTOBUF_C_TYPE_DOUBLE] = "float64",
-            [PROTOBUF_C_TYPE_BOOL] = "bool",       [PROTOBUF_C_TYPE_ENUM] = "int32",
-            [PROTOBUF_C_TYPE_STRING] = "string",   [PROTOBUF_C_TYPE_BYTES] = "[]uint8",
+            [PROTOBUF_C_TYPE_INT32] = "int32",    [PROTOBUF_C_TYPE_SINT32] = "int32",
+            [PROTOBUF_C_TYPE_SFIXED32] = "int32", [PROTOBUF_C_TYPE_INT64] = "int64",
+            [PROTOBUF_C_TYPE_SINT64] = "int64",   [PROTOBUF_C_TYPE_SFIXED64] = "int64",
+            [PROTOBUF_C_TYPE_UINT32] = "uint32",  [PROTOBUF_C_TYPE_FIXED32] = "uint32",
+            [PROTOBUF_C_TYPE_UINT64] = "uint64",  [PROTOBUF_C_TYPE_FIXED64] = "uint64",
+            [PROTOBUF_C_TYPE_FLOAT] = "float32",  [PROTOBUF_C_TYPE_DOUBLE] = "float64",
+            [PROTOBUF_C_TYPE_BOOL] = "bool",      [PROTOBUF_C_TYPE_ENUM] = "int32",
+            [PROTOBUF_C_TYPE_STRING] = "string",  [PROTOBUF_C_TYPE_BYTES] = "[]uint8",
         };
         snprintf(buf, cap, "%s", names[f->type]);
         return;
@@ -813,12 +814,12 @@ put_field_def(tt_buf *b, const char *name, int64_t id)
     return err;
 }
 
-#define TRY(expr)                 \
-    do {                          \
-        err = (expr);             \
-        if (err != TETHER_OK) {   \
-            return err;           \
-        }                         \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        err = (expr);                                                                              \
+        if (err != TETHER_OK) {                                                                    \
+            return err;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* The definition message of outgoing type id. */
@@ -1039,8 +1040,7 @@ enc_elem(tt_buf *b, const ProtobufCFieldDescriptor *f, const void *p, unsigned d
 }
 
 static tether_err
-enc_field(tt_buf *b, const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f,
-          unsigned depth)
+enc_field(tt_buf *b, const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f, unsigned depth)
 {
     tether_err err;
     const void *p = tt_pb_field_ptr(msg, f);

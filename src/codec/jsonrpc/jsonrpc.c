@@ -390,7 +390,8 @@ jsonrpc_decode_request(void *state, const uint8_t *p, size_t n, size_t *used, tt
     m->method = empty_method;
     const char *mv = mb.v[M_METHOD_OR_RESULT];
     if (mv != NULL && *mv == '"') {
-        err = string_value(mv, mb.n[M_METHOD_OR_RESULT], &s->method_buf, &m->method, &m->method_len);
+        err =
+            string_value(mv, mb.n[M_METHOD_OR_RESULT], &s->method_buf, &m->method, &m->method_len);
         if (err != TETHER_OK) {
             return err;
         }

@@ -69,7 +69,8 @@ tether_err tt_pbjson_decode(const ProtobufCMessageDescriptor *desc, const char *
 /*
  * tt_pbjson_to_json - msg as a new jansson value (caller owns the
  * reference).  If a uint64 value exceeds INT64_MAX, which jansson cannot
- * hold as an integer, every number of that message is read as a real.  TETHER_OK, TETHER_ENOMEM, TETHER_EINVAL.
+ * hold as an integer, every number of that message is read as a real.  TETHER_OK, TETHER_ENOMEM,
+ * TETHER_EINVAL.
  */
 tether_err tt_pbjson_to_json(const ProtobufCMessage *msg, json_t **out);
 

@@ -739,6 +739,11 @@ tether_err
 tt_pbjson_decode(const ProtobufCMessageDescriptor *desc, const char *text, size_t len,
                  ProtobufCMessage **out, char *err, size_t errlen)
 {
+    if (text == NULL) {
+        /* An empty body may come as (NULL, 0). */
+        text = "";
+        len = 0;
+    }
     dec d = {{text, text + len, 0, false}, text, err, errlen};
     ProtobufCMessage *m = NULL;
     tether_err e = TETHER_OK;

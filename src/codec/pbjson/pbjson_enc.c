@@ -13,12 +13,12 @@
 #include "core/alloc.h"
 
 #define PUT(out, lit) tt_buf_append((out), (lit), sizeof(lit) - 1)
-#define CHECK(expr)                  \
-    do {                             \
-        tether_err err_ = (expr);    \
-        if (err_ != TETHER_OK) {     \
-            return err_;             \
-        }                            \
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        tether_err err_ = (expr);                                                                  \
+        if (err_ != TETHER_OK) {                                                                   \
+            return err_;                                                                           \
+        }                                                                                          \
     } while (0)
 
 /*
@@ -86,7 +86,8 @@ write_float(tt_buf *out, double v, bool is32)
         res[n++] = '-';
     }
     double a = fabs(v);
-    bool efmt = a != 0 && (is32 ? ((float)a < 1e-6f || (float)a >= 1e21f) : (a < 1e-6 || a >= 1e21));
+    bool efmt =
+        a != 0 && (is32 ? ((float)a < 1e-6f || (float)a >= 1e21f) : (a < 1e-6 || a >= 1e21));
     if (efmt) {
         res[n++] = digits[0];
         if (nd > 1) {
@@ -134,8 +135,7 @@ write_float(tt_buf *out, double v, bool is32)
 static tether_err
 write_base64(tt_buf *out, const uint8_t *d, size_t n)
 {
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t olen = (n + 2) / 3 * 4 + 2;
     CHECK(tt_buf_reserve(out, olen));
     char *w = (char *)out->data + out->len;
@@ -424,8 +424,8 @@ tt_pbjson_to_json(const ProtobufCMessage *msg, json_t **out)
         *out = json_loadb((const char *)b.data, b.len, JSON_DECODE_ANY, &je);
         if (*out == NULL) {
             /* jansson refuses integers above INT64_MAX; read those as reals. */
-            *out = json_loadb((const char *)b.data, b.len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL,
-                              &je);
+            *out = json_loadb((const char *)b.data, b.len,
+                              JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &je);
         }
         if (*out == NULL) {
             err = TETHER_ENOMEM;

@@ -362,8 +362,8 @@ scan_string(tt_json_reader *r, const char **endq, bool *simple)
                 p += 6;
                 continue;
             }
-            if (x != '"' && x != '\\' && x != '/' && x != 'b' && x != 'f' && x != 'n' &&
-                x != 'r' && x != 't') {
+            if (x != '"' && x != '\\' && x != '/' && x != 'b' && x != 'f' && x != 'n' && x != 'r' &&
+                x != 't') {
                 return TETHER_EPROTO;
             }
             p += 2;
@@ -409,8 +409,8 @@ put_utf8(uint8_t **w, uint32_t cp)
 static uint32_t
 hex4(const uint8_t *p)
 {
-    return (uint32_t)(hexval((char)p[0]) << 12 | hexval((char)p[1]) << 8 |
-                      hexval((char)p[2]) << 4 | hexval((char)p[3]));
+    return (uint32_t)(hexval((char)p[0]) << 12 | hexval((char)p[1]) << 8 | hexval((char)p[2]) << 4 |
+                      hexval((char)p[3]));
 }
 
 tether_err

@@ -44,7 +44,7 @@ const ProtobufCFieldDescriptor *
 tt_pb_wrapper_field(const ProtobufCMessageDescriptor *desc)
 {
     static const char *const names[] = {
-        "google.protobuf.Int64Value",  "google.protobuf.Int32Value", "google.protobuf.UInt64Value",
+        "google.protobuf.Int64Value",  "google.protobuf.Int32Value",  "google.protobuf.UInt64Value",
         "google.protobuf.UInt32Value", "google.protobuf.DoubleValue", "google.protobuf.FloatValue",
         "google.protobuf.BoolValue",   "google.protobuf.StringValue", "google.protobuf.BytesValue",
     };
@@ -158,7 +158,8 @@ tt_pb_mark_set(ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
              * storage (shared with ours) is overwritten. */
             const ProtobufCMessageDescriptor *d = msg->descriptor;
             for (unsigned i = 0; i < d->n_fields; i++) {
-                if (d->fields[i].id == *c && d->fields[i].quantifier_offset == f->quantifier_offset) {
+                if (d->fields[i].id == *c &&
+                    d->fields[i].quantifier_offset == f->quantifier_offset) {
                     clear_value(msg, &d->fields[i]);
                     break;
                 }
