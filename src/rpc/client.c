@@ -17,10 +17,12 @@
  * the current reader touches.  Callbacks run without c->mu held.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "codec/native/frame.h"
@@ -63,7 +65,8 @@ struct tether_client {
     pthread_mutex_t mu;
     int fd;
     int reader;
-    int armed;      /* fd is in epoll and armed for the I/O thread */
+    int armed;      /* epoll events registered for the I/O thread */
+    uint32_t rcvtimeo_ms; /* SO_RCVTIMEO now set on fd (sync reader's blocking recv) */
     int registered; /* fd is in epoll */
     int broken;     /* a writer saw the connection fail; the reader closes */
     int closing;
@@ -185,31 +188,39 @@ pend_free_locked(tether_client *c, pending *p)
 /* ---------------------------------------------------------------------- */
 /* The connection (under mu)                                              */
 
+/* Register ev (level-triggered) for the I/O thread, if it changed: the
+ * steady async state costs no epoll_ctl per batch. */
+static void
+set_events_locked(tether_client *c, uint32_t ev)
+{
+    if (c->fd < 0 || (c->registered && c->armed == (int)ev) || (!c->registered && ev == 0)) {
+        return;
+    }
+    struct epoll_event e = {.events = ev, .data.ptr = &c->io};
+    int op = c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(c->loop.epfd, op, c->fd, &e) == 0) {
+        c->registered = 1;
+        c->armed = (int)ev;
+    }
+}
+
+/* Let the I/O thread read (and write what is queued).  Reading stays on
+ * once it was needed; only a sync reader taking over turns it off (on_fd),
+ * and that reader calls this again when it is done. */
 static void
 arm_locked(tether_client *c)
 {
-    if (c->fd < 0 || c->reader != READER_NONE) {
+    if (c->fd < 0 || c->reader == READER_SYNC) {
         return;
     }
-    uint32_t ev = EPOLLONESHOT;
+    uint32_t ev = (uint32_t)c->armed & EPOLLIN;
     if (c->npending > 0) {
         ev |= EPOLLIN;
     }
     if (tt_buf_size(&c->out) > 0) {
         ev |= EPOLLOUT;
     }
-    if (!(ev & (EPOLLIN | EPOLLOUT))) {
-        return;
-    }
-    struct epoll_event e = {.events = ev, .data.ptr = &c->io};
-    if (!c->registered) {
-        if (epoll_ctl(c->loop.epfd, EPOLL_CTL_ADD, c->fd, &e) == 0) {
-            c->registered = 1;
-            c->armed = 1;
-        }
-    } else if (epoll_ctl(c->loop.epfd, EPOLL_CTL_MOD, c->fd, &e) == 0) {
-        c->armed = 1;
-    }
+    set_events_locked(c, ev);
 }
 
 /* Send what is queued.  Errors mark the connection broken for the reader
@@ -220,7 +231,8 @@ static void
 flush_locked(tether_client *c)
 {
     while (c->fd >= 0 && tt_buf_size(&c->out) > 0) {
-        ssize_t n = send(c->fd, tt_buf_head(&c->out), tt_buf_size(&c->out), MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, tt_buf_head(&c->out), tt_buf_size(&c->out),
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             tt_buf_consume(&c->out, (size_t)n);
             continue;
@@ -298,6 +310,13 @@ connect_locked(tether_client *c)
     if (rc != TETHER_OK) {
         return rc;
     }
+    /* The socket blocks: a sync reader waits in recv() itself (no poll()
+     * per call); every other send and recv passes MSG_DONTWAIT. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) {
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+    c->rcvtimeo_ms = 0;
     c->fd = fd;
     c->io.fd = fd;
     c->goaway = 0;
@@ -452,26 +471,32 @@ dispatch_all(tether_client *c, pending *me)
     return TETHER_OK;
 }
 
-/* One non-blocking read by the current reader.  Returns TETHER_OK (maybe
- * nothing was there: *got says), or the error that broke the connection. */
+/* One read by the current reader (blocking up to SO_RCVTIMEO when block
+ * is set).  Returns TETHER_OK with *got = 0 if nothing came, 2 if the read
+ * filled the buffer (more may wait), else 1; or the error that broke the
+ * connection. */
 static tether_err
-read_some(tether_client *c, pending *me, int *got)
+read_some(tether_client *c, pending *me, int *got, int block)
 {
     *got = 0;
     if (tt_buf_reserve(&c->in, 65536) != TETHER_OK) {
         return TETHER_ENOMEM;
     }
-    ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+    size_t space = c->in.cap - c->in.len;
+    ssize_t n;
+    do {
+        n = recv(c->fd, c->in.data + c->in.len, space, block ? 0 : MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
     if (n == 0) {
         return TETHER_ECONNRESET;
     }
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return TETHER_OK;
         }
         return TETHER_ECONNRESET;
     }
-    *got = 1;
+    *got = (size_t)n == space ? 2 : 1;
     c->in.len += (size_t)n;
     tether_err rc = dispatch_all(c, me);
     /* A large partial frame keeps its buffer; an empty one shrinks back. */
@@ -531,9 +556,10 @@ on_fd(tt_io *io, uint32_t events)
 {
     tether_client *c = (tether_client *)((char *)io - offsetof(tether_client, io));
     pthread_mutex_lock(&c->mu);
-    c->armed = 0;
     if (c->fd < 0 || c->reader != READER_NONE) {
-        /* A sync reader took over; it re-arms us when done. */
+        /* A sync reader took over: stand aside (level-triggered events would
+         * wake us in a loop); it re-arms us when it is done. */
+        set_events_locked(c, 0);
         pthread_mutex_unlock(&c->mu);
         return;
     }
@@ -548,10 +574,12 @@ on_fd(tt_io *io, uint32_t events)
     pthread_mutex_unlock(&c->mu);
     tether_err rc = TETHER_OK;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        int got = 1;
-        /* Bounded: let timers and other work run between batches. */
-        for (int i = 0; i < 16 && got && rc == TETHER_OK; i++) {
-            rc = read_some(c, NULL, &got);
+        /* Read again only when a read filled the buffer: otherwise the
+         * level-triggered epoll says when there is more, and the empty
+         * recv() that would tell us so is saved. */
+        int got = 2;
+        for (int i = 0; i < 16 && got == 2 && rc == TETHER_OK; i++) {
+            rc = read_some(c, NULL, &got, 0);
         }
     }
     pthread_mutex_lock(&c->mu);
@@ -951,8 +979,11 @@ call_sync(tether_client *c, const char *method, const ProtobufCMessage *req, con
         pthread_cond_destroy(&cv);
         return p->err;
     }
-    /* Fast path: we are the reader until our answer is in. */
+    /* Fast path: we are the reader until our answer is in.  The first wait
+     * is a blocking recv() bounded by SO_RCVTIMEO (one syscall instead of
+     * poll() + recv()); after a timeout, poll() keeps the deadline exact. */
     tether_err brk = TETHER_OK;
+    int use_poll = 0;
     while (!p->done && brk == TETHER_OK) {
         if (c->fd < 0) {
             brk = TETHER_ECONNRESET;
@@ -966,13 +997,28 @@ call_sync(tether_client *c, const char *method, const ProtobufCMessage *req, con
         pthread_mutex_unlock(&c->mu);
         uint64_t now = tt_now_ns();
         int wait_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int r = poll(&pfd, 1, wait_ms);
         int got = 0;
-        if (r > 0) {
-            brk = read_some(c, p, &got);
-        } else if (r < 0 && errno != EINTR) {
-            brk = tt_err_errno(errno);
+        int r = 1;
+        if (!use_poll && wait_ms > 0) {
+            if (c->rcvtimeo_ms != timeout_ms) {
+                struct timeval tv = {.tv_sec = timeout_ms / 1000,
+                                     .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                c->rcvtimeo_ms = timeout_ms;
+            }
+            brk = read_some(c, p, &got, 1);
+            if (brk == TETHER_OK && got == 0) {
+                use_poll = 1;
+                r = 0;
+            }
+        } else {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            r = poll(&pfd, 1, wait_ms);
+            if (r > 0) {
+                brk = read_some(c, p, &got, 0);
+            } else if (r < 0 && errno != EINTR) {
+                brk = tt_err_errno(errno);
+            }
         }
         pthread_mutex_lock(&c->mu);
         if (!p->done && r == 0 && tt_now_ns() >= deadline) {
