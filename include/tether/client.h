@@ -5,7 +5,10 @@
  * many calls at once.  Calls are synchronous (tether_client_call*, with a
  * deadline) or asynchronous (tether_client_call_async*, with a completion
  * callback).  A broken connection fails every pending call with
- * TETHER_ECONNRESET; the next call connects again.
+ * TETHER_ECONNRESET (or with the reason the server gave before closing:
+ * TETHER_ELIMIT, TETHER_EPROTO, TETHER_EMSGSIZE, TETHER_ENOMEM); the next
+ * call connects again.  A synchronous call made from a completion callback
+ * returns TETHER_ESTATE (it would wait on the thread that must answer it).
  *
  * Threads: every function here is thread-safe.  Completion callbacks run
  * on the client's own I/O thread, never inside the function that started
@@ -91,7 +94,8 @@ TETHER_API tether_err tether_client_call_keyed(tether_client *c, const char *key
 
 /*
  * tether_client_destroy - close the client.  Pending asynchronous calls
- * complete with TETHER_ECLOSED before it returns (on the I/O thread);
+ * complete with TETHER_ECLOSED before it returns (on the I/O thread, or
+ * on the calling thread for any left after the I/O thread stopped);
  * pending synchronous calls return TETHER_ECLOSED.  NULL is a no-op.  Must
  * not be called from one of this client's callbacks.
  */

@@ -54,7 +54,7 @@ TETHER_API void tether_server_config_init(tether_server_config *cfg);
 /*
  * tether_server_create - create a server.  cfg may be NULL (all defaults);
  * it is copied.  On success *out holds the server.  Errors: TETHER_EINVAL,
- * TETHER_ENOMEM, TETHER_ESYSERR|errno (epoll/eventfd creation failed).
+ * TETHER_ENOMEM, TETHER_ESYSERR|errno (eventfd creation failed).
  */
 TETHER_API tether_err tether_server_create(const tether_server_config *cfg, tether_server **out);
 
@@ -104,25 +104,30 @@ TETHER_API tether_err tether_server_address(const tether_server *srv, int idx, c
                                             size_t len);
 
 /*
- * tether_server_start - start the I/O threads and begin accepting.  Does
- * not block.  Errors: TETHER_ESTATE (no listener, or started before),
- * TETHER_ESYSERR|errno (thread creation).
+ * tether_server_start - start the I/O threads and begin accepting, then
+ * register in the registry if one was set.  Does not block.  Errors:
+ * TETHER_EINVAL (NULL), TETHER_ESTATE (no listener, or started before),
+ * TETHER_ENOMEM, TETHER_ESYSERR|errno (thread or epoll creation), and the
+ * registry's errors (the server is then stopped again).
  */
 TETHER_API tether_err tether_server_start(tether_server *srv);
 
 /*
- * tether_server_shutdown - ask the server to stop gracefully: stop
- * accepting, tell connected clients "going away", let calls in flight
- * finish until drain_timeout_ms, cancel the rest, close.  Returns at once;
- * idempotent; a second call while stopping makes the stop immediate.
- * Async-signal-safe: it only writes to an eventfd.
+ * tether_server_shutdown - ask the server to stop gracefully, in this order
+ * (src/rpc/drain.c): deregister from the registry, refuse new calls with
+ * TETHER_EGOINGAWAY and send connected clients "going away", wait grace_ms,
+ * stop accepting, let calls in flight finish until drain_timeout_ms, answer
+ * the rest with TETHER_ECANCELED, close.  Returns at once.  A second call
+ * makes the stop immediate: connections close at once and callers of calls
+ * still in flight see TETHER_ECONNRESET.  Async-signal-safe: it only writes
+ * to an eventfd.
  */
 TETHER_API void tether_server_shutdown(tether_server *srv);
 
 /*
  * tether_server_wait - block until the server has stopped (after
  * tether_server_shutdown()).  Returns TETHER_OK, or TETHER_ESTATE if the
- * server was never started.
+ * server was never started, TETHER_EINVAL for NULL.
  */
 TETHER_API tether_err tether_server_wait(tether_server *srv);
 
@@ -186,7 +191,7 @@ typedef struct tether_server_stats {
 } tether_server_stats;
 
 /*
- * tether_server_stats - copy the server's counters into out.  Thread-safe;
+ * tether_server_get_stats - copy the server's counters into out.  Thread-safe;
  * counters are read without stopping the I/O threads, so they are a
  * consistent snapshot of each counter, not of all of them together.
  */

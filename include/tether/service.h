@@ -79,8 +79,8 @@ TETHER_API tether_err tether_call_reply_raw(tether_call *call, const void *data,
  * tether_call_fail - answer call with an application error.  The caller
  * gets TETHER_EREMOTE and the text msg (copied; NULL means "error"), as a
  * Go net/rpc caller gets the error string a method returned.  Same thread
- * rules as tether_call_reply().  Returns TETHER_OK or TETHER_ENOMEM (the
- * caller then gets the error without its text).
+ * rules as tether_call_reply().  Returns TETHER_OK or TETHER_ENOMEM (no answer
+ * could be built: the caller then sees its call time out).
  */
 TETHER_API tether_err tether_call_fail(tether_call *call, const char *msg);
 

@@ -3,6 +3,7 @@
  */
 #include "core/alloc.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,9 +20,13 @@ tether_set_allocator(const tether_allocator *alloc)
         hooks.malloc_fn = malloc;
         hooks.realloc_fn = realloc;
         hooks.free_fn = free;
+        json_set_alloc_funcs(malloc, free);
         return;
     }
     hooks = *alloc;
+    /* jansson (JSON for registries and codecs) allocates through the same
+     * hooks, so an allocator that counts or fails sees everything. */
+    json_set_alloc_funcs(tt_malloc, tt_free);
 }
 
 void *

@@ -462,6 +462,9 @@ dispatch_all(tether_client *c, pending *me)
             pthread_mutex_unlock(&c->mu);
             break;
         case TT_FRAME_PONG:
+        case TT_FRAME_PING:
+            /* Liveness frames: nothing to do for a client that has calls
+             * to wait for (it never sends PING itself yet). */
             break;
         default:
             return TETHER_EPROTO;
