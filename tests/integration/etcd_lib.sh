@@ -1,0 +1,202 @@
+# etcd_lib.sh - shared helpers for tests/integration/test_etcd_*.sh (sourced,
+# not run).  Every test starts its own etcd members on 127.0.0.1, on free
+# ports, with data in a private temporary directory, and stops everything
+# it started by PID on exit (the EXIT trap), however the test ends.
+#
+# A missing etcd fails the test: scripts/setup.sh installs etcd-server and
+# etcd-client.
+
+set -u
+
+BIN=${TETHER_BIN_DIR:?TETHER_BIN_DIR must name the build bin directory}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tt-etcd-XXXXXX")
+PIDS=()
+
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$TMP"/*.log; do
+        [ -f "$f" ] || continue
+        echo "---- $(basename "$f") (last 30 lines)" >&2
+        tail -n 30 "$f" >&2
+    done
+    exit 1
+}
+
+note() {
+    echo "# $*"
+}
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        # A stopped (SIGSTOP) process must be continued to die cleanly.
+        kill -CONT "$p" 2>/dev/null
+        kill -KILL "$p" 2>/dev/null
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+for tool in etcd etcdctl python3; do
+    command -v "$tool" >/dev/null || fail "$tool is not installed (run scripts/setup.sh)"
+done
+for tool in calculator-server calculator-client tether; do
+    [ -x "$BIN/$tool" ] || fail "$BIN/$tool is missing (build first)"
+done
+
+# now_ms - a monotonic-enough clock in milliseconds.
+now_ms() {
+    local t
+    t=$(date +%s%N)
+    echo $((t / 1000000))
+}
+
+# free_port - a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+    python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# wait_until SECONDS WHAT CMD... - run CMD until it succeeds; fail the test
+# after SECONDS.  Deadlines are generous: the machine may be slow and shared.
+wait_until() {
+    local secs=$1 what=$2
+    shift 2
+    local end=$(($(now_ms) + secs * 1000))
+    until "$@"; do
+        if [ "$(now_ms)" -gt "$end" ]; then
+            fail "timed out after ${secs}s waiting for: $what"
+        fi
+        sleep 0.05
+    done
+}
+
+# etcd_start NAME DATADIR CLIENT_PORT PEER_PORT CLUSTER STATE - start one
+# member in the background; its PID goes into EPID[NAME].  CLUSTER is the
+# --initial-cluster list, STATE "new" (or "existing").
+declare -A EPID
+etcd_start() {
+    local name=$1 dir=$2 cport=$3 pport=$4 cluster=$5 state=${6:-new}
+    etcd --name "$name" --data-dir "$dir" \
+        --listen-client-urls "http://127.0.0.1:$cport" \
+        --advertise-client-urls "http://127.0.0.1:$cport" \
+        --listen-peer-urls "http://127.0.0.1:$pport" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+        --initial-cluster "$cluster" --initial-cluster-state "$state" \
+        --initial-cluster-token "tt-$name-$pport" \
+        --log-level error >>"$TMP/etcd-$name.log" 2>&1 &
+    EPID[$name]=$!
+    PIDS+=("$!")
+}
+
+# etcd_stop NAME [SIGNAL] - stop a member by PID and reap it.
+etcd_stop() {
+    local name=$1 sig=${2:-TERM}
+    kill -"$sig" "${EPID[$name]}" 2>/dev/null
+    wait "${EPID[$name]}" 2>/dev/null
+}
+
+# ectl PORT ARGS... - etcdctl against one member.
+ectl() {
+    local port=$1
+    shift
+    ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" --command-timeout=3s --dial-timeout=2s \
+        "$@"
+}
+
+etcd_healthy() {
+    ectl "$1" endpoint health >/dev/null 2>&1
+}
+
+# etcd_single NAME DATADIR - start a one-member etcd on free ports and wait
+# until it serves; sets CPORT (client port) and PPORT.
+etcd_single() {
+    local name=$1 dir=$2
+    CPORT=$(free_port)
+    PPORT=$(free_port)
+    etcd_start "$name" "$dir" "$CPORT" "$PPORT" "$name=http://127.0.0.1:$PPORT"
+    wait_until 30 "etcd $name to serve on $CPORT" etcd_healthy "$CPORT"
+}
+
+# etcd_restart NAME DATADIR - start the one-member etcd again on the same
+# ports (after etcd_stop), with DATADIR (the old one, or a new, empty one).
+etcd_restart() {
+    local name=$1 dir=$2
+    etcd_start "$name" "$dir" "$CPORT" "$PPORT" "$name=http://127.0.0.1:$PPORT"
+    wait_until 30 "etcd $name to serve again on $CPORT" etcd_healthy "$CPORT"
+}
+
+# key_count PORT PREFIX - how many keys start with PREFIX.
+key_count() {
+    ectl "$1" get --prefix --keys-only "$2" 2>/dev/null | grep -c .
+}
+
+key_present() {
+    [ "$(key_count "$1" "$2")" -ge 1 ]
+}
+
+key_absent() {
+    local n
+    n=$(ectl "$1" get --prefix --keys-only "$2" 2>/dev/null | grep -c .) || true
+    # Only a successful read that found nothing counts.
+    ectl "$1" endpoint health >/dev/null 2>&1 && [ "$n" -eq 0 ]
+}
+
+# server_start NAME PORT URL [ARGS...] - calculator-server listening on
+# 127.0.0.1:PORT, registered in URL; its PID goes into SPID[NAME].
+declare -A SPID
+server_start() {
+    local name=$1 port=$2 url=$3
+    shift 3
+    "$BIN/calculator-server" --listen "127.0.0.1:$port" --registry "$url" "$@" \
+        >>"$TMP/server-$name.log" 2>&1 &
+    SPID[$name]=$!
+    PIDS+=("$!")
+}
+
+alive() {
+    kill -0 "$1" 2>/dev/null
+}
+
+# accepting PORT - whether something accepts TCP connections on PORT.
+accepting() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# call_ok PORT - one Calculator.Add straight to the address.
+call_ok() {
+    local out
+    out=$("$BIN/calculator-client" --addr "127.0.0.1:$1" add 2 3 2>&1) && [ "$out" = "5" ]
+}
+
+# calls_start PORT - call the server every 100 ms in the background until
+# calls_stop; every failed call is written to $TMP/calls-failed.log.
+calls_start() {
+    (
+        while :; do
+            if ! call_ok "$1"; then
+                echo "call failed at $(now_ms)" >>"$TMP/calls-failed.log"
+            fi
+            echo x >>"$TMP/calls-done"
+            sleep 0.1
+        done
+    ) &
+    CALLS_PID=$!
+    PIDS+=("$!")
+}
+
+calls_stop() {
+    kill "$CALLS_PID" 2>/dev/null
+    wait "$CALLS_PID" 2>/dev/null
+    local n
+    n=$(wc -l <"$TMP/calls-done" 2>/dev/null || echo 0)
+    [ -s "$TMP/calls-failed.log" ] && fail "calls failed while the registry was in trouble"
+    [ "$n" -ge 1 ] || fail "no call was made"
+    note "$n calls served, none failed"
+    rm -f "$TMP/calls-done"
+}
