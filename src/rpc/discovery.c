@@ -58,6 +58,7 @@ struct tt_disc {
     tt_cand *cands;
     ep *grave;
     int ever_listed;
+    unsigned long nremoved; /* REMOVED reports so far (tt_disc_create's wait) */
     int closing;
 };
 
@@ -93,6 +94,7 @@ on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
     pthread_mutex_lock(&d->mu);
     ssize_t i = find_ep(d, id);
     if (ev == TETHER_WATCH_REMOVED) {
+        d->nremoved++;
         if (i >= 0) {
             ep *e = d->eps[i];
             d->eps[i] = d->eps[--d->neps];
@@ -525,6 +527,42 @@ tt_disc_pending(struct tt_disc *d)
 /* ---------------------------------------------------------------------- */
 /* Setup                                                                  */
 
+/* The watch reports the instances alive when it starts from its own
+ * thread, after tether_registry_watch() returned.  Without waiting for that
+ * report, an asynchronous call made right after creation (which cannot
+ * wait for an endpoint) would fail with TETHER_ENOENT although instances
+ * are listed.  So wait until every instance listed now is known, or was
+ * reported removed since, or INITIAL_WAIT_MS passed (a safety bound only:
+ * the report comes within milliseconds). */
+#define INITIAL_WAIT_MS 2000
+
+static void
+wait_initial_set(struct tt_disc *d, const char *service)
+{
+    tether_instance_list *list = NULL;
+    if (tether_registry_list(d->reg, service, &list) != TETHER_OK) {
+        return;
+    }
+    uint64_t until = tt_now_ns() + (uint64_t)INITIAL_WAIT_MS * 1000000ull;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000000000ull),
+                          .tv_nsec = (long)(until % 1000000000ull)};
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        size_t known = 0;
+        for (size_t i = 0; i < list->count; i++) {
+            const char *id = list->items[i].id != NULL ? list->items[i].id
+                                                       : list->items[i].address;
+            known += find_ep(d, id) >= 0;
+        }
+        if (known + d->nremoved >= list->count ||
+            pthread_cond_timedwait(&d->cv, &d->mu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    tether_instance_list_free(list);
+}
+
 tether_err
 tt_disc_create(const char *url, const char *service, const tether_client_config *cfg,
                struct tt_disc **out)
@@ -578,6 +616,7 @@ tt_disc_create(const char *url, const char *service, const tether_client_config 
         tt_free(d);
         return rc;
     }
+    wait_initial_set(d, service);
     *out = d;
     return TETHER_OK;
 }
