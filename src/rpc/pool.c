@@ -1,22 +1,40 @@
 /*
  * pool.c - worker threads fed from one FIFO queue under a mutex.  Blocking
  * handlers are rare and slow by definition, so a simple queue is enough.
+ *
+ * Stopping never waits forever for a handler that does not return: a
+ * server's drain deadline must bound its shutdown.  tt_pool_destroy() waits
+ * for busy workers up to a limit, then leaves them behind; the last worker
+ * to leave frees the pool.
  */
 #include "rpc/pool.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "net/sock.h"
 
 struct tt_pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;   /* work queued, or stop */
+    pthread_cond_t gone; /* a worker left */
     tt_task *head, *tail;
     int stop;
-    int n;
-    pthread_t *threads;
+    int alive;     /* workers still running */
+    int abandoned; /* destroy gave up waiting: the last worker frees */
 };
+
+static void
+pool_free(tt_pool *p)
+{
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->gone);
+    tt_free(p);
+}
 
 static void *
 worker_main(void *arg)
@@ -27,9 +45,12 @@ worker_main(void *arg)
         while (p->head == NULL && !p->stop) {
             pthread_cond_wait(&p->cv, &p->mu);
         }
-        tt_task *t = p->head;
+        /* Once stopping, queued work is dropped: the server has drained
+         * what it accepted, and its handlers must not run after it is
+         * destroyed. */
+        tt_task *t = p->stop ? NULL : p->head;
         if (t == NULL) {
-            break; /* stopping and nothing left */
+            break;
         }
         p->head = t->next;
         if (p->head == NULL) {
@@ -39,7 +60,13 @@ worker_main(void *arg)
         t->fn(t);
         pthread_mutex_lock(&p->mu);
     }
+    int last = --p->alive == 0;
+    int abandoned = p->abandoned;
+    pthread_cond_broadcast(&p->gone);
     pthread_mutex_unlock(&p->mu);
+    if (last && abandoned) {
+        pool_free(p);
+    }
     return NULL;
 }
 
@@ -50,22 +77,32 @@ tt_pool_create(int n, tt_pool **out)
     if (p == NULL) {
         return TETHER_ENOMEM;
     }
-    p->threads = tt_calloc((size_t)n, sizeof *p->threads);
-    if (p->threads == NULL) {
-        tt_free(p);
-        return TETHER_ENOMEM;
-    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->gone, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     for (int i = 0; i < n; i++) {
-        int e = pthread_create(&p->threads[i], NULL, worker_main, p);
+        pthread_t tid;
+        pthread_mutex_lock(&p->mu);
+        p->alive++;
+        pthread_mutex_unlock(&p->mu);
+        int e = pthread_create(&tid, &attr, worker_main, p);
         if (e != 0) {
-            p->n = i;
-            tt_pool_destroy(p);
+            pthread_mutex_lock(&p->mu);
+            p->alive--;
+            pthread_mutex_unlock(&p->mu);
+            pthread_attr_destroy(&attr);
+            tt_pool_destroy(p, 0);
             return tt_err_errno(e);
         }
     }
-    p->n = n;
+    pthread_attr_destroy(&attr);
     *out = p;
     return TETHER_OK;
 }
@@ -86,20 +123,28 @@ tt_pool_submit(tt_pool *p, tt_task *t)
 }
 
 void
-tt_pool_destroy(tt_pool *p)
+tt_pool_destroy(tt_pool *p, uint32_t wait_ms)
 {
     if (p == NULL) {
         return;
     }
+    uint64_t deadline = tt_now_ns() + (uint64_t)wait_ms * 1000000ull;
+    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
+                          .tv_nsec = (long)(deadline % 1000000000ull)};
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->n; i++) {
-        pthread_join(p->threads[i], NULL);
+    while (p->alive > 0) {
+        if (pthread_cond_timedwait(&p->gone, &p->mu, &ts) == ETIMEDOUT) {
+            break;
+        }
     }
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    tt_free(p->threads);
-    tt_free(p);
+    if (p->alive > 0) {
+        /* Handlers still running past the limit: leave them the pool. */
+        p->abandoned = 1;
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    pthread_mutex_unlock(&p->mu);
+    pool_free(p);
 }

@@ -4,6 +4,8 @@
 #ifndef TT_RPC_POOL_H
 #define TT_RPC_POOL_H
 
+#include <stdint.h>
+
 #include "net/loop.h"
 
 typedef struct tt_pool tt_pool;
@@ -15,8 +17,9 @@ tether_err tt_pool_create(int n, tt_pool **out);
  * Thread-safe. */
 void tt_pool_submit(tt_pool *p, tt_task *t);
 
-/* tt_pool_destroy - run what is queued, then join the workers (this waits
- * for running handlers to return).  NULL is a no-op. */
-void tt_pool_destroy(tt_pool *p);
+/* tt_pool_destroy - stop the workers: queued work is dropped, running
+ * handlers get up to wait_ms to return; workers still busy after that are
+ * left behind and free the pool when they finish.  NULL is a no-op. */
+void tt_pool_destroy(tt_pool *p, uint32_t wait_ms);
 
 #endif

@@ -1367,7 +1367,7 @@ fail:
     tt_free(srv->threads);
     srv->threads = NULL;
     srv->nthreads = 0;
-    tt_pool_destroy(srv->pool);
+    tt_pool_destroy(srv->pool, 100); /* the drain already waited for handlers */
     srv->pool = NULL;
     return rc;
 }
@@ -1446,7 +1446,7 @@ tether_server_destroy(tether_server *srv)
         srv->control_started = 0;
     }
     tt_server_registry_fini(srv);
-    tt_pool_destroy(srv->pool);
+    tt_pool_destroy(srv->pool, 100); /* the drain already waited for handlers */
     for (int i = 0; i < srv->nthreads; i++) {
         thread_fini(&srv->threads[i]);
     }

@@ -246,7 +246,10 @@ read_report(h_proc *p, int fd)
             h_kill(p);
             fail_msg("server child: %s", line + 6);
         }
-        snprintf(p->addr[p->naddr++], sizeof(p->addr[0]), "%s", line);
+        /* Bounded copy (an address line is far shorter than the slot). */
+        size_t n = strnlen(line, sizeof(p->addr[0]) - 1);
+        memcpy(p->addr[p->naddr], line, n);
+        p->addr[p->naddr++][n] = '\0';
         if (nl == NULL) {
             break;
         }
