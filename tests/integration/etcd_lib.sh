@@ -16,8 +16,8 @@ fail() {
     echo "FAIL: $*" >&2
     for f in "$TMP"/*.log; do
         [ -f "$f" ] || continue
-        echo "---- $(basename "$f") (last 30 lines)" >&2
-        tail -n 30 "$f" >&2
+        echo "---- $(basename "$f") (last 15 lines)" >&2
+        tail -n 15 "$f" >&2
     done
     exit 1
 }
@@ -88,7 +88,7 @@ etcd_start() {
         --listen-peer-urls "http://127.0.0.1:$pport" \
         --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
         --initial-cluster "$cluster" --initial-cluster-state "$state" \
-        --initial-cluster-token "tt-$name-$pport" \
+        --initial-cluster-token "tt-$(basename "$TMP")" \
         --log-level error >>"$TMP/etcd-$name.log" 2>&1 &
     EPID[$name]=$!
     PIDS+=("$!")

@@ -824,7 +824,7 @@ tt_etcd_range(struct tt_etcd_http *h, const char *service, uint32_t budget, bool
         tt_log(log_failures ? TETHER_LOG_ERROR : TETHER_LOG_DEBUG,
                "registry: etcd at %s: bad answer to a range of %s (HTTP %ld): %s",
                tt_etcd_endpoint(er), prefix, rep.status,
-               rep.status != 200 ? tt_etcd_err_text(&rep) : "unexpected JSON");
+               rep.status != 200 || rep.json == NULL ? tt_etcd_err_text(&rep) : "unexpected JSON");
         err = TETHER_EREGISTRY;
         goto done;
     }
