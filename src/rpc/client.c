@@ -602,7 +602,7 @@ on_fd(tt_io *io, uint32_t events)
 static void
 expire_timeouts(tether_client *c)
 {
-    uint64_t now = tt_now_ns();
+    uint64_t now = tt_now_coarse_ns();
     pthread_mutex_lock(&c->mu);
     pending *p = c->all;
     while (p != NULL) {
@@ -634,7 +634,7 @@ client_io_main(void *arg)
             pthread_mutex_unlock(&c->mu);
         }
         run_completed(c);
-        uint64_t now = tt_now_ms();
+        uint64_t now = tt_now_coarse_ns() / 1000000ull;
         if (timed && now >= next_scan) {
             next_scan = now + TIMEOUT_SCAN_MS;
             expire_timeouts(c);
@@ -870,7 +870,7 @@ call_async(tether_client *c, const char *method, const ProtobufCMessage *req, co
     p->fn = fn;
     p->arg = arg;
     p->desc = desc;
-    p->deadline_ns = tt_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    p->deadline_ns = tt_now_coarse_ns() + (uint64_t)timeout_ms * 1000000ull;
     rc = queue_request_locked(c, p, method, mlen, req, data, len);
     if (rc != TETHER_OK) {
         pend_free_locked(c, p);
