@@ -35,8 +35,12 @@ PIDS+=("$!")
 "$BIN/tether" watch calculator --registry "$URL" >"$TMP/twatch.out" 2>"$TMP/twatch.log" &
 PIDS+=("$!")
 wait_until 30 "tether watch to report the server" grep -q "added 127.0.0.1:$P" "$TMP/twatch.out"
-ectl "${C[2]}" put /services/calculator/marker 127.0.0.1:7 >/dev/null
-wait_until 30 "the etcdctl watch to run" grep -q marker "$TMP/watch.log"
+# The watch may not be established yet: put the marker until it shows.
+marker_seen() {
+    ectl "${C[2]}" put /services/calculator/marker 127.0.0.1:7 >/dev/null
+    grep -q marker "$TMP/watch.log"
+}
+wait_until 30 "the etcdctl watch to run" marker_seen
 
 etcd_stop m1 KILL
 note "member 1 killed"

@@ -66,8 +66,12 @@ WPID=$!
 PIDS+=("$WPID")
 # etcdctl prints nothing until an event; make one and wait for it, so the
 # watch is known to be running.
-ectl "$CPORT" put "${PFX}marker" "127.0.0.1:11" >/dev/null
-wait_until 30 "etcdctl watch to run" grep -q marker "$TMP/watch.log"
+# The watch may not be established yet: put the marker until it shows.
+marker_seen() {
+    ectl "$CPORT" put "${PFX}marker" "127.0.0.1:11" >/dev/null
+    grep -q marker "$TMP/watch.log"
+}
+wait_until 30 "etcdctl watch to run" marker_seen
 ectl "$CPORT" del "${PFX}marker" >/dev/null
 accepting "$P1" || fail "server 1 does not accept"
 deleted_seen() {
@@ -77,7 +81,15 @@ deleted_seen() {
 "$BIN/calculator-client" --addr "127.0.0.1:$P1" add 20 22 >"$TMP/inflight.out" 2>&1 &
 CPID=$!
 PIDS+=("$CPID")
-sleep 0.3
+# In flight once a connection to the server is established (then the call
+# follows at once; the 1.5 s the call takes covers the rest).
+connected() {
+    local hex
+    hex=$(printf '%04X' "$P1")
+    awk -v h=":$hex" '$3 ~ h"$" && $4 == "01" { f = 1 } END { exit !f }' /proc/net/tcp
+}
+wait_until 30 "the call to connect" connected
+sleep 0.2
 kill -TERM "${SPID[s1]}"
 # Each round looks at the process first and at the watch second: a DELETE
 # seen in a round that began with the process alive came before its exit.
