@@ -37,6 +37,18 @@ typedef enum tether_balance {
 } tether_balance;
 
 /*
+ * tether_codec - the wire format a client speaks.  A tether server
+ * understands all three on the same port; Go's net/rpc servers speak gob
+ * (rpc.ServeConn, rpc.Accept) or jsonrpc (jsonrpc.ServeConn).  Messages
+ * map to Go values as docs/codecs.md describes.
+ */
+typedef enum tether_codec {
+    TETHER_CODEC_NATIVE = 0,  /* tether's own frames (default; the fast path) */
+    TETHER_CODEC_GOB = 1,     /* Go's default net/rpc codec (encoding/gob) */
+    TETHER_CODEC_JSONRPC = 2  /* Go's net/rpc/jsonrpc */
+} tether_codec;
+
+/*
  * tether_client_config - creation-time settings; zero means default
  * (tether_client_config_init() writes them out).
  */
@@ -45,6 +57,14 @@ typedef struct tether_client_config {
     uint32_t connect_timeout_ms; /* default 5000 */
     uint32_t call_timeout_ms;    /* used when a call passes timeout 0; default 10000 */
     tether_balance balance;      /* clients by service name only */
+    /* Wire format (tether_client_create() only; clients by service name
+     * speak native).  With GOB or JSONRPC the client talks to any Go
+     * net/rpc server of that codec: typed calls, sync and async, work as
+     * documented below; raw calls answer TETHER_ENOTSUP; a server error
+     * is TETHER_EREMOTE with Go's text ("rpc: can't find service X" and
+     * "rpc: can't find method X" become TETHER_ENOSERVICE and
+     * TETHER_ENOMETHOD); "going away" does not exist in these codecs. */
+    tether_codec codec;
 } tether_client_config;
 
 /* tether_client_config_init - fill cfg with the documented defaults. */
@@ -174,6 +194,28 @@ TETHER_API tether_err tether_client_call_async_raw(tether_client *c, const char 
                                                    const void *req, size_t req_len,
                                                    uint32_t timeout_ms, tether_reply_fn fn,
                                                    void *arg);
+
+/*
+ * tether_client_call_json - call method with a request given as JSON text
+ * (json_in: an object as Go's encoding/json would write the request
+ * struct, e.g. {"A":1,"B":2}; NULL or "" mean {}) and get the reply as
+ * JSON text in *json_out (caller frees it with tether_free()).  No
+ * generated code is needed:
+ *  - jsonrpc clients pass the text through as params[0] and return the
+ *    result's text as the server wrote it;
+ *  - native and gob clients first ask the server's built-in method
+ *    _tether.Describe (every tether server answers it; see docs/call.md)
+ *    for the method's message types, build the request from the JSON and
+ *    print the reply in the same mapping as the jsonrpc codec.  A raw
+ *    method gets json_in as its bytes, and its reply bytes are returned
+ *    as they are.
+ * Errors: those of tether_client_call(); TETHER_EINVAL also when json_in
+ * does not fit the request type (*errtext says why); TETHER_ENOTSUP when
+ * the server cannot describe its methods (a Go server: use jsonrpc).
+ */
+TETHER_API tether_err tether_client_call_json(tether_client *c, const char *method,
+                                              const char *json_in, char **json_out,
+                                              uint32_t timeout_ms, char **errtext);
 
 /*
  * tether_client_pending - number of calls started and not yet completed.

@@ -72,6 +72,7 @@ struct tether_client {
     int closing;
     int goaway;           /* the server said it is going away */
     struct tt_disc *disc; /* a client by service name: everything goes there */
+    struct tt_cc *cc;     /* a gob or jsonrpc client (client_codec.c): likewise */
     tether_err conn_err; /* reason the server gave before closing, if any */
     uint64_t next_seq;
     pending *buckets[NBUCKETS];
@@ -665,6 +666,17 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
     if (c == NULL) {
         return TETHER_ENOMEM;
     }
+    if (cfg != NULL && cfg->codec != TETHER_CODEC_NATIVE) {
+        /* Go's codecs: a client of their own (client_codec.c). */
+        c->cfg.codec = cfg->codec;
+        tether_err crc = tt_cc_create(addr, cfg, &c->cc);
+        if (crc != TETHER_OK) {
+            tt_free(c);
+            return crc;
+        }
+        *out = c;
+        return TETHER_OK;
+    }
     tether_client_config_init(&c->cfg);
     if (cfg != NULL) {
         if (cfg->max_frame_size > 0) {
@@ -723,6 +735,22 @@ tt_client_goaway(tether_client *c)
     return g;
 }
 
+tether_codec
+tt_client_codec_kind(const tether_client *c)
+{
+    return c->cfg.codec;
+}
+
+tether_err
+tt_client_call_json_text(tether_client *c, const char *method, const char *json_in,
+                         char **json_out, uint32_t timeout_ms, char **errtext)
+{
+    if (c->cc == NULL) {
+        return TETHER_ENOTSUP;
+    }
+    return tt_cc_call(c->cc, method, NULL, NULL, NULL, json_in, json_out, timeout_ms, errtext);
+}
+
 int
 tt_client_on_io_thread(void)
 {
@@ -760,6 +788,11 @@ tether_client_destroy(tether_client *c)
         tt_free(c);
         return;
     }
+    if (c->cc != NULL) {
+        tt_cc_destroy(c->cc);
+        tt_free(c);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     c->closing = 1;
     pthread_mutex_unlock(&c->mu);
@@ -789,6 +822,9 @@ tether_client_pending(const tether_client *c)
     }
     if (c->disc != NULL) {
         return tt_disc_pending(c->disc);
+    }
+    if (c->cc != NULL) {
+        return tt_cc_pending(c->cc);
     }
     pthread_mutex_lock((pthread_mutex_t *)&c->mu);
     size_t n = c->npending;
@@ -901,6 +937,9 @@ tether_client_call_async(tether_client *c, const char *method, const ProtobufCMe
         return tt_disc_call_async(c->disc, c, method, req, NULL, 0, reply_desc, timeout_ms, fn,
                                   arg);
     }
+    if (c->cc != NULL) {
+        return tt_cc_call_async(c->cc, c, method, req, reply_desc, timeout_ms, fn, arg);
+    }
     return call_async(c, method, req, NULL, 0, reply_desc, timeout_ms, fn, arg);
 }
 
@@ -911,6 +950,9 @@ tether_client_call_async_raw(tether_client *c, const char *method, const void *r
     if (c != NULL && c->disc != NULL) {
         return tt_disc_call_async(c->disc, c, method, NULL, req, req_len, NULL, timeout_ms, fn,
                                   arg);
+    }
+    if (c != NULL && c->cc != NULL) {
+        return TETHER_ENOTSUP; /* raw bytes have no form in Go's codecs */
     }
     return call_async(c, method, NULL, req, req_len, NULL, timeout_ms, fn, arg);
 }
@@ -1056,6 +1098,9 @@ tether_client_call(tether_client *c, const char *method, const ProtobufCMessage 
         return tt_disc_call(c->disc, NULL, method, req, NULL, 0, reply_desc, reply, NULL, NULL,
                             timeout_ms, errtext);
     }
+    if (c != NULL && c->cc != NULL) {
+        return tt_cc_call(c->cc, method, req, reply_desc, reply, NULL, NULL, timeout_ms, errtext);
+    }
     pending p;
     tether_err rc = call_sync(c, method, req, NULL, 0, reply_desc, timeout_ms, &p);
     if (rc == TETHER_OK) {
@@ -1083,6 +1128,9 @@ tether_client_call_raw(tether_client *c, const char *method, const void *req, si
     if (c != NULL && c->disc != NULL) {
         return tt_disc_call(c->disc, NULL, method, NULL, req, req_len, NULL, NULL, out, out_len,
                             timeout_ms, errtext);
+    }
+    if (c != NULL && c->cc != NULL) {
+        return TETHER_ENOTSUP;
     }
     pending p;
     tether_err rc = call_sync(c, method, NULL, req, req_len, NULL, timeout_ms, &p);

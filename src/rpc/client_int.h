@@ -29,4 +29,29 @@ tether_err tt_disc_call_async(struct tt_disc *d, tether_client *outer, const cha
                               const ProtobufCMessageDescriptor *desc, uint32_t timeout_ms,
                               tether_reply_fn fn, void *arg);
 
+/* describe.c: the built-in method every server answers, its message type. */
+#define TT_DESCRIBE_SERVICE "_tether"
+#define TT_DESCRIBE_MAX_NAME 1024
+extern const ProtobufCMessageDescriptor tt_string_value_descriptor;
+
+/* client.c: the codec a client was created with. */
+tether_codec tt_client_codec_kind(const tether_client *c);
+/* client_codec.c: a jsonrpc call with JSON text for params and result. */
+tether_err tt_client_call_json_text(tether_client *c, const char *method, const char *json_in,
+                                    char **json_out, uint32_t timeout_ms, char **errtext);
+
+/* client_codec.c: a single-address client speaking gob or jsonrpc. */
+struct tt_cc;
+tether_err tt_cc_create(const char *addr, const tether_client_config *cfg, struct tt_cc **out);
+void tt_cc_destroy(struct tt_cc *cc);
+size_t tt_cc_pending(struct tt_cc *cc);
+/* Sync call: typed (desc, *msg) or, for jsonrpc only, JSON text (json_in,
+ * *json_out). */
+tether_err tt_cc_call(struct tt_cc *cc, const char *method, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg,
+                      const char *json_in, char **json_out, uint32_t timeout_ms, char **errtext);
+tether_err tt_cc_call_async(struct tt_cc *cc, tether_client *outer, const char *method,
+                            const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+                            uint32_t timeout_ms, tether_reply_fn fn, void *arg);
+
 #endif

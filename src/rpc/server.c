@@ -534,6 +534,18 @@ static void
 conn_unref(conn *c)
 {
     if (--c->refs == 0) {
+        if (c->zombie) {
+            /* Its last call finished: off the zombie list. */
+            if (c->prev != NULL) {
+                c->prev->next = c->next;
+            } else {
+                c->t->zombies = c->next;
+            }
+            if (c->next != NULL) {
+                c->next->prev = c->prev;
+            }
+            c->zombie = 0;
+        }
         /* Freed after the current event batch: it may still be on a stack. */
         c->reap_next = c->t->reap;
         c->t->reap = c;
@@ -560,11 +572,23 @@ conn_close(conn *c)
         c->next->prev = c->prev;
     }
     c->prev = c->next = NULL;
+    if (c->refs > 1) {
+        /* Calls in flight keep it; listed so a stopped thread can free it. */
+        c->zombie = 1;
+        c->next = t->zombies;
+        if (t->zombies != NULL) {
+            t->zombies->prev = c;
+        }
+        t->zombies = c;
+    }
     atomic_fetch_sub(&t->srv->nconns, 1);
     atomic_store_explicit(&t->nconns, atomic_load_explicit(&t->nconns, memory_order_relaxed) - 1,
                           memory_order_relaxed);
     buf_release(t, &c->in);
     buf_release(t, &c->out);
+    if (c->codec != NULL) {
+        tt_server_codec_fini(c);
+    }
     conn_unref(c);
 }
 
@@ -574,7 +598,10 @@ conn_fail(conn *c, tether_err code, const char *why)
 {
     bump(&c->t->st_proto);
     tt_log(TETHER_LOG_DEBUG, "closing connection: %s", why);
-    write_frame(c, TT_FRAME_ERROR, 0, (uint32_t)code, why);
+    if (c->codec == NULL) {
+        /* Go's codecs have no connection-level error: they just close. */
+        write_frame(c, TT_FRAME_ERROR, 0, (uint32_t)code, why);
+    }
     if (tt_buf_size(&c->out) > 0) {
         ssize_t n = send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out),
                          MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -675,7 +702,9 @@ answer_home(tt_task *task)
 {
     struct tether_call *call = (struct tether_call *)((char *)task - offsetof(struct tether_call, task));
     conn *c = call->c;
-    if (!c->closed && !call->canceled) {
+    if (!c->closed && !call->canceled && c->codec != NULL) {
+        tt_server_codec_answer_home(call); /* re-encoded with the conn's codec */
+    } else if (!c->closed && !call->canceled) {
         if (buf_prepare(c->t, &c->out, tt_buf_size(&call->ans)) == TETHER_OK) {
             memcpy(c->out.data + c->out.len, tt_buf_head(&call->ans), tt_buf_size(&call->ans));
             c->out.len += tt_buf_size(&call->ans);
@@ -715,9 +744,10 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
             const void *data, size_t len)
 {
     tether_err rc = TETHER_OK;
-    size_t max = call->srv->cfg.max_frame_size;
+    /* Only call fields here: off the I/O thread the server may be gone. */
+    size_t max = call->max_frame;
     if (type == TT_FRAME_REPLY) {
-        if (msg != NULL && call->m->md != NULL && msg->descriptor != call->m->md->output) {
+        if (msg != NULL && call->out_desc != NULL && msg->descriptor != call->out_desc) {
             type = TT_FRAME_ERROR;
             status = TETHER_EINTERNAL;
             data = "rpc: handler replied with the wrong message type";
@@ -746,7 +776,12 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
             if (type == TT_FRAME_ERROR) {
                 bump(&t->st_failed);
             }
-            if (encode_answer(&c->out, t, call->seq, type, status, msg, data, len) != TETHER_OK) {
+            if (c->codec != NULL) {
+                tether_err crc = tt_server_codec_answer(call, type == TT_FRAME_ERROR, status, msg,
+                                                        data, len);
+                rc = crc != TETHER_OK ? crc : rc;
+            } else if (encode_answer(&c->out, t, call->seq, type, status, msg, data, len) !=
+                       TETHER_OK) {
                 rc = TETHER_ENOMEM;
             }
             mark_dirty(c);
@@ -814,6 +849,45 @@ tether_call_method(const tether_call *call)
     return call != NULL ? call->m->name : "";
 }
 
+/* Shared with server_codec.c (see server_int.h). */
+const method_ent *
+tt_server_find_method(const tether_server *srv, const char *name, size_t len)
+{
+    return find_method(srv, name, len);
+}
+
+tether_err
+tt_server_out_reserve(conn *c, size_t extra)
+{
+    return buf_prepare(c->t, &c->out, extra);
+}
+
+void
+tt_server_mark_dirty(conn *c)
+{
+    mark_dirty(c);
+}
+
+void
+tt_server_conn_fail(conn *c, tether_err code, const char *why)
+{
+    conn_fail(c, code, why);
+}
+
+struct tether_call *
+tt_server_call_alloc(iothr *t)
+{
+    return call_alloc(t);
+}
+
+void
+tt_server_call_unused(iothr *t, struct tether_call *call)
+{
+    call->next = t->free_calls;
+    t->free_calls = call;
+    t->nfree_calls++;
+}
+
 /* A blocking handler runs on a worker thread. */
 static void
 run_on_worker(tt_task *task)
@@ -854,6 +928,40 @@ unknown_method(conn *c, const tt_frame *f)
     } else {
         snprintf(text, sizeof text, "rpc: can't find service %.*s", (int)f->name_len, f->name);
         write_error(c, f->seq, TETHER_ENOSERVICE, text);
+    }
+}
+
+/* Put a filled-in call in flight (linked to its connection, counted) and
+ * run its handler: inline, or on the worker pool for blocking methods. */
+static inline void
+call_launch(conn *c, struct tether_call *call)
+{
+    iothr *t = c->t;
+    const method_ent *m = call->m;
+    call->max_frame = t->srv->cfg.max_frame_size;
+    call->out_desc = m->md != NULL ? m->md->output : NULL;
+    /* In flight from here: linked to the connection, counted. */
+    call->prev = NULL;
+    call->next = c->calls;
+    if (c->calls != NULL) {
+        c->calls->prev = call;
+    }
+    c->calls = call;
+    c->refs++;
+    c->inflight++;
+    atomic_store_explicit(&t->inflight, atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
+    if (m->flags & TETHER_METHOD_BLOCKING) {
+        call->task.fn = run_on_worker;
+        tt_pool_submit(t->srv->pool, &call->task);
+        return;
+    }
+    /* Inline: the handler may answer (and free the call) before returning. */
+    if (m->md != NULL) {
+        m->fn(call, call->req, m->arg);
+    } else {
+        m->raw_fn(call, call->body, call->body_len, m->arg);
     }
 }
 
@@ -919,29 +1027,13 @@ start_call(conn *c, const tt_frame *f)
             memcpy(call->body, f->body, f->body_len);
         }
     }
-    /* In flight from here: linked to the connection, counted. */
-    call->prev = NULL;
-    call->next = c->calls;
-    if (c->calls != NULL) {
-        c->calls->prev = call;
-    }
-    c->calls = call;
-    c->refs++;
-    c->inflight++;
-    atomic_store_explicit(&t->inflight, atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
-    if (m->flags & TETHER_METHOD_BLOCKING) {
-        call->task.fn = run_on_worker;
-        tt_pool_submit(srv->pool, &call->task);
-        return;
-    }
-    /* Inline: the handler may answer (and free the call) before returning. */
-    if (m->md != NULL) {
-        m->fn(call, call->req, m->arg);
-    } else {
-        m->raw_fn(call, call->body, call->body_len, m->arg);
-    }
+    call_launch(c, call);
+}
+
+void
+tt_server_call_launch(conn *c, struct tether_call *call)
+{
+    call_launch(c, call);
 }
 
 static void
@@ -970,6 +1062,13 @@ static size_t
 process(conn *c, const uint8_t *p, size_t n)
 {
     size_t off = 0;
+    if (c->codec != NULL) {
+        return tt_server_codec_process(c, p, n);
+    }
+    if (!c->preface_ok && p[0] != (uint8_t)TT_PREFACE[0]) {
+        /* Not native: Go's gob or jsonrpc, or garbage (server_codec.c). */
+        return tt_server_codec_process(c, p, n);
+    }
     if (!c->preface_ok) {
         size_t k = n < TT_PREFACE_LEN ? n : TT_PREFACE_LEN;
         if (memcmp(p, TT_PREFACE, k) != 0) {
@@ -982,6 +1081,11 @@ process(conn *c, const uint8_t *p, size_t n)
         }
         c->preface_ok = 1;
         off = TT_PREFACE_LEN;
+        if (atomic_load(&c->t->srv->state) == SRV_DRAINING && !c->goaway_sent) {
+            /* Connected while we drain: the codec is known only now. */
+            write_frame(c, TT_FRAME_GOAWAY, 0, 0, NULL);
+            c->goaway_sent = 1;
+        }
     }
     size_t max = c->t->srv->cfg.max_frame_size;
     while (off < n && !c->closed) {
@@ -1134,10 +1238,8 @@ on_listener(tt_io *io, uint32_t events)
                               atomic_load_explicit(&t->nconns, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         bump(&t->st_accepted);
-        if (atomic_load(&srv->state) == SRV_DRAINING) {
-            write_frame(c, TT_FRAME_GOAWAY, 0, 0, NULL);
-            c->goaway_sent = 1;
-        }
+        /* While draining, "going away" is sent once the first bytes show
+         * the native protocol (process()): Go's codecs have no such frame. */
     }
 }
 
@@ -1176,8 +1278,13 @@ task_cancel(tt_task *task)
         for (struct tether_call *call = c->calls; call != NULL; call = call->next) {
             if (!call->canceled) {
                 call->canceled = 1;
-                write_error(c, call->seq, TETHER_ECANCELED,
-                            "rpc: call canceled: the server stopped before it finished");
+                const char *why = "rpc: call canceled: the server stopped before it finished";
+                if (c->codec != NULL) {
+                    tt_server_codec_error(c, call->seq, call->m->name, call->m->name_len,
+                                          TETHER_ECANCELED, why);
+                } else {
+                    write_error(c, call->seq, TETHER_ECANCELED, why);
+                }
             }
         }
     }
@@ -1253,6 +1360,14 @@ thread_fini(iothr *t)
         tt_free(c);
         c = n;
     }
+    /* Connections whose calls never came home (the server stopped first);
+     * those calls are freed by their late answers without touching them. */
+    for (conn *c = t->zombies; c != NULL;) {
+        conn *n = c->next;
+        tt_free(c);
+        c = n;
+    }
+    t->zombies = NULL;
     while (t->free_calls != NULL) {
         struct tether_call *call = t->free_calls;
         t->free_calls = call->next;
@@ -1278,8 +1393,12 @@ tether_server_start(tether_server *srv)
         set_err(srv, "%s", srv->nlisteners == 0 ? "no listener" : "already started");
         return TETHER_ESTATE;
     }
+    tether_err rc = tt_server_add_builtins(srv);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
     qsort(srv->methods, srv->nmethods, sizeof *srv->methods, method_cmp);
-    tether_err rc = tt_pool_create(srv->cfg.worker_threads, &srv->pool);
+    rc = tt_pool_create(srv->cfg.worker_threads, &srv->pool);
     if (rc != TETHER_OK) {
         return rc;
     }

@@ -54,7 +54,12 @@ typedef struct conn {
     int refs;        /* 1 while open + 1 per call in flight */
     int closed;
     int preface_ok;  /* the native preface has been read */
+    /* Go-compatible connections (server_codec.c): the codec recognised from
+     * the first bytes (NULL: native, or not known yet) and its state. */
+    const struct tt_codec_ops *codec;
+    void *cstate;
     int paused;      /* EPOLLIN off: too much unsent output */
+    int zombie;      /* closed with calls in flight: on the thread's zombie list */
     int goaway_sent;
     int in_dirty;
     size_t need;     /* bytes the partial frame in 'in' needs */
@@ -82,6 +87,10 @@ struct tether_call {
     tt_buf ans;        /* an answer built off the I/O thread */
     struct tether_call *prev, *next; /* conn's calls in flight / free list */
     uint8_t small[64]; /* small raw request bodies live here */
+    /* Copied at launch so that an answer from another thread never reads
+     * server memory (the server may be gone by then: see gate). */
+    size_t max_frame;
+    const ProtobufCMessageDescriptor *out_desc;
 };
 
 typedef struct iothr {
@@ -95,6 +104,7 @@ typedef struct iothr {
     conn *conns;
     conn *dirty;
     conn *reap;
+    conn *zombies; /* closed connections still referenced by calls */
     struct tether_call *free_calls;
     int nfree_calls;
     uint8_t *scratch;
@@ -166,5 +176,34 @@ tether_err tt_server_register_all(tether_server *srv);
 void tt_server_deregister_all(tether_server *srv);
 void tt_server_registry_fini(tether_server *srv);
 void tt_sd_notify(const char *state);
+
+/* server.c: what the generic codec path shares with the native one. */
+const method_ent *tt_server_find_method(const tether_server *srv, const char *name, size_t len);
+tether_err tt_server_out_reserve(conn *c, size_t extra); /* room in c->out */
+void tt_server_mark_dirty(conn *c);                      /* flush c after this batch */
+void tt_server_conn_fail(conn *c, tether_err code, const char *why);
+struct tether_call *tt_server_call_alloc(iothr *t);
+void tt_server_call_unused(iothr *t, struct tether_call *call); /* never launched */
+/* Link a filled-in call to c, count it and run its handler (inline or on
+ * the worker pool), exactly as for native calls. */
+void tt_server_call_launch(conn *c, struct tether_call *call);
+
+/* server_codec.c: connections speaking Go's net/rpc codecs (gob, jsonrpc).
+ * process: recognise the codec if not known yet, then decode and start
+ * every complete request in p[0..n); returns the bytes used.  answer: an
+ * answer made on the I/O thread (msg, or error text data[0..len)).
+ * answer_home: an answer built on another thread as a native frame in
+ * call->ans, re-encoded here with the connection's codec.  error: an
+ * error reply for seq outside a handler.  fini: release the codec state
+ * (connection closing). */
+size_t tt_server_codec_process(conn *c, const uint8_t *p, size_t n);
+tether_err tt_server_codec_answer(struct tether_call *call, int is_error, uint32_t status,
+                                  const ProtobufCMessage *msg, const void *data, size_t len);
+void tt_server_codec_answer_home(struct tether_call *call);
+void tt_server_codec_error(conn *c, uint64_t seq, const char *method, size_t method_len,
+                           tether_err code, const char *text);
+void tt_server_codec_fini(conn *c);
+/* describe.c: built-in methods every server serves (_tether.Describe). */
+tether_err tt_server_add_builtins(tether_server *srv);
 
 #endif

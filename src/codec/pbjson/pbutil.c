@@ -180,8 +180,24 @@ ProtobufCMessage *
 tt_pb_new(const ProtobufCMessageDescriptor *desc)
 {
     ProtobufCMessage *m = tt_malloc(desc->sizeof_message);
-    if (m != NULL) {
+    if (m == NULL) {
+        return NULL;
+    }
+    if (desc->message_init != NULL) {
         protobuf_c_message_init(desc, m);
+        return m;
+    }
+    /* Descriptors built at run time have no generated init function;
+     * protobuf-c's own unpack falls back to a generic one for them, and so
+     * do we: zero, the descriptor, and string defaults. */
+    memset(m, 0, desc->sizeof_message);
+    m->descriptor = desc;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[i];
+        if (f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED &&
+            f->default_value != NULL) {
+            *(const char **)tt_pb_field_ptr(m, f) = f->default_value;
+        }
     }
     return m;
 }
