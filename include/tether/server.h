@@ -152,7 +152,7 @@ TETHER_API const char *tether_server_errmsg(const tether_server *srv);
  * (0 means 1).  Registration happens in tether_server_start(), after the
  * I/O threads serve, so an instance is never listed before it can answer;
  * if called after start it registers at once.  The graceful stop begins by
- * marking each registration draining and deregistering it, before clients
+ * deregistering each registration, before clients
  * are told to go away and before the listener closes.  r must outlive the
  * server.  Errors: TETHER_EINVAL, TETHER_ENOMEM, TETHER_ESTATE (stopping),
  * and the registry's errors when registering at once.

@@ -38,7 +38,8 @@ typedef struct ep {
     uint64_t id_hash;
     int draining;
     int removed;
-    int refs; /* calls using it now */
+    int connecting; /* the watch thread is connecting to it: not picked yet */
+    int refs;       /* calls using it now */
     uint64_t backoff_until_ms;
     uint32_t backoff_ms;
     tether_client *cli;
@@ -85,12 +86,15 @@ find_ep(struct tt_disc *d, const char *id)
     return -1;
 }
 
+static void backoff_locked(ep *e);
+
 static void
 on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
 {
     struct tt_disc *d = arg;
     const char *id = inst->id != NULL ? inst->id : inst->address;
     ep *dead = NULL;
+    ep *fresh = NULL;
     pthread_mutex_lock(&d->mu);
     ssize_t i = find_ep(d, id);
     if (ev == TETHER_WATCH_REMOVED) {
@@ -142,13 +146,36 @@ on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
         e->weight = inst->weight > 0 ? inst->weight : 1;
         e->draining = inst->state == TETHER_INSTANCE_DRAINING;
         e->id_hash = tt_hash64(e->addr, strlen(e->addr), 0);
+        e->connecting = 1;
         d->eps[d->neps++] = e;
         d->ever_listed = 1;
+        fresh = e;
     }
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     if (dead != NULL) {
         ep_free(dead);
+    }
+    if (fresh != NULL) {
+        /* Connect here, on the watch thread, before any call is sent to
+         * it: a new instance's first calls (in a rolling restart, say) pay
+         * for no connect and no thread start.  Only this thread removes
+         * endpoints, so fresh stays valid. */
+        tether_client *cli = NULL;
+        tether_client_config cfg = d->cfg;
+        cfg.balance = TETHER_BALANCE_ROUND_ROBIN;
+        tether_err rc = tether_client_create(fresh->addr, &cfg, &cli);
+        pthread_mutex_lock(&d->mu);
+        fresh->connecting = 0;
+        if (rc == TETHER_OK && fresh->cli == NULL) {
+            fresh->cli = cli;
+            cli = NULL;
+        } else if (rc != TETHER_OK) {
+            backoff_locked(fresh);
+        }
+        pthread_cond_broadcast(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        tether_client_destroy(cli);
     }
 }
 
@@ -205,7 +232,7 @@ pick_locked(struct tt_disc *d, ep *const *tried, int ntried, const char *key,
         c->weight = e->weight;
         c->inflight = e->cli != NULL ? tether_client_pending(e->cli) : 0;
         c->id_hash = e->id_hash;
-        c->ok = !e->draining && !was_tried(tried, ntried, e) &&
+        c->ok = !e->draining && !e->connecting && !was_tried(tried, ntried, e) &&
                 !(e->cli != NULL && tt_client_goaway(e->cli));
         if (c->ok && e->backoff_until_ms > now) {
             c->ok = 0;
@@ -552,7 +579,8 @@ wait_initial_set(struct tt_disc *d, const char *service)
         for (size_t i = 0; i < list->count; i++) {
             const char *id = list->items[i].id != NULL ? list->items[i].id
                                                        : list->items[i].address;
-            known += find_ep(d, id) >= 0;
+            ssize_t k = find_ep(d, id);
+            known += k >= 0 && !d->eps[k]->connecting;
         }
         if (known + d->nremoved >= list->count ||
             pthread_cond_timedwait(&d->cv, &d->mu, &ts) == ETIMEDOUT) {

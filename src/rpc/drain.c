@@ -6,7 +6,7 @@
  * server in a fixed order so that nobody is ever told "serving" by a server
  * that will not serve, and no call a handler accepted is dropped:
  *
- *   1. on_stop hook: mark draining and deregister in the registry first, so
+ *   1. on_stop hook: deregister from the registry first (the server is draining), so
  *      watchers see the instance leave before anything else changes;
  *   2. new calls are refused with TETHER_EGOINGAWAY (they never reach a
  *      handler, so clients may retry them elsewhere) and every connection

@@ -103,13 +103,10 @@ tt_server_deregister_all(tether_server *srv)
     if (srv->regs == NULL) {
         return;
     }
-    /* Draining first (watchers that read state stop sending at once), then
-     * gone; both before any connection hears "going away". */
-    for (int i = 0; i < srv->nlisteners; i++) {
-        if (srv->regs[i] != NULL) {
-            tether_registration_set_state(srv->regs[i], TETHER_INSTANCE_DRAINING);
-        }
-    }
+    /* Gone from the registry before any connection hears "going away".
+     * The server itself is already draining; a separate "draining" write
+     * first would only delay the removal watchers act on (one more file
+     * rename locally, one more round trip to etcd). */
     for (int i = 0; i < srv->nlisteners; i++) {
         if (srv->regs[i] != NULL) {
             tether_err rc = tether_registration_deregister(srv->regs[i]);

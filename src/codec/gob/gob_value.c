@@ -453,7 +453,7 @@ dec_repeated(vdec *d, int64_t id, ProtobufCMessage *msg, const ProtobufCFieldDes
     if (depth > TT_GOB_MAX_DEPTH) {
         return vfail(d, "gob: nesting deeper than %d", TT_GOB_MAX_DEPTH);
     }
-    uint64_t n;
+    uint64_t n = 0;
     tether_err err = read_count(d, &n);
     if (err != TETHER_OK) {
         return err;
