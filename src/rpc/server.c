@@ -626,13 +626,41 @@ call_alloc(iothr *t)
     return call;
 }
 
+/* The per-call bump allocator behind native request unpacking. */
+static void *
+arena_alloc(void *data, size_t size)
+{
+    struct tether_call *call = data;
+    size_t need = (size + 15) & ~(size_t)15;
+    if (need >= size && need <= sizeof call->arena - call->arena_off) {
+        void *p = call->arena + call->arena_off;
+        call->arena_off += need;
+        return p;
+    }
+    return tt_malloc(size);
+}
+
+static void
+arena_free(void *data, void *ptr)
+{
+    struct tether_call *call = data;
+    uint8_t *p = ptr;
+    if (p >= call->arena && p < call->arena + sizeof call->arena) {
+        return; /* the whole arena is reset when the call is recycled */
+    }
+    tt_free(ptr);
+}
+
 static void
 call_release_body(struct tether_call *call)
 {
     if (call->req != NULL) {
-        protobuf_c_message_free_unpacked(call->req, &tt_pb_allocator);
+        protobuf_c_message_free_unpacked(call->req, call->req_in_arena ? &call->pb_alloc
+                                                                       : &tt_pb_allocator);
         call->req = NULL;
     }
+    call->req_in_arena = 0;
+    call->arena_off = 0;
     if (call->body != NULL && call->body != call->small) {
         tt_free(call->body);
     }
@@ -644,10 +672,11 @@ static void
 call_drop_dead(struct tether_call *call)
 {
     gate *g = call->g;
+    int gref = call->gref;
     call_release_body(call);
     tt_buf_free(&call->ans);
     tt_free(call);
-    if (atomic_fetch_sub(&g->refs, 1) == 1) {
+    if (gref && atomic_fetch_sub(&g->refs, 1) == 1) {
         pthread_mutex_destroy(&g->mu);
         tt_free(g);
     }
@@ -679,6 +708,11 @@ call_finish(struct tether_call *call)
     }
     call_release_body(call);
     call->canceled = 0;
+    if (call == t->inline_call) {
+        t->inline_done = 1; /* answered before its handler returned */
+    }
+    int gref = call->gref;
+    call->gref = 0;
     if (t->nfree_calls < MAX_FREE_CALLS) {
         /* Keep an answer buffer of modest size with the recycled call. */
         if (call->ans.cap > TT_IOBUF) {
@@ -693,7 +727,9 @@ call_finish(struct tether_call *call)
         tt_free(call);
     }
     conn_unref(c);
-    atomic_fetch_sub(&g->refs, 1);
+    if (gref) {
+        atomic_fetch_sub(&g->refs, 1);
+    }
 }
 
 /* The answer to a call built on another thread arrives on the I/O thread. */
@@ -951,18 +987,30 @@ call_launch(conn *c, struct tether_call *call)
     c->inflight++;
     atomic_store_explicit(&t->inflight, atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
     if (m->flags & TETHER_METHOD_BLOCKING) {
+        /* Leaves the thread: the gate must outlive the server for it. */
+        atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
+        call->gref = 1;
         call->task.fn = run_on_worker;
         tt_pool_submit(t->srv->pool, &call->task);
         return;
     }
-    /* Inline: the handler may answer (and free the call) before returning. */
+    /* Inline: the handler may answer (and free the call) before returning.
+     * Only a call still open when it returns takes a gate reference, so
+     * the common case costs no atomic operation.  An answer from another
+     * thread during the handler arrives as a posted task, after this. */
+    t->inline_call = call;
+    t->inline_done = 0;
     if (m->md != NULL) {
         m->fn(call, call->req, m->arg);
     } else {
         m->raw_fn(call, call->body, call->body_len, m->arg);
     }
+    if (!t->inline_done) {
+        atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
+        call->gref = 1;
+    }
+    t->inline_call = NULL;
 }
 
 static void
@@ -1001,7 +1049,12 @@ start_call(conn *c, const tt_frame *f)
     call->body_len = 0;
     call->canceled = 0;
     if (m->md != NULL) {
-        call->req = protobuf_c_message_unpack(m->md->input, &tt_pb_allocator, f->body_len, f->body);
+        call->pb_alloc.alloc = arena_alloc;
+        call->pb_alloc.free = arena_free;
+        call->pb_alloc.allocator_data = call;
+        call->arena_off = 0;
+        call->req_in_arena = 1;
+        call->req = protobuf_c_message_unpack(m->md->input, &call->pb_alloc, f->body_len, f->body);
         if (call->req == NULL) {
             char text[TT_FRAME_MAX_NAME + 64];
             snprintf(text, sizeof text, "rpc: cannot decode request for %s as %s", m->name,
@@ -1398,9 +1451,16 @@ tether_server_start(tether_server *srv)
         return rc;
     }
     qsort(srv->methods, srv->nmethods, sizeof *srv->methods, method_cmp);
-    rc = tt_pool_create(srv->cfg.worker_threads, &srv->pool);
-    if (rc != TETHER_OK) {
-        return rc;
+    /* Worker threads only for servers that have blocking methods. */
+    int blocking = 0;
+    for (size_t i = 0; i < srv->nmethods; i++) {
+        blocking |= (srv->methods[i].flags & TETHER_METHOD_BLOCKING) != 0;
+    }
+    if (blocking) {
+        rc = tt_pool_create(srv->cfg.worker_threads, &srv->pool);
+        if (rc != TETHER_OK) {
+            return rc;
+        }
     }
     srv->threads = tt_calloc((size_t)srv->cfg.io_threads, sizeof *srv->threads);
     if (srv->threads == NULL) {

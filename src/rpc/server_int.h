@@ -91,6 +91,15 @@ struct tether_call {
      * server memory (the server may be gone by then: see gate). */
     size_t max_frame;
     const ProtobufCMessageDescriptor *out_desc;
+    /* The call holds a gate reference: it left the I/O thread's hands
+     * (worker pool, or a handler that returned without answering). */
+    int gref;
+    /* Native requests are unpacked into this arena (protobuf-c allocates
+     * through pb_alloc), so a small request costs no malloc at all. */
+    int req_in_arena;
+    size_t arena_off;
+    ProtobufCAllocator pb_alloc;
+    _Alignas(16) uint8_t arena[256];
 };
 
 typedef struct iothr {
@@ -106,6 +115,8 @@ typedef struct iothr {
     conn *reap;
     conn *zombies; /* closed connections still referenced by calls */
     struct tether_call *free_calls;
+    struct tether_call *inline_call; /* the call whose handler runs inline now */
+    int inline_done;                 /* ...and it was answered before returning */
     int nfree_calls;
     uint8_t *scratch;
     void *bufs[32]; /* spare I/O buffers of TT_IOBUF bytes */

@@ -39,7 +39,9 @@ main(void)
 C
 export PKG_CONFIG_PATH="$LIBDIR/pkgconfig"
 # shellcheck disable=SC2046
-cc -o "$PREFIX/t" "$PREFIX/t.c" $(pkg-config --cflags --libs tether)
+# The compiler (and sanitizer flags) the library was built with.
+# shellcheck disable=SC2086
+"${TETHER_CC:-cc}" ${TETHER_CC_FLAGS:-} -o "$PREFIX/t" "$PREFIX/t.c" $(pkg-config --cflags --libs tether)
 out=$(LD_LIBRARY_PATH="$LIBDIR" "$PREFIX/t")
 case "$out" in
 "timed out 127.0.0.1:"*) echo "install: ok ($out)" ;;
