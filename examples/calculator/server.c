@@ -21,55 +21,7 @@
 #include <tether/server.h>
 
 #include "calculator.pb-c.h"
-#include "google/protobuf/wrappers.pb-c.h"
-
-static void
-reply_int(tether_call *call, int64_t v)
-{
-    Google__Protobuf__Int64Value out = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
-    out.value = v;
-    tether_call_reply(call, &out.base);
-}
-
-static void
-do_add(tether_call *call, const ProtobufCMessage *req, void *arg)
-{
-    const Args *a = (const Args *)req;
-    (void)arg;
-    reply_int(call, (int64_t)((uint64_t)a->a + (uint64_t)a->b));
-}
-
-static void
-do_sub(tether_call *call, const ProtobufCMessage *req, void *arg)
-{
-    const Args *a = (const Args *)req;
-    (void)arg;
-    reply_int(call, (int64_t)((uint64_t)a->a - (uint64_t)a->b));
-}
-
-static void
-do_mul(tether_call *call, const ProtobufCMessage *req, void *arg)
-{
-    const Args *a = (const Args *)req;
-    (void)arg;
-    reply_int(call, (int64_t)((uint64_t)a->a * (uint64_t)a->b));
-}
-
-static void
-do_div(tether_call *call, const ProtobufCMessage *req, void *arg)
-{
-    const Args *a = (const Args *)req;
-    (void)arg;
-    if (a->b == 0) {
-        tether_call_fail(call, "divide by zero"); /* Go's errors.New("divide by zero") */
-        return;
-    }
-    if (a->a == INT64_MIN && a->b == -1) {
-        tether_call_fail(call, "integer overflow");
-        return;
-    }
-    reply_int(call, a->a / a->b);
-}
+#include "calculator_service.h"
 
 static long delay_ms;
 
@@ -82,10 +34,10 @@ sleep_ms(long ms)
 }
 
 static const tether_method calculator_methods[] = {
-    {"Add", do_add, 0},
-    {"Sub", do_sub, 0},
-    {"Mul", do_mul, 0},
-    {"Div", do_div, 0},
+    {"Add", calculator_add, 0},
+    {"Sub", calculator_sub, 0},
+    {"Mul", calculator_mul, 0},
+    {"Div", calculator_div, 0},
 };
 
 /* The same operation after a pause, on the worker pool (--delay-ms). */

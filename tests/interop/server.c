@@ -19,56 +19,9 @@
 #include <tether/server.h>
 
 #include "calculator.pb-c.h"
+#include "calculator_service.h"
 #include "google/protobuf/wrappers.pb-c.h"
 #include "interop.pb-c.h"
-
-static void
-reply_int(tether_call *call, int64_t v)
-{
-    Google__Protobuf__Int64Value out = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
-    out.value = v;
-    tether_call_reply(call, &out.base);
-}
-
-static void
-do_add(tether_call *call, const ProtobufCMessage *req, void *arg)
-{
-    const Args *a = (const Args *)req;
-    (void)arg;
-    reply_int(call, (int64_t)((uint64_t)a->a + (uint64_t)a->b));
-}
-
-static void
-do_sub(tether_call *call, const ProtobufCMessage *req, void *arg)
-{
-    const Args *a = (const Args *)req;
-    (void)arg;
-    reply_int(call, (int64_t)((uint64_t)a->a - (uint64_t)a->b));
-}
-
-static void
-do_mul(tether_call *call, const ProtobufCMessage *req, void *arg)
-{
-    const Args *a = (const Args *)req;
-    (void)arg;
-    reply_int(call, (int64_t)((uint64_t)a->a * (uint64_t)a->b));
-}
-
-static void
-do_div(tether_call *call, const ProtobufCMessage *req, void *arg)
-{
-    const Args *a = (const Args *)req;
-    (void)arg;
-    if (a->b == 0) {
-        tether_call_fail(call, "divide by zero");
-        return;
-    }
-    if (a->a == INT64_MIN && a->b == -1) {
-        tether_call_fail(call, "integer overflow");
-        return;
-    }
-    reply_int(call, a->a / a->b);
-}
 
 static void
 do_echo(tether_call *call, const ProtobufCMessage *req, void *arg)
@@ -78,10 +31,10 @@ do_echo(tether_call *call, const ProtobufCMessage *req, void *arg)
 }
 
 static const tether_method calc_methods[] = {
-    {"Add", do_add, 0},
-    {"Sub", do_sub, 0},
-    {"Mul", do_mul, TETHER_METHOD_BLOCKING},
-    {"Div", do_div, 0},
+    {"Add", calculator_add, 0},
+    {"Sub", calculator_sub, 0},
+    {"Mul", calculator_mul, TETHER_METHOD_BLOCKING},
+    {"Div", calculator_div, 0},
 };
 
 static const tether_method codec_methods[] = {

@@ -16,6 +16,7 @@
 #include "codec/pbjson/pbjson.h"
 #include "codec/pbjson/pbutil.h"
 #include "core/alloc.h"
+#include "core/base64.h"
 
 typedef struct dec {
     tt_json_reader r;
@@ -140,65 +141,6 @@ skip(dec *d)
     return err == TETHER_OK ? TETHER_OK : syntax(d);
 }
 
-static bool
-b64val(uint8_t c, uint32_t *v)
-{
-    if (c >= 'A' && c <= 'Z') {
-        *v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-        *v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-        *v = c - '0' + 52;
-    } else if (c == '+') {
-        *v = 62;
-    } else if (c == '/') {
-        *v = 63;
-    } else {
-        return false;
-    }
-    return true;
-}
-
-/* Standard base64 with padding, '\r' and '\n' ignored (Go's StdEncoding). */
-static bool
-base64_decode(const char *s, size_t n, uint8_t *out, size_t *outlen)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    size_t pad = 0;
-    size_t chars = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = (uint8_t)s[i];
-        if (c == '\r' || c == '\n') {
-            continue;
-        }
-        chars++;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        uint32_t v;
-        if (pad > 0 || !b64val(c, &v)) {
-            return false;
-        }
-        acc = (acc << 6) | v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    if (chars % 4 != 0 || pad > 2 || (pad > 0 && (chars % 4 != 0))) {
-        return false;
-    }
-    /* The padding must match the leftover: 2 chars + "==" or 3 + "=". */
-    if ((pad == 2 && bits != 4) || (pad == 1 && bits != 2) || (pad == 0 && bits != 0)) {
-        return false;
-    }
-    *outlen = o;
-    return true;
-}
 
 /* A string value into a string or bytes field slot. */
 static tether_err
@@ -233,7 +175,7 @@ set_string(dec *d, const where *w, const ProtobufCFieldDescriptor *f, void *slot
         tt_free(owned);
         return TETHER_ENOMEM;
     }
-    if (!base64_decode(s, n, data, &len)) {
+    if (!tt_base64_decode(s, n, data, &len)) {
         tt_free(owned);
         tt_free(data);
         return fail(d, "illegal base64 data in field %s", w->field != NULL ? w->field : "value");

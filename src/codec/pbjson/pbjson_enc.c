@@ -11,6 +11,7 @@
 #include "codec/pbjson/pbjson.h"
 #include "codec/pbjson/pbutil.h"
 #include "core/alloc.h"
+#include "core/base64.h"
 
 #define PUT(out, lit) tt_buf_append((out), (lit), sizeof(lit) - 1)
 #define CHECK(expr)                                                                                \
@@ -135,34 +136,13 @@ write_float(tt_buf *out, double v, bool is32)
 static tether_err
 write_base64(tt_buf *out, const uint8_t *d, size_t n)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t olen = (n + 2) / 3 * 4 + 2;
-    CHECK(tt_buf_reserve(out, olen));
+    CHECK(tt_buf_reserve(out, tt_base64_len(n) + 2));
     char *w = (char *)out->data + out->len;
     *w++ = '"';
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
-        *w++ = tbl[v >> 18];
-        *w++ = tbl[(v >> 12) & 63];
-        *w++ = tbl[(v >> 6) & 63];
-        *w++ = tbl[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)d[i] << 16;
-        *w++ = tbl[v >> 18];
-        *w++ = tbl[(v >> 12) & 63];
-        *w++ = '=';
-        *w++ = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8;
-        *w++ = tbl[v >> 18];
-        *w++ = tbl[(v >> 12) & 63];
-        *w++ = tbl[(v >> 6) & 63];
-        *w++ = '=';
-    }
+    tt_base64_encode(d, n, w);
+    w += tt_base64_len(n);
     *w++ = '"';
-    out->len = (size_t)((uint8_t *)w - out->data);
+    out->len += tt_base64_len(n) + 2;
     return TETHER_OK;
 }
 

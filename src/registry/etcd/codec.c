@@ -17,60 +17,19 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/base64.h"
 #include "registry/etcd/etcd.h"
-
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 char *
 tt_etcd_b64(const void *data, size_t len)
 {
-    const unsigned char *p = data;
-    size_t outlen = (len + 2) / 3 * 4;
-    char *out = tt_malloc(outlen + 1);
+    char *out = tt_malloc(tt_base64_len(len) + 1);
     if (out == NULL) {
         return NULL;
     }
-    size_t o = 0;
-    size_t i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        out[o++] = b64chars[v >> 18 & 63];
-        out[o++] = b64chars[v >> 12 & 63];
-        out[o++] = b64chars[v >> 6 & 63];
-        out[o++] = b64chars[v & 63];
-    }
-    if (i < len) {
-        /* etcd refuses unpadded base64: always pad. */
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
-        out[o++] = b64chars[v >> 18 & 63];
-        out[o++] = b64chars[v >> 12 & 63];
-        out[o++] = i + 1 < len ? b64chars[v >> 6 & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = '\0';
+    tt_base64_encode(data, len, out);
+    out[tt_base64_len(len)] = '\0';
     return out;
-}
-
-static int
-b64val(char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
 }
 
 bool
@@ -79,7 +38,8 @@ tt_etcd_unb64(const char *text, char **out, size_t *outlen)
     *out = NULL;
     *outlen = 0;
     size_t n = strlen(text);
-    if (n % 4 != 0) {
+    /* etcd never wraps lines: a line break is as wrong as any other byte. */
+    if (strpbrk(text, "\r\n") != NULL) {
         return false;
     }
     char *buf = tt_malloc(n / 4 * 3 + 1);
@@ -87,28 +47,9 @@ tt_etcd_unb64(const char *text, char **out, size_t *outlen)
         return false;
     }
     size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            char c = text[i + k];
-            if (c == '=' && i + 4 == n && k >= 2) {
-                v[k] = 0;
-                pad++;
-            } else if (pad > 0 || (v[k] = b64val(c)) < 0) {
-                tt_free(buf);
-                return false;
-            }
-        }
-        uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
-        buf[o++] = (char)(x >> 16 & 0xff);
-        if (pad < 2) {
-            buf[o++] = (char)(x >> 8 & 0xff);
-        }
-        if (pad < 1) {
-            buf[o++] = (char)(x & 0xff);
-        }
+    if (!tt_base64_decode(text, n, (uint8_t *)buf, &o)) {
+        tt_free(buf);
+        return false;
     }
     buf[o] = '\0';
     *out = buf;
