@@ -23,7 +23,7 @@
 #ifndef TT_REGISTRY_ETCD_H
 #define TT_REGISTRY_ETCD_H
 
-#include <curl/curl.h>
+#include "registry/etcd/curl_dl.h"
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -39,6 +39,10 @@ static CURLcode global_rc;
 static void
 global_init(void)
 {
+    if (tt_curl_load() != TETHER_OK) {
+        global_rc = CURLE_FAILED_INIT;
+        return;
+    }
     global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
@@ -79,6 +83,9 @@ tt_etcd_http_init(struct tt_etcd_http *h, struct tt_etcd_registry *er, const ato
     h->stop = stop;
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK) {
+        if (tt_curl_load() != TETHER_OK) {
+            return TETHER_ENOTSUP; /* logged by the loader */
+        }
         TT_ERROR("registry: libcurl cannot be initialised: %s", curl_easy_strerror(global_rc));
         return TETHER_EREGISTRY;
     }
