@@ -49,7 +49,7 @@ value_of(uint8_t c, uint32_t *v)
 }
 
 bool
-tt_base64_decode(const char *s, size_t n, uint8_t *out, size_t *outlen)
+tt_base64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *outlen)
 {
     uint32_t acc = 0;
     int bits = 0;
@@ -73,6 +73,9 @@ tt_base64_decode(const char *s, size_t n, uint8_t *out, size_t *outlen)
         acc = (acc << 6) | v;
         bits += 6;
         if (bits >= 8) {
+            if (o == cap) {
+                return false;
+            }
             bits -= 8;
             out[o++] = (uint8_t)(acc >> bits);
         }

@@ -20,11 +20,12 @@ tt_base64_len(size_t n)
 void tt_base64_encode(const void *data, size_t n, char *out);
 
 /*
- * tt_base64_decode - decode s[0..n) into out, which must hold n / 4 * 3
- * bytes; *outlen gets the decoded length.  '\r' and '\n' are skipped, as
- * Go's StdEncoding does.  Padding is required and must match; any other
- * character outside the alphabet, or a short group, fails (false).
+ * tt_base64_decode - decode s[0..n) into out[0..cap) (n / 4 * 3 always
+ * suffices for valid input); *outlen gets the decoded length.  '\r' and
+ * '\n' are skipped, as Go's StdEncoding does.  Padding is required and must
+ * match; a character outside the alphabet, a short group, or output that
+ * would pass cap fails (false), never writing past out + cap.
  */
-bool tt_base64_decode(const char *s, size_t n, uint8_t *out, size_t *outlen);
+bool tt_base64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *outlen);
 
 #endif

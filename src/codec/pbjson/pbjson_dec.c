@@ -175,7 +175,7 @@ set_string(dec *d, const where *w, const ProtobufCFieldDescriptor *f, void *slot
         tt_free(owned);
         return TETHER_ENOMEM;
     }
-    if (!tt_base64_decode(s, n, data, &len)) {
+    if (!tt_base64_decode(s, n, data, n / 4 * 3 + 3, &len)) {
         tt_free(owned);
         tt_free(data);
         return fail(d, "illegal base64 data in field %s", w->field != NULL ? w->field : "value");

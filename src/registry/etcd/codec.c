@@ -47,7 +47,7 @@ tt_etcd_unb64(const char *text, char **out, size_t *outlen)
         return false;
     }
     size_t o = 0;
-    if (!tt_base64_decode(text, n, (uint8_t *)buf, &o)) {
+    if (!tt_base64_decode(text, n, (uint8_t *)buf, n / 4 * 3, &o)) {
         tt_free(buf);
         return false;
     }
