@@ -14,7 +14,8 @@ cmake --build build -j "$(nproc)" --target calculator-server calculator-client t
 BIN=$PWD/build/bin
 
 DIR=$(mktemp -d /tmp/tether-demo.XXXXXX)
-REG="local:$DIR"
+# REGISTRY=etcd://... runs the same demo on etcd (see README).
+REG="${REGISTRY:-local:$DIR}"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
