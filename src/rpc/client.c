@@ -89,6 +89,7 @@ struct tether_client {
     int stop;
     int flush_after; /* the I/O thread queued requests in out */
     tt_task t_kick;
+    int kicked; /* t_kick is queued (under mu): a task must not be queued twice */
     tt_task t_stop;
 };
 
@@ -295,7 +296,8 @@ close_locked(tether_client *c, tether_err why)
         pend_remove(c, p);
         finish_err_locked(c, p, why);
     }
-    if (c->completed != NULL && tls_io != c) {
+    if (c->completed != NULL && tls_io != c && !c->kicked) {
+        c->kicked = 1;
         tt_loop_post(&c->loop, &c->t_kick);
     }
 }
@@ -408,8 +410,13 @@ dispatch(tether_client *c, const tt_frame *f, pending *me)
         p->done = 1;
         p->cnext = c->completed;
         c->completed = p;
+        /* One queued kick covers every completion until it runs. */
+        int kick = !c->kicked;
+        c->kicked = 1;
         pthread_mutex_unlock(&c->mu);
-        tt_loop_post(&c->loop, &c->t_kick);
+        if (kick) {
+            tt_loop_post(&c->loop, &c->t_kick);
+        }
         return;
     }
     /* A synchronous call: unpack here, whoever we are. */
@@ -545,7 +552,11 @@ run_completed(tether_client *c)
 static void
 on_kick(tt_task *t)
 {
-    (void)t; /* run_completed() runs after every poll */
+    /* run_completed() runs after every poll; this only wakes the loop. */
+    tether_client *c = (tether_client *)((char *)t - offsetof(tether_client, t_kick));
+    pthread_mutex_lock(&c->mu);
+    c->kicked = 0;
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void

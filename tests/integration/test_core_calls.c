@@ -4,6 +4,7 @@
  * server-side error kind (the connection staying usable after each), and
  * the calculator example's two binaries.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,6 +329,122 @@ test_calculator_binaries(void **state)
     }
 }
 
+/* Mixed use of one client: a thread making synchronous calls (which read
+ * the socket themselves when nothing else is pending) while other threads
+ * start asynchronous calls whose answers that reader must hand to the
+ * I/O thread.  Every call must complete; nothing may hang. */
+struct mixed {
+    tether_client *c;
+    atomic_int async_done;
+    atomic_int async_bad;
+    atomic_int stop;
+};
+
+static void
+on_mixed(tether_client *c, const tether_reply *r, void *arg)
+{
+    (void)c;
+    struct mixed *m = arg;
+    if (r->err != TETHER_OK || r->msg == NULL) {
+        atomic_fetch_add(&m->async_bad, 1);
+    }
+    tether_msg_free(r->msg);
+    atomic_fetch_add(&m->async_done, 1);
+}
+
+static void *
+mixed_async_thread(void *arg)
+{
+    struct mixed *m = arg;
+    for (int i = 0; i < 2000; i++) {
+        Args a = ARGS__INIT;
+        a.a = i;
+        a.b = 1;
+        if (tether_client_call_async(m->c, "Calculator.Add", &a.base,
+                                     &google__protobuf__int64_value__descriptor, 20000, on_mixed,
+                                     m) != TETHER_OK) {
+            atomic_fetch_add(&m->async_bad, 1);
+            atomic_fetch_add(&m->async_done, 1);
+        }
+    }
+    return NULL;
+}
+
+static void
+test_mixed_sync_and_async(void **state)
+{
+    (void)state;
+    struct mixed m;
+    memset(&m, 0, sizeof m);
+    m.c = h_client(calc_addr);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, mixed_async_thread, &m), 0);
+    }
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(h_add(m.c, i, 2), i + 2);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+    }
+    H_WAIT(atomic_load(&m.async_done) == 4000, "4000 async completions");
+    assert_int_equal(atomic_load(&m.async_bad), 0);
+    tether_client_destroy(m.c);
+}
+
+/* A synchronous call that reads the socket itself (nothing else was
+ * pending when it started) while asynchronous answers arrive on the same
+ * connection: the reader hands them to the I/O thread in bursts.  All of
+ * them must reach their callbacks (a hand-off queued twice would wedge the
+ * I/O thread). */
+struct parked_sync {
+    tether_client *c;
+    tether_err err;
+};
+
+static void *
+parked_sync_thread(void *arg)
+{
+    struct parked_sync *ps = arg;
+    uint8_t *out = NULL;
+    size_t len = 0;
+    ps->err = tether_client_call_raw(ps->c, "Test.Park", "x", 1, &out, &len, 60000, NULL);
+    tether_free(out);
+    return NULL;
+}
+
+static void
+test_sync_reader_hands_async_answers_over(void **state)
+{
+    (void)state;
+    tether_client *ctl = h_client(tsrv.addr[0]);
+    struct mixed m;
+    memset(&m, 0, sizeof m);
+    m.c = h_client(tsrv.addr[0]);
+    struct parked_sync ps = {m.c, TETHER_EINTERNAL};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, parked_sync_thread, &ps), 0);
+    H_WAIT(h_raw_u32(ctl, "Test.Parked") == 1, "the sync call parked on the server");
+    for (int round = 0; round < 20; round++) {
+        int base = atomic_load(&m.async_done);
+        for (int i = 0; i < 64; i++) {
+            Args a = ARGS__INIT;
+            a.a = i;
+            a.b = 1;
+            H_OK(tether_client_call_async(m.c, "Calculator.Add", &a.base,
+                                          &google__protobuf__int64_value__descriptor, 20000,
+                                          on_mixed, &m));
+        }
+        H_WAIT(atomic_load(&m.async_done) == base + 64, "a burst of async completions");
+    }
+    assert_int_equal(atomic_load(&m.async_bad), 0);
+    assert_int_equal(h_raw_u32(ctl, "Test.Release"), 1);
+    pthread_join(th, NULL);
+    H_OK(ps.err);
+    tether_client_destroy(m.c);
+    tether_client_destroy(ctl);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -337,6 +454,8 @@ main(int argc, char **argv)
         cmocka_unit_test(test_out_of_order),
         cmocka_unit_test(test_server_error_kinds),
         cmocka_unit_test(test_calculator_binaries),
+        cmocka_unit_test(test_mixed_sync_and_async),
+        cmocka_unit_test(test_sync_reader_hands_async_answers_over),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
