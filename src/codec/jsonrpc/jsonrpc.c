@@ -359,19 +359,23 @@ skip_trailing_ws(const uint8_t *p, size_t n, size_t end)
     return end;
 }
 
+/*
+ * next_object - frame the next JSON object of the stream and walk its
+ * members k1, k2 (and the id) into *mb.  TETHER_OK with *obj == NULL and
+ * *used set when only whitespace was there (it is consumed); otherwise the
+ * framing or walking result, with *obj and *end describing the object.
+ */
 static tether_err
-jsonrpc_decode_request(void *state, const uint8_t *p, size_t n, size_t *used, tt_rpc_msg *m)
+next_object(jsonrpc_state *s, const uint8_t *p, size_t n, size_t *used, const char *k1,
+            const char *k2, const char **obj, size_t *end, members *mb)
 {
-    jsonrpc_state *s = state;
     size_t start;
-    size_t end;
-    memset(m, 0, sizeof(*m));
+    *obj = NULL;
     *used = 0;
-    tether_err err = frame(s, p, n, &start, &end);
+    tether_err err = frame(s, p, n, &start, end);
     if (err == TETHER_EAGAIN) {
         if (start == n && n > 0) {
-            /* Only whitespace so far: consume it. */
-            *used = n;
+            *used = n; /* only whitespace so far: consume it */
             return TETHER_OK;
         }
         return err;
@@ -379,10 +383,20 @@ jsonrpc_decode_request(void *state, const uint8_t *p, size_t n, size_t *used, tt
     if (err != TETHER_OK) {
         return err;
     }
-    const char *obj = (const char *)p + start;
+    *obj = (const char *)p + start;
+    return walk(*obj, *end - start, k1, k2, mb);
+}
+
+static tether_err
+jsonrpc_decode_request(void *state, const uint8_t *p, size_t n, size_t *used, tt_rpc_msg *m)
+{
+    jsonrpc_state *s = state;
+    size_t end;
+    const char *obj;
     members mb;
-    err = walk(obj, end - start, "method", "params", &mb);
-    if (err != TETHER_OK) {
+    memset(m, 0, sizeof(*m));
+    tether_err err = next_object(s, p, n, used, "method", "params", &obj, &end, &mb);
+    if (err != TETHER_OK || obj == NULL) {
         return err;
     }
     /* method: a string, or null/absent (empty name); anything else makes
@@ -439,25 +453,12 @@ static tether_err
 jsonrpc_decode_reply(void *state, const uint8_t *p, size_t n, size_t *used, tt_rpc_msg *m)
 {
     jsonrpc_state *s = state;
-    size_t start;
     size_t end;
-    memset(m, 0, sizeof(*m));
-    *used = 0;
-    tether_err err = frame(s, p, n, &start, &end);
-    if (err == TETHER_EAGAIN) {
-        if (start == n && n > 0) {
-            *used = n;
-            return TETHER_OK;
-        }
-        return err;
-    }
-    if (err != TETHER_OK) {
-        return err;
-    }
-    const char *obj = (const char *)p + start;
+    const char *obj;
     members mb;
-    err = walk(obj, end - start, "result", "error", &mb);
-    if (err != TETHER_OK) {
+    memset(m, 0, sizeof(*m));
+    tether_err err = next_object(s, p, n, used, "result", "error", &obj, &end, &mb);
+    if (err != TETHER_OK || obj == NULL) {
         return err;
     }
     /* Go's client decodes the id into a uint64. */
