@@ -29,6 +29,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "net/loop.h"
 #include "net/sock.h"
@@ -113,12 +114,7 @@ pend_insert(tether_client *c, pending *p)
     pending **b = &c->buckets[p->seq & (NBUCKETS - 1)];
     p->hnext = *b;
     *b = p;
-    p->prev = NULL;
-    p->next = c->all;
-    if (c->all != NULL) {
-        c->all->prev = p;
-    }
-    c->all = p;
+    TT_DLIST_PUSH(&c->all, p);
     c->npending++;
     if (p->fn != NULL) {
         c->nasync++;
@@ -135,15 +131,7 @@ pend_remove(tether_client *c, pending *p)
     if (*b == p) {
         *b = p->hnext;
     }
-    if (p->prev != NULL) {
-        p->prev->next = p->next;
-    } else {
-        c->all = p->next;
-    }
-    if (p->next != NULL) {
-        p->next->prev = p->prev;
-    }
-    p->prev = p->next = NULL;
+    TT_DLIST_REMOVE(&c->all, p);
     c->npending--;
     if (p->fn != NULL) {
         c->nasync--;

@@ -25,6 +25,7 @@
 
 #include "codec/native/frame.h"
 #include "core/alloc.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "rpc/server_int.h"
 
@@ -536,14 +537,7 @@ conn_unref(conn *c)
     if (--c->refs == 0) {
         if (c->zombie) {
             /* Its last call finished: off the zombie list. */
-            if (c->prev != NULL) {
-                c->prev->next = c->next;
-            } else {
-                c->t->zombies = c->next;
-            }
-            if (c->next != NULL) {
-                c->next->prev = c->prev;
-            }
+            TT_DLIST_REMOVE(&c->t->zombies, c);
             c->zombie = 0;
         }
         /* Freed after the current event batch: it may still be on a stack. */
@@ -563,23 +557,11 @@ conn_close(conn *c)
     tt_loop_del(&t->loop, &c->io);
     close(c->io.fd);
     c->io.fd = -1;
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
-    } else {
-        t->conns = c->next;
-    }
-    if (c->next != NULL) {
-        c->next->prev = c->prev;
-    }
-    c->prev = c->next = NULL;
+    TT_DLIST_REMOVE(&t->conns, c);
     if (c->refs > 1) {
         /* Calls in flight keep it; listed so a stopped thread can free it. */
         c->zombie = 1;
-        c->next = t->zombies;
-        if (t->zombies != NULL) {
-            t->zombies->prev = c;
-        }
-        t->zombies = c;
+        TT_DLIST_PUSH(&t->zombies, c);
     }
     atomic_fetch_sub(&t->srv->nconns, 1);
     atomic_store_explicit(&t->nconns, atomic_load_explicit(&t->nconns, memory_order_relaxed) - 1,
@@ -689,14 +671,7 @@ call_finish(struct tether_call *call)
     iothr *t = call->t;
     conn *c = call->c;
     gate *g = call->g;
-    if (call->prev != NULL) {
-        call->prev->next = call->next;
-    } else {
-        c->calls = call->next;
-    }
-    if (call->next != NULL) {
-        call->next->prev = call->prev;
-    }
+    TT_DLIST_REMOVE(&c->calls, call);
     c->inflight--;
     bump(&t->st_completed);
     long left = atomic_load_explicit(&t->inflight, memory_order_relaxed) - 1;
@@ -977,12 +952,7 @@ call_launch(conn *c, struct tether_call *call)
     call->max_frame = t->srv->cfg.max_frame_size;
     call->out_desc = m->md != NULL ? m->md->output : NULL;
     /* In flight from here: linked to the connection, counted. */
-    call->prev = NULL;
-    call->next = c->calls;
-    if (c->calls != NULL) {
-        c->calls->prev = call;
-    }
-    c->calls = call;
+    TT_DLIST_PUSH(&c->calls, call);
     c->refs++;
     c->inflight++;
     atomic_store_explicit(&t->inflight, atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
@@ -1281,11 +1251,7 @@ on_listener(tt_io *io, uint32_t events)
             tt_free(c);
             continue;
         }
-        c->next = t->conns;
-        if (t->conns != NULL) {
-            t->conns->prev = c;
-        }
-        t->conns = c;
+        TT_DLIST_PUSH(&t->conns, c);
         atomic_fetch_add(&srv->nconns, 1);
         atomic_store_explicit(&t->nconns,
                               atomic_load_explicit(&t->nconns, memory_order_relaxed) + 1,
