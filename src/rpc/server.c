@@ -595,17 +595,44 @@ conn_fail(conn *c, tether_err code, const char *why)
 /* ---------------------------------------------------------------------- */
 /* Calls                                                                  */
 
+/* A call for request seq of method m on c, from the thread's free list;
+ * NULL without memory. */
 static struct tether_call *
-call_alloc(iothr *t)
+call_alloc(conn *c, const method_ent *m, uint64_t seq)
 {
+    iothr *t = c->t;
     struct tether_call *call = t->free_calls;
     if (call != NULL) {
         t->free_calls = call->next;
         t->nfree_calls--;
-        return call;
+    } else {
+        call = tt_calloc(1, sizeof *call);
+        if (call == NULL) {
+            return NULL;
+        }
     }
-    call = tt_calloc(1, sizeof *call);
+    call->srv = t->srv;
+    call->g = t->srv->g;
+    call->t = t;
+    call->c = c;
+    call->m = m;
+    call->seq = seq;
+    call->req = NULL;
+    call->req_in_arena = 0;
+    call->arena_off = 0;
+    call->body = NULL;
+    call->body_len = 0;
+    call->canceled = 0;
     return call;
+}
+
+/* Give back a call that was never launched. */
+static void
+call_unused(iothr *t, struct tether_call *call)
+{
+    call->next = t->free_calls;
+    t->free_calls = call;
+    t->nfree_calls++;
 }
 
 /* The per-call bump allocator behind native request unpacking. */
@@ -886,17 +913,15 @@ tt_server_conn_fail(conn *c, tether_err code, const char *why)
 }
 
 struct tether_call *
-tt_server_call_alloc(iothr *t)
+tt_server_call_alloc(conn *c, const method_ent *m, uint64_t seq)
 {
-    return call_alloc(t);
+    return call_alloc(c, m, seq);
 }
 
 void
 tt_server_call_unused(iothr *t, struct tether_call *call)
 {
-    call->next = t->free_calls;
-    t->free_calls = call;
-    t->nfree_calls++;
+    call_unused(t, call);
 }
 
 /* A blocking handler runs on a worker thread. */
@@ -1003,26 +1028,15 @@ start_call(conn *c, const tt_frame *f)
         unknown_method(c, f);
         return;
     }
-    struct tether_call *call = call_alloc(t);
+    struct tether_call *call = call_alloc(c, m, f->seq);
     if (call == NULL) {
         write_error(c, f->seq, TETHER_ENOMEM, "rpc: server out of memory");
         return;
     }
-    call->srv = srv;
-    call->g = srv->g;
-    call->t = t;
-    call->c = c;
-    call->m = m;
-    call->seq = f->seq;
-    call->req = NULL;
-    call->body = NULL;
-    call->body_len = 0;
-    call->canceled = 0;
     if (m->md != NULL) {
         call->pb_alloc.alloc = arena_alloc;
         call->pb_alloc.free = arena_free;
         call->pb_alloc.allocator_data = call;
-        call->arena_off = 0;
         call->req_in_arena = 1;
         call->req = protobuf_c_message_unpack(m->md->input, &call->pb_alloc, f->body_len, f->body);
         if (call->req == NULL) {
@@ -1030,9 +1044,7 @@ start_call(conn *c, const tt_frame *f)
             snprintf(text, sizeof text, "rpc: cannot decode request for %s as %s", m->name,
                      m->md->input->name);
             write_error(c, f->seq, TETHER_EBADREQUEST, text);
-            call->next = t->free_calls;
-            t->free_calls = call;
-            t->nfree_calls++;
+            call_unused(t, call);
             return;
         }
     } else {
@@ -1041,9 +1053,7 @@ start_call(conn *c, const tt_frame *f)
         call->body = f->body_len <= sizeof call->small ? call->small : tt_malloc(f->body_len);
         if (call->body == NULL) {
             write_error(c, f->seq, TETHER_ENOMEM, "rpc: server out of memory");
-            call->next = t->free_calls;
-            t->free_calls = call;
-            t->nfree_calls++;
+            call_unused(t, call);
             return;
         }
         if (f->body_len > 0) {

@@ -143,23 +143,14 @@ start_call(conn *c, const tt_rpc_msg *m)
                               rc == TETHER_EBADREQUEST ? last_error(c) : tether_strerror(rc));
         return;
     }
-    struct tether_call *call = tt_server_call_alloc(t);
+    struct tether_call *call = tt_server_call_alloc(c, me, m->seq);
     if (call == NULL) {
         protobuf_c_message_free_unpacked(req, &tt_pb_allocator);
         tt_server_codec_error(c, m->seq, me->name, me->name_len, TETHER_ENOMEM,
                               "rpc: server out of memory");
         return;
     }
-    call->srv = srv;
-    call->g = srv->g;
-    call->t = t;
-    call->c = c;
-    call->m = me;
-    call->seq = m->seq;
-    call->req = req;
-    call->body = NULL;
-    call->body_len = 0;
-    call->canceled = 0;
+    call->req = req; /* unpacked by the codec with tt_pb_allocator */
     tt_server_call_launch(c, call);
 }
 

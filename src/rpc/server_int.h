@@ -193,7 +193,7 @@ const method_ent *tt_server_find_method(const tether_server *srv, const char *na
 tether_err tt_server_out_reserve(conn *c, size_t extra); /* room in c->out */
 void tt_server_mark_dirty(conn *c);                      /* flush c after this batch */
 void tt_server_conn_fail(conn *c, tether_err code, const char *why);
-struct tether_call *tt_server_call_alloc(iothr *t);
+struct tether_call *tt_server_call_alloc(conn *c, const method_ent *m, uint64_t seq);
 void tt_server_call_unused(iothr *t, struct tether_call *call); /* never launched */
 /* Link a filled-in call to c, count it and run its handler (inline or on
  * the worker pool), exactly as for native calls. */
