@@ -858,6 +858,22 @@ queue_request_locked(tether_client *c, pending *p, const char *method, size_t ml
     return TETHER_OK;
 }
 
+/* Take c->mu with a connection in place (connecting again after a break).
+ * On error the lock is not held. */
+static tether_err
+lock_connected(tether_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    tether_err rc = c->closing ? TETHER_ECLOSED : TETHER_OK;
+    if (rc == TETHER_OK && c->fd < 0) {
+        rc = connect_locked(c);
+    }
+    if (rc != TETHER_OK) {
+        pthread_mutex_unlock(&c->mu);
+    }
+    return rc;
+}
+
 static tether_err
 check_method(const char *method, size_t *mlen)
 {
@@ -884,22 +900,14 @@ call_async(tether_client *c, const char *method, const ProtobufCMessage *req, co
     if (timeout_ms == 0) {
         timeout_ms = c->cfg.call_timeout_ms;
     }
-    pthread_mutex_lock(&c->mu);
-    if (c->closing) {
-        pthread_mutex_unlock(&c->mu);
-        return TETHER_ECLOSED;
-    }
-    tether_err rc = TETHER_OK;
-    if (c->fd < 0) {
-        rc = connect_locked(c);
-    }
-    pending *p = rc == TETHER_OK ? pend_alloc(c) : NULL;
-    if (rc == TETHER_OK && p == NULL) {
-        rc = TETHER_ENOMEM;
-    }
+    tether_err rc = lock_connected(c);
     if (rc != TETHER_OK) {
-        pthread_mutex_unlock(&c->mu);
         return rc;
+    }
+    pending *p = pend_alloc(c);
+    if (p == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        return TETHER_ENOMEM;
     }
     p->seq = c->next_seq++;
     p->fn = fn;
@@ -974,18 +982,9 @@ call_sync(tether_client *c, const char *method, const ProtobufCMessage *req, con
     uint64_t deadline = tt_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     memset(p, 0, sizeof *p);
     p->desc = desc;
-    pthread_mutex_lock(&c->mu);
-    if (c->closing) {
-        pthread_mutex_unlock(&c->mu);
-        return TETHER_ECLOSED;
-    }
-    tether_err rc = TETHER_OK;
-    if (c->fd < 0) {
-        rc = connect_locked(c);
-        if (rc != TETHER_OK) {
-            pthread_mutex_unlock(&c->mu);
-            return rc;
-        }
+    tether_err rc = lock_connected(c);
+    if (rc != TETHER_OK) {
+        return rc;
     }
     p->seq = c->next_seq++;
     rc = queue_request_locked(c, p, method, mlen, req, data, len);

@@ -10,6 +10,7 @@
 
 #include "codec/pbjson/pbjson.h"
 #include "core/alloc.h"
+#include "core/text.h"
 
 static const char hexdig[] = "0123456789abcdef";
 
@@ -309,21 +310,6 @@ skip_literal(tt_json_reader *r, const char *lit, size_t n)
     return TETHER_OK;
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /*
  * scan_string - find the end of the string literal at r->p ('"'),
  * checking escapes and control bytes.  *simple: no escapes and valid
@@ -355,7 +341,7 @@ scan_string(tt_json_reader *r, const char **endq, bool *simple)
                     return TETHER_EAGAIN;
                 }
                 for (int i = 2; i < 6; i++) {
-                    if (hexval((char)p[i]) < 0) {
+                    if (tt_hexval((char)p[i]) < 0) {
                         return TETHER_EPROTO;
                     }
                 }
@@ -409,8 +395,8 @@ put_utf8(uint8_t **w, uint32_t cp)
 static uint32_t
 hex4(const uint8_t *p)
 {
-    return (uint32_t)(hexval((char)p[0]) << 12 | hexval((char)p[1]) << 8 | hexval((char)p[2]) << 4 |
-                      hexval((char)p[3]));
+    return (uint32_t)(tt_hexval((char)p[0]) << 12 | tt_hexval((char)p[1]) << 8 |
+                      tt_hexval((char)p[2]) << 4 | tt_hexval((char)p[3]));
 }
 
 tether_err

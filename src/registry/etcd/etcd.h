@@ -88,6 +88,7 @@ struct tt_etcd_http {
     size_t len;
     size_t cap;
     bool overflow;
+    bool tls_logged; /* a TLS failure was logged; cleared by a success */
     char errbuf[CURL_ERROR_SIZE];
 };
 

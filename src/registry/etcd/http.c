@@ -225,6 +225,16 @@ map_curl(const struct tt_etcd_http *h, CURLcode rc)
     }
 }
 
+/* Whether a libcurl result is a TLS failure (certificate, CA file,
+ * handshake). */
+static bool
+tls_failure(CURLcode rc)
+{
+    return rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
+           rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE ||
+           rc == CURLE_SSL_ISSUER_ERROR;
+}
+
 /*
  * One try on one endpoint.  With fn, the answer is a stream: once the
  * status is 200 its lines go to fn as they arrive (*streamed set); other
@@ -340,6 +350,16 @@ perform(struct tt_etcd_http *h, size_t ep, const char *path, const char *body,
     err = map_curl(h, result);
     if (err == TETHER_OK || (fn != NULL && *streamed)) {
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+        h->tls_logged = false;
+    } else if (tls_failure(result)) {
+        /* A certificate or handshake problem is a setup error, not etcd
+         * being down: say what it is (once per connection until a request
+         * gets through), or all the log shows is "connection reset". */
+        if (!h->tls_logged) {
+            TT_ERROR("registry: etcd %s: TLS failed: %s", url,
+                     h->errbuf[0] != '\0' ? h->errbuf : curl_easy_strerror(result));
+            h->tls_logged = true;
+        }
     } else {
         TT_DEBUG("registry: etcd %s: %s", url, h->errbuf[0] != '\0' ? h->errbuf
                                                                     : curl_easy_strerror(result));

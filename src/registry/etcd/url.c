@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/text.h"
 #include "core/log.h"
 #include "registry/etcd/etcd.h"
 
@@ -56,21 +57,6 @@ parse_num(const char *s, size_t n, long lo, long hi, long *v)
     return true;
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* %-decode s[0..n) into a new string; NULL on a bad escape (*bad set) or
  * ENOMEM. */
 static char *
@@ -83,12 +69,12 @@ unescape(const char *s, size_t n, bool *bad)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            if (i + 2 >= n || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0) {
+            if (i + 2 >= n || tt_hexval(s[i + 1]) < 0 || tt_hexval(s[i + 2]) < 0) {
                 *bad = true;
                 tt_free(out);
                 return NULL;
             }
-            char c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            char c = (char)(tt_hexval(s[i + 1]) * 16 + tt_hexval(s[i + 2]));
             if (c == '\0') {
                 *bad = true;
                 tt_free(out);
@@ -120,7 +106,7 @@ parse_endpoint(const char *s, size_t n, bool tls, char **out)
         hlen = (size_t)(close - s) + 1;
         for (size_t i = 1; i + 1 < hlen; i++) {
             char c = s[i];
-            if (!(hexval(c) >= 0 || c == ':' || c == '.')) {
+            if (!(tt_hexval(c) >= 0 || c == ':' || c == '.')) {
                 return TETHER_EINVAL;
             }
         }
