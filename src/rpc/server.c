@@ -564,8 +564,7 @@ conn_close(conn *c)
         TT_DLIST_PUSH(&t->zombies, c);
     }
     atomic_fetch_sub(&t->srv->nconns, 1);
-    atomic_store_explicit(&t->nconns, atomic_load_explicit(&t->nconns, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+    atomic_fetch_sub(&t->nconns, 1);
     buf_release(t, &c->in);
     buf_release(t, &c->out);
     if (c->codec != NULL) {
@@ -1219,6 +1218,72 @@ on_conn(tt_io *io, uint32_t events)
     }
 }
 
+/* Make fd a connection of thread t (on t).  t->nconns was already counted
+ * for it by whoever chose t. */
+static void
+conn_adopt(iothr *t, int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn *c = tt_calloc(1, sizeof *c);
+    if (c != NULL) {
+        c->io.fd = fd;
+        c->io.cb = on_conn;
+        c->t = t;
+        c->refs = 1;
+    }
+    if (c == NULL || tt_loop_add(&t->loop, &c->io, EPOLLIN) != TETHER_OK) {
+        close(fd);
+        tt_free(c);
+        atomic_fetch_sub(&t->nconns, 1);
+        return;
+    }
+    TT_DLIST_PUSH(&t->conns, c);
+    atomic_fetch_add(&t->srv->nconns, 1);
+    bump(&t->st_accepted);
+    /* While draining, "going away" is sent once the first bytes show the
+     * native protocol (process()): Go's codecs have no such frame. */
+}
+
+/* A connection accepted by one thread and handed to another. */
+struct adopt {
+    tt_task task; /* first: the task pointer is the struct's */
+    int fd;
+};
+
+static void
+adopt_task(tt_task *task)
+{
+    struct adopt *a = (struct adopt *)task;
+    iothr *t = tls_thr;
+    if (t == NULL || t->stop || !t->accepting) {
+        close(a->fd); /* the server is stopping */
+        if (t != NULL) {
+            atomic_fetch_sub(&t->nconns, 1);
+        }
+    } else {
+        conn_adopt(t, a->fd);
+    }
+    tt_free(a);
+}
+
+/* The thread with the fewest connections (this one on a tie). */
+static iothr *
+least_loaded(iothr *self)
+{
+    tether_server *srv = self->srv;
+    iothr *best = self;
+    long least = atomic_load_explicit(&self->nconns, memory_order_relaxed);
+    for (int i = 0; i < srv->nthreads; i++) {
+        long n = atomic_load_explicit(&srv->threads[i].nconns, memory_order_relaxed);
+        if (n < least) {
+            least = n;
+            best = &srv->threads[i];
+        }
+    }
+    return best;
+}
+
 static void
 on_listener(tt_io *io, uint32_t events)
 {
@@ -1245,30 +1310,23 @@ on_listener(tt_io *io, uint32_t events)
             bump(&t->st_proto);
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conn *c = tt_calloc(1, sizeof *c);
-        if (c == NULL) {
-            close(fd);
+        /* Whichever thread the kernel woke, connections are spread over
+         * the threads: an idle thread tends to win every accept, and a
+         * server whose clients all landed on one thread uses one core. */
+        iothr *dst = least_loaded(t);
+        struct adopt *a = dst != t ? tt_malloc(sizeof *a) : NULL;
+        if (a == NULL) {
+            dst = t;
+        }
+        /* Counted at once, so the next accept of this batch sees it. */
+        atomic_fetch_add(&dst->nconns, 1);
+        if (a == NULL) {
+            conn_adopt(t, fd);
             continue;
         }
-        c->io.fd = fd;
-        c->io.cb = on_conn;
-        c->t = t;
-        c->refs = 1;
-        if (tt_loop_add(&t->loop, &c->io, EPOLLIN) != TETHER_OK) {
-            close(fd);
-            tt_free(c);
-            continue;
-        }
-        TT_DLIST_PUSH(&t->conns, c);
-        atomic_fetch_add(&srv->nconns, 1);
-        atomic_store_explicit(&t->nconns,
-                              atomic_load_explicit(&t->nconns, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
-        bump(&t->st_accepted);
-        /* While draining, "going away" is sent once the first bytes show
-         * the native protocol (process()): Go's codecs have no such frame. */
+        a->fd = fd;
+        a->task.fn = adopt_task;
+        tt_loop_post(&dst->loop, &a->task);
     }
 }
 
