@@ -9,7 +9,7 @@ PKGS=(
     libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
     libclang-rt-14-dev
     etcd-server etcd-client golang-go
-    iproute2 procps psmisc
+    iproute2 procps psmisc openssl
 )
 
 missing=()

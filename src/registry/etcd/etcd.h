@@ -135,6 +135,11 @@ void tt_etcd_reply_clear(struct tt_etcd_reply *rep);
 tether_err tt_etcd_stream(struct tt_etcd_http *h, const char *path, const char *body,
                           tt_etcd_line_fn fn, void *arg, long *status);
 
+/* tt_etcd_drop_token - forget the auth token: the next request logs in
+ * again.  For answers that say the token is dead without a 401 (a watch
+ * canceled as unauthenticated). */
+void tt_etcd_drop_token(struct tt_etcd_registry *er);
+
 /* tt_etcd_http_sleep - wait ms, or less if woken or stopped.  Keeps the
  * connection open. */
 void tt_etcd_http_sleep(struct tt_etcd_http *h, uint32_t ms);

@@ -417,8 +417,8 @@ have_token(struct tt_etcd_registry *er)
     return have;
 }
 
-static void
-drop_token(struct tt_etcd_registry *er)
+void
+tt_etcd_drop_token(struct tt_etcd_registry *er)
 {
     pthread_mutex_lock(&er->tok_mu);
     tt_free(er->token);
@@ -481,7 +481,7 @@ request(struct tt_etcd_http *h, const char *path, const char *body, uint32_t bud
         if (*status == 401 && er->cfg.user != NULL && !reauthed) {
             /* The token expired (or etcd restarted): log in again and
              * retry once on the same member. */
-            drop_token(er);
+            tt_etcd_drop_token(er);
             reauthed = true;
             i--;
             continue;

@@ -46,6 +46,7 @@ struct etcd_watch {
     /* The current stream. */
     bool created;
     bool compacted;
+    bool unauthenticated; /* canceled: the token is dead */
     char why[200]; /* why the stream was given up, for the log */
     /* Keys the last range saw (only during a range). */
     char **seen;
@@ -273,8 +274,15 @@ on_line(void *arg, const char *line, size_t len)
             ew->need_list = true;
         } else {
             const json_t *reason = json_object_get(res, "cancel_reason");
-            snprintf(ew->why, sizeof ew->why, "etcd canceled the watch: %.120s",
-                     json_is_string(reason) ? json_string_value(reason) : "no reason given");
+            const char *r = json_is_string(reason) ? json_string_value(reason)
+                                                   : "no reason given";
+            /* etcd checks the token when it creates a watch and answers a
+             * dead one (expired, or etcd restarted) with this cancel, not
+             * with a 401: "rpc error: code = Unauthenticated desc =
+             * etcdserver: invalid auth token". */
+            ew->unauthenticated = strstr(r, "Unauthenticated") != NULL ||
+                                  strstr(r, "invalid auth token") != NULL;
+            snprintf(ew->why, sizeof ew->why, "etcd canceled the watch: %.120s", r);
         }
     } else {
         if (json_is_true(json_object_get(res, "created"))) {
@@ -312,6 +320,7 @@ tt_etcd_watch_run(struct tether_watch *w)
     struct etcd_watch *ew = (struct etcd_watch *)w;
     uint32_t backoff = 0;
     bool failing = false;
+    bool reauthed = false; /* logged in again since a stream was last created */
     while (!tt_watch_stopping(w)) {
         if (ew->need_list) {
             tether_err err = relist(ew);
@@ -342,6 +351,7 @@ tt_etcd_watch_run(struct tether_watch *w)
         }
         ew->created = false;
         ew->compacted = false;
+        ew->unauthenticated = false;
         ew->why[0] = '\0';
         long status = 0;
         tether_err err = tt_etcd_stream(&ew->http, "/v3/watch", body, on_line, ew, &status);
@@ -349,8 +359,19 @@ tt_etcd_watch_run(struct tether_watch *w)
         if (tt_watch_stopping(w) || err == TETHER_ECANCELED) {
             break;
         }
+        if (ew->created) {
+            reauthed = false; /* the token worked */
+        }
         if (ew->compacted) {
             continue; /* relist at once */
+        }
+        if (ew->unauthenticated && ew->er->cfg.user != NULL && !reauthed) {
+            /* Log in again and watch at once; a second refusal in a row
+             * is logged and retried like any other. */
+            TT_DEBUG("registry: etcd watch on %s: %s; logging in again", ew->prefix, ew->why);
+            tt_etcd_drop_token(ew->er);
+            reauthed = true;
+            continue;
         }
         if (ew->created && ew->why[0] == '\0') {
             /* A watch that worked and then broke: resume at once from the
