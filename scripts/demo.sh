@@ -95,6 +95,8 @@ else
     # fail: it may have run, so it is not retried (calls that provably
     # never reached a handler are).  The graceful stop and the restart fail
     # none.
-    say "demo done: failed calls above were in flight inside the process killed with SIGKILL"
+    say "demo done: the client saw failed calls (listed above)"
+    echo "A call running inside a process killed with SIGKILL fails by design: it may have run,"
+    echo "so it is not retried. The graceful stop and the restart should fail none."
 fi
 exit 0
