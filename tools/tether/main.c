@@ -36,7 +36,9 @@ usage(FILE *f)
     fprintf(f, "\nRegistry URL: --registry URL, else $TETHER_REGISTRY, else \"local:\".\n"
                "  local:            this host ($XDG_RUNTIME_DIR/tether or /tmp/tether-UID)\n"
                "  local:/some/dir   this host, another directory\n"
-               "  static:h:p,h:p    a fixed address list\n");
+               "  static:h:p,h:p    a fixed address list\n"
+               "  etcd://h:p[,h:p][/prefix][?ttl=S&user=U&password=P&tls=1&cacert=F]\n"
+               "                    etcd v3 (see docs/etcd.md)\n");
 }
 
 const char *
