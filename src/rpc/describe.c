@@ -510,6 +510,11 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
             etext = copy_text("the server does not describe its methods (not a tether server?): "
                               "use the jsonrpc codec");
             rc = TETHER_ENOTSUP;
+        } else if (rc == TETHER_EREMOTE && etext != NULL &&
+                   strncmp(etext, "rpc: can't find ", 16) == 0) {
+            /* The describer answers for the method asked about: report it
+             * as the call itself would have failed. */
+            rc = strncmp(etext + 16, "service", 7) == 0 ? TETHER_ENOSERVICE : TETHER_ENOMETHOD;
         }
         if (errtext != NULL) {
             *errtext = etext;
