@@ -1100,6 +1100,7 @@ tether_client_call(tether_client *c, const char *method, const ProtobufCMessage 
         return tt_cc_call(c->cc, method, req, reply_desc, reply, NULL, NULL, timeout_ms, errtext);
     }
     pending p;
+    memset(&p, 0, sizeof p); /* call_sync may fail before it fills p */
     tether_err rc = call_sync(c, method, req, NULL, 0, reply_desc, timeout_ms, &p);
     if (rc == TETHER_OK) {
         *reply = p.msg;
@@ -1131,6 +1132,7 @@ tether_client_call_raw(tether_client *c, const char *method, const void *req, si
         return TETHER_ENOTSUP;
     }
     pending p;
+    memset(&p, 0, sizeof p); /* call_sync may fail before it fills p */
     tether_err rc = call_sync(c, method, NULL, req, req_len, NULL, timeout_ms, &p);
     if (rc == TETHER_OK) {
         if (p.data == NULL) {

@@ -445,6 +445,33 @@ test_sync_reader_hands_async_answers_over(void **state)
     tether_client_destroy(ctl);
 }
 
+/* Calls the client refuses before sending anything: the error comes back,
+ * *errtext is NULL, nothing is freed that was never allocated, and the
+ * client still works. */
+static void
+test_refused_arguments(void **state)
+{
+    (void)state;
+    tether_client *c = h_client(calc_addr);
+    Args a = ARGS__INIT;
+    for (int i = 0; i < 100; i++) {
+        ProtobufCMessage *reply = NULL;
+        char *et = NULL;
+        H_ERR(tether_client_call(c, "NoDot", &a.base, &google__protobuf__int64_value__descriptor,
+                                 &reply, 1000, &et),
+              TETHER_EINVAL);
+        assert_null(reply);
+        assert_null(et);
+        uint8_t *out = NULL;
+        size_t len = 0;
+        H_ERR(tether_client_call_raw(c, "", "x", 1, &out, &len, 1000, &et), TETHER_EINVAL);
+        assert_null(out);
+        assert_null(et);
+    }
+    assert_int_equal(h_add(c, 20, 22), 42);
+    tether_client_destroy(c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -456,6 +483,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_calculator_binaries),
         cmocka_unit_test(test_mixed_sync_and_async),
         cmocka_unit_test(test_sync_reader_hands_async_answers_over),
+        cmocka_unit_test(test_refused_arguments),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
