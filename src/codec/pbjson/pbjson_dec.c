@@ -504,7 +504,7 @@ dec_map(dec *d, const where *w, ProtobufCMessage *msg, const ProtobufCFieldDescr
     const ProtobufCMessageDescriptor *ed = f->descriptor;
     const ProtobufCFieldDescriptor *kf = &ed->fields[0];
     const ProtobufCFieldDescriptor *vf = &ed->fields[1];
-    bool empty;
+    bool empty = false;
     tether_err err = open_container(d, &empty, '}');
     if (err != TETHER_OK || empty) {
         return err;
@@ -651,7 +651,7 @@ dec_message(dec *d, const where *w, const ProtobufCMessageDescriptor *desc, Prot
         const char *k = kind_name(c);
         return mismatch(d, w, k, (int)strlen(k), desc->short_name);
     }
-    bool empty;
+    bool empty = false;
     err = open_container(d, &empty, '}');
     if (err != TETHER_OK || empty) {
         return err;

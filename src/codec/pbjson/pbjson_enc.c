@@ -72,6 +72,9 @@ write_float(tt_buf *out, double v, bool is32)
         }
         p++;
     }
+    if (nd == 0) {
+        digits[nd++] = '0'; /* never expected from the shortest search */
+    }
     int exp10 = 0;
     if (*p == 'e' || *p == 'E') {
         exp10 = (int)strtol(p + 1, NULL, 10);

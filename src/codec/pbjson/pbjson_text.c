@@ -395,8 +395,10 @@ put_utf8(uint8_t **w, uint32_t cp)
 static uint32_t
 hex4(const uint8_t *p)
 {
-    return (uint32_t)(tt_hexval((char)p[0]) << 12 | tt_hexval((char)p[1]) << 8 |
-                      tt_hexval((char)p[2]) << 4 | tt_hexval((char)p[3]));
+    /* The digits were checked by scan_string(); unsigned shifts keep even
+     * a bad one defined. */
+    return (uint32_t)tt_hexval((char)p[0]) << 12 | (uint32_t)tt_hexval((char)p[1]) << 8 |
+           (uint32_t)tt_hexval((char)p[2]) << 4 | (uint32_t)tt_hexval((char)p[3]);
 }
 
 tether_err

@@ -196,8 +196,10 @@ deliver_lines(struct tt_etcd_http *h, tt_etcd_line_fn fn, void *arg, bool all)
         }
         start = end + (nl != NULL ? 1 : 0);
     }
-    memmove(h->buf, h->buf + start, h->len - start);
-    h->len -= start;
+    if (start > 0) {
+        memmove(h->buf, h->buf + start, h->len - start);
+        h->len -= start;
+    }
     if (h->buf != NULL) {
         h->buf[h->len] = '\0';
     }
