@@ -360,8 +360,11 @@ sleep_ms(long ms)
     }
 }
 
+/* prestart: start the new instances before the measured window, so that
+ * it holds only the stop of the old ones (SIGTERM, deregister, drain,
+ * close), not the start-up of new processes on the same cores. */
 static int
-rolling(double before_s)
+rolling(double before_s, int prestart)
 {
     enum { N = 3, THREADS = 2 };
     lats = calloc(MAXLAT, sizeof *lats);
@@ -387,10 +390,19 @@ rolling(double before_s)
     sleep_ms(300);
     uint64_t b0 = now_ns();
     sleep_ms((long)(before_s * 1000));
+    if (prestart) {
+        for (int i = 0; i < N; i++) {
+            srv_start(&fresh[i], "bench-roll");
+            wait_state(fresh[i].addr, 1);
+        }
+        sleep_ms(200); /* let the client connect to them first */
+    }
     uint64_t r0 = now_ns();
     for (int i = 0; i < N; i++) {
-        srv_start(&fresh[i], "bench-roll");
-        wait_state(fresh[i].addr, 1);
+        if (!prestart) {
+            srv_start(&fresh[i], "bench-roll");
+            wait_state(fresh[i].addr, 1);
+        }
         kill(old[i].pid, SIGTERM);
         srv_reap(&old[i]);
     }
@@ -419,8 +431,9 @@ rolling(double before_s)
 int
 main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: lifebench removal BIN_DIR REPS | rolling BIN_DIR BEFORE_S\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: lifebench removal BIN_DIR REPS | "
+                        "rolling BIN_DIR BEFORE_S [full|prestart]\n");
         return 2;
     }
     bin_dir = argv[2];
@@ -441,7 +454,7 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "removal") == 0) {
         rc = removal((int)strtol(argv[3], NULL, 10));
     } else if (strcmp(argv[1], "rolling") == 0) {
-        rc = rolling(strtod(argv[3], NULL));
+        rc = rolling(strtod(argv[3], NULL), argc > 4 && strcmp(argv[4], "prestart") == 0);
     } else {
         rc = 2;
     }

@@ -50,29 +50,36 @@ while read -r _ sig vals; do
         "$goal" "$verdict"
 done < "$OUT/removal.txt"
 
-echo
-echo "== rolling restart of 3 instances under load (2 threads of sync calls, $ROLLS runs)"
-fails=()
-pb=()
-pd=()
-ratio=()
-for _ in $(seq "$ROLLS"); do
-    line=$("$OUT/lifebench" rolling "$BUILD/bin" 2)
-    echo "   $line"
-    f=$(sed 's/.*failed=\([0-9]*\).*/\1/' <<<"$line")
-    b=$(sed 's/.*p99_before_us=\([0-9]*\).*/\1/' <<<"$line")
-    d=$(sed 's/.*p99_during_us=\([0-9]*\).*/\1/' <<<"$line")
-    fails+=("$f")
-    pb+=("$b")
-    pd+=("$d")
-    ratio+=("$(awk -v b="$b" -v d="$d" 'BEGIN { printf "%.2f", (b > 0) ? d / b : 0 }')")
-done
-total_failed=0
-for f in "${fails[@]}"; do total_failed=$((total_failed + f)); done
-printf 'failed calls: %d in %d runs   goal 0: %s\n' "$total_failed" "$ROLLS" \
-    "$([ "$total_failed" -eq 0 ] && echo met || echo MISSED)"
-printf 'p99 before:  %s us\n' "$(stats "${pb[@]}")"
-printf 'p99 during:  %s us\n' "$(stats "${pd[@]}")"
-rmed=$(median "${ratio[@]}")
-printf 'p99 during / before: %s   goal <= 3x: %s\n' "$(stats "${ratio[@]}")" \
-    "$(awk -v r="$rmed" 'BEGIN { print (r <= 3) ? "met" : "MISSED" }')"
+# roll TITLE MODE: ROLLS rolling restarts; prints each run and the summary.
+roll() {
+    local title=$1 mode=$2 fails=() pb=() pd=() ratio=() line f b d
+    echo
+    echo "== $title (2 threads of sync calls, $ROLLS runs)"
+    for _ in $(seq "$ROLLS"); do
+        line=$("$OUT/lifebench" rolling "$BUILD/bin" 2 "$mode")
+        echo "   $line"
+        f=$(sed 's/.*failed=\([0-9]*\).*/\1/' <<<"$line")
+        b=$(sed 's/.*p99_before_us=\([0-9]*\).*/\1/' <<<"$line")
+        d=$(sed 's/.*p99_during_us=\([0-9]*\).*/\1/' <<<"$line")
+        fails+=("$f")
+        pb+=("$b")
+        pd+=("$d")
+        ratio+=("$(awk -v b="$b" -v d="$d" 'BEGIN { printf "%.2f", (b > 0) ? d / b : 0 }')")
+    done
+    local total_failed=0
+    for f in "${fails[@]}"; do total_failed=$((total_failed + f)); done
+    printf 'failed calls: %d in %d runs   goal 0: %s\n' "$total_failed" "$ROLLS" \
+        "$([ "$total_failed" -eq 0 ] && echo met || echo MISSED)"
+    printf 'p99 before:  %s us\n' "$(stats "${pb[@]}")"
+    printf 'p99 during:  %s us\n' "$(stats "${pd[@]}")"
+    local rmed
+    rmed=$(median "${ratio[@]}")
+    printf 'p99 during / before: %s   goal <= 3x: %s\n' "$(stats "${ratio[@]}")" \
+        "$(awk -v r="$rmed" 'BEGIN { print (r <= 3) ? "met" : "MISSED" }')"
+}
+
+roll "rolling restart of 3 instances under load: start new, stop old, one by one" full
+# The same restart with the new processes started before the window: what
+# the stop itself costs the client, without process start-up competing for
+# the same cores.
+roll "stop phase only: new instances started first, then the old ones stopped" prestart
