@@ -179,24 +179,24 @@ add_method(tether_server *srv, const char *svc, const char *meth, method_ent *pr
         set_err(srv, "method name too long: %s.%s", svc, meth);
         return TETHER_EINVAL;
     }
-    for (size_t i = 0; i < srv->nmethods; i++) {
-        if (strlen(srv->methods[i].name) == n && strncmp(srv->methods[i].name, svc, strlen(svc)) == 0 &&
-            srv->methods[i].name[strlen(svc)] == '.' &&
-            strcmp(srv->methods[i].name + strlen(svc) + 1, meth) == 0) {
-            set_err(srv, "method %s.%s already added", svc, meth);
-            return TETHER_EEXIST;
-        }
-    }
-    method_ent *grown = tt_realloc(srv->methods, (srv->nmethods + 1) * sizeof *grown);
-    if (grown == NULL) {
-        return TETHER_ENOMEM;
-    }
-    srv->methods = grown;
     char *name = tt_malloc(n + 1);
     if (name == NULL) {
         return TETHER_ENOMEM;
     }
     snprintf(name, n + 1, "%s.%s", svc, meth);
+    for (size_t i = 0; i < srv->nmethods; i++) {
+        if (strcmp(srv->methods[i].name, name) == 0) {
+            set_err(srv, "method %s already added", name);
+            tt_free(name);
+            return TETHER_EEXIST;
+        }
+    }
+    method_ent *grown = tt_realloc(srv->methods, (srv->nmethods + 1) * sizeof *grown);
+    if (grown == NULL) {
+        tt_free(name);
+        return TETHER_ENOMEM;
+    }
+    srv->methods = grown;
     method_ent *m = &srv->methods[srv->nmethods++];
     *m = *proto;
     m->name = name;
@@ -437,6 +437,10 @@ mark_dirty(conn *c)
     }
 }
 
+static tether_err encode_answer(tt_buf *out, iothr *t, uint64_t seq, uint8_t type,
+                                uint32_t status, const ProtobufCMessage *msg, const void *data,
+                                size_t len);
+
 /* Append one frame with a text body (error frames and control frames). */
 static void
 write_frame(conn *c, uint8_t type, uint64_t seq, uint32_t status, const char *text)
@@ -444,17 +448,11 @@ write_frame(conn *c, uint8_t type, uint64_t seq, uint32_t status, const char *te
     if (c->closed) {
         return;
     }
-    size_t tl = text != NULL ? strlen(text) : 0;
-    if (buf_prepare(c->t, &c->out, TT_FRAME_HDR + tl) != TETHER_OK) {
-        return; /* the caller times out; nothing better to do without memory */
+    /* Without memory the frame is lost and the caller times out. */
+    if (encode_answer(&c->out, c->t, seq, type, status, NULL, text,
+                      text != NULL ? strlen(text) : 0) == TETHER_OK) {
+        mark_dirty(c);
     }
-    uint8_t *p = c->out.data + c->out.len;
-    tt_frame_put_header(p, type, seq, status, 0, tl);
-    if (tl > 0) {
-        memcpy(p + TT_FRAME_HDR, text, tl);
-    }
-    c->out.len += TT_FRAME_HDR + tl;
-    mark_dirty(c);
 }
 
 static void
@@ -751,14 +749,13 @@ answer_home(tt_task *task)
     call_finish(call);
 }
 
-/* Build an answer frame (REPLY with body, or ERROR with text) into out. */
+/* Build an answer frame into out: its body is msg packed (len is then its
+ * packed size, already computed by the caller) or the len bytes at data.
+ * t: the I/O thread whose spare buffers may be used, or NULL. */
 static tether_err
 encode_answer(tt_buf *out, iothr *t, uint64_t seq, uint8_t type, uint32_t status,
               const ProtobufCMessage *msg, const void *data, size_t len)
 {
-    if (msg != NULL) {
-        len = protobuf_c_message_get_packed_size(msg);
-    }
     tether_err rc = t != NULL ? buf_prepare(t, out, TT_FRAME_HDR + len)
                               : tt_buf_reserve(out, TT_FRAME_HDR + len);
     if (rc != TETHER_OK) {
@@ -792,8 +789,10 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
             msg = NULL;
             rc = TETHER_EINVAL;
         } else {
-            size_t body = msg != NULL ? protobuf_c_message_get_packed_size(msg) : len;
-            if (TT_FRAME_HDR + body > max) {
+            if (msg != NULL) {
+                len = protobuf_c_message_get_packed_size(msg); /* once per answer */
+            }
+            if (TT_FRAME_HDR + len > max) {
                 type = TT_FRAME_ERROR;
                 status = TETHER_EMSGSIZE;
                 data = "rpc: reply larger than the frame limit";
