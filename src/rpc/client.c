@@ -244,6 +244,18 @@ flush_locked(tether_client *c)
     }
 }
 
+/* Wake the I/O thread to run completed callbacks (none needed on it).
+ * The kick task is queued at most once: queuing a task twice would loop
+ * the loop's queue on itself. */
+static void
+kick_locked(tether_client *c)
+{
+    if (tls_io != c && !c->kicked) {
+        c->kicked = 1;
+        tt_loop_post(&c->loop, &c->t_kick);
+    }
+}
+
 /* Complete p with an error and no body. */
 static void
 finish_err_locked(tether_client *c, pending *p, tether_err err)
@@ -284,9 +296,8 @@ close_locked(tether_client *c, tether_err why)
         pend_remove(c, p);
         finish_err_locked(c, p, why);
     }
-    if (c->completed != NULL && tls_io != c && !c->kicked) {
-        c->kicked = 1;
-        tt_loop_post(&c->loop, &c->t_kick);
+    if (c->completed != NULL) {
+        kick_locked(c);
     }
 }
 
@@ -307,15 +318,16 @@ connect_locked(tether_client *c)
     if (fl >= 0) {
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     }
+    /* Everything else about the old connection was reset by close_locked(). */
+    if (tt_buf_append(&c->out, TT_PREFACE, TT_PREFACE_LEN) != TETHER_OK) {
+        close(fd);
+        return TETHER_ENOMEM;
+    }
     c->rcvtimeo_ms = 0;
     c->fd = fd;
     c->io.fd = fd;
     c->goaway = 0;
-    c->registered = 0;
-    c->armed = 0;
-    c->broken = 0;
-    c->out.off = c->out.len = 0;
-    return tt_buf_append(&c->out, TT_PREFACE, TT_PREFACE_LEN);
+    return TETHER_OK;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -361,16 +373,24 @@ run_callback(tether_client *c, pending *p, tether_err err, const uint8_t *data, 
 
 /* Hand one answer frame to its call.  Returns nothing: unknown seqs (late
  * answers of calls that timed out) are dropped. */
+/* The error an ERROR frame's status stands for; a status that is no
+ * tether_err (or says OK) is a protocol error. */
+static tether_err
+status_err(uint32_t status)
+{
+    if (status == TETHER_OK || (status > TETHER_EINTERNAL && status < TETHER_ESYSERR)) {
+        return TETHER_EPROTO;
+    }
+    return (tether_err)status;
+}
+
 static void
 dispatch(tether_client *c, const tt_frame *f, pending *me)
 {
     tether_err err = TETHER_OK;
     int is_text = 0;
     if (f->type == TT_FRAME_ERROR) {
-        err = (tether_err)f->status;
-        if (err == TETHER_OK || (f->status > TETHER_EINTERNAL && f->status < TETHER_ESYSERR)) {
-            err = TETHER_EPROTO;
-        }
+        err = status_err(f->status);
         is_text = 1;
     }
     pthread_mutex_lock(&c->mu);
@@ -398,13 +418,8 @@ dispatch(tether_client *c, const tt_frame *f, pending *me)
         p->done = 1;
         p->cnext = c->completed;
         c->completed = p;
-        /* One queued kick covers every completion until it runs. */
-        int kick = !c->kicked;
-        c->kicked = 1;
+        kick_locked(c); /* one queued kick covers every completion until it runs */
         pthread_mutex_unlock(&c->mu);
-        if (kick) {
-            tt_loop_post(&c->loop, &c->t_kick);
-        }
         return;
     }
     /* A synchronous call: unpack here, whoever we are. */
@@ -445,8 +460,7 @@ dispatch_all(tether_client *c, pending *me)
                 tt_log(TETHER_LOG_WARN, "server closed the connection: %.*s", (int)f.body_len,
                        (const char *)f.body);
                 pthread_mutex_lock(&c->mu);
-                c->conn_err = (f.status > 0 && f.status <= TETHER_EINTERNAL) ? (tether_err)f.status
-                                                                             : TETHER_EPROTO;
+                c->conn_err = status_err(f.status);
                 pthread_mutex_unlock(&c->mu);
             } else {
                 dispatch(c, &f, me);
