@@ -34,6 +34,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "net/sock.h"
 #include "rpc/client_int.h"
@@ -88,12 +89,7 @@ static __thread struct tt_cc *tls_cc; /* set on a reader thread */
 static void
 pend_insert(struct tt_cc *cc, cc_call *p)
 {
-    p->prev = NULL;
-    p->next = cc->all;
-    if (cc->all != NULL) {
-        cc->all->prev = p;
-    }
-    cc->all = p;
+    TT_DLIST_PUSH(&cc->all, p);
     cc->npending++;
     cc->nasync += p->fn != NULL;
 }
@@ -101,15 +97,7 @@ pend_insert(struct tt_cc *cc, cc_call *p)
 static void
 pend_remove(struct tt_cc *cc, cc_call *p)
 {
-    if (p->prev != NULL) {
-        p->prev->next = p->next;
-    } else {
-        cc->all = p->next;
-    }
-    if (p->next != NULL) {
-        p->next->prev = p->prev;
-    }
-    p->prev = p->next = NULL;
+    TT_DLIST_REMOVE(&cc->all, p);
     cc->npending--;
     cc->nasync -= p->fn != NULL;
 }
@@ -125,15 +113,33 @@ pend_find(struct tt_cc *cc, uint64_t seq)
     return NULL;
 }
 
+/* Free what p's outcome still owns. */
 static void
-call_free(cc_call *p)
+call_clear(cc_call *p)
 {
     if (p->msg != NULL) {
         protobuf_c_message_free_unpacked(p->msg, &tt_pb_allocator);
     }
     tt_free(p->text);
     tt_free(p->data);
+}
+
+static void
+call_free(cc_call *p)
+{
+    call_clear(p);
     tt_free(p);
+}
+
+/* A copy of a reply body (one spare byte, so a zero length is no NULL). */
+static uint8_t *
+body_copy(const uint8_t *body, size_t len)
+{
+    uint8_t *data = tt_malloc(len + 1);
+    if (data != NULL && len > 0) {
+        memcpy(data, body, len);
+    }
+    return data;
 }
 
 /* Run the callbacks of a list of completed asynchronous calls (reader
@@ -220,27 +226,21 @@ on_reply(struct tt_cc *cc, const tt_rpc_msg *m, cc_call **done)
         err = data != NULL ? TETHER_OK : TETHER_ENOMEM;
     } else if (desc == NULL && async) {
         /* An async call that wants the bytes only. */
-        data = tt_malloc(m->body_len + 1);
+        data = body_copy(m->body, m->body_len);
         len = m->body_len;
         err = data != NULL ? TETHER_OK : TETHER_ENOMEM;
-        if (data != NULL) {
-            memcpy(data, m->body, m->body_len);
-        }
     } else {
         err = desc != NULL ? cc->ops->unpack(cc->dec, desc, m->body, m->body_len, &msg)
                            : TETHER_EBADREPLY;
         if (err != TETHER_OK) {
             const char *why = cc->ops == &tt_codec_gob ? tt_gob_last_error(cc->dec)
                                                        : tt_jsonrpc_last_error(cc->dec);
-            text = tt_strndup(why, strlen(why));
+            text = tt_strdup(why);
             err = TETHER_EBADREPLY;
         } else if (async) {
             /* The callback also sees the bytes as received. */
-            data = tt_malloc(m->body_len + 1);
-            if (data != NULL) {
-                memcpy(data, m->body, m->body_len);
-                len = m->body_len;
-            }
+            data = body_copy(m->body, m->body_len);
+            len = data != NULL ? m->body_len : 0;
         }
     }
     pthread_mutex_lock(&cc->mu);
@@ -604,16 +604,7 @@ tt_cc_create(const char *addr, const tether_client_config *cfg, struct tt_cc **o
     if (cc == NULL) {
         return TETHER_ENOMEM;
     }
-    tether_client_config_init(&cc->cfg);
-    if (cfg->max_frame_size > 0) {
-        cc->cfg.max_frame_size = cfg->max_frame_size;
-    }
-    if (cfg->connect_timeout_ms > 0) {
-        cc->cfg.connect_timeout_ms = cfg->connect_timeout_ms;
-    }
-    if (cfg->call_timeout_ms > 0) {
-        cc->cfg.call_timeout_ms = cfg->call_timeout_ms;
-    }
+    tt_client_config_resolve(&cc->cfg, cfg);
     cc->cfg.codec = cfg->codec;
     if (cfg->codec == TETHER_CODEC_GOB) {
         cc->ops = &tt_codec_gob;
@@ -725,13 +716,8 @@ tt_cc_call(struct tt_cc *cc, const char *method, const ProtobufCMessage *req,
         *errtext = p.text;
         p.text = NULL;
     }
-    tether_err err = p.err;
-    if (p.msg != NULL) {
-        protobuf_c_message_free_unpacked(p.msg, &tt_pb_allocator);
-    }
-    tt_free(p.text);
-    tt_free(p.data);
-    return err;
+    call_clear(&p);
+    return p.err;
 }
 
 tether_err

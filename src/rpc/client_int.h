@@ -9,6 +9,27 @@
 
 struct tt_disc;
 
+/* dst = the defaults, with the sizes and timeouts cfg sets (zero means
+ * default; cfg may be NULL).  Codec and balance are the caller's to copy:
+ * not every kind of client takes them. */
+static inline void
+tt_client_config_resolve(tether_client_config *dst, const tether_client_config *cfg)
+{
+    tether_client_config_init(dst);
+    if (cfg == NULL) {
+        return;
+    }
+    if (cfg->max_frame_size > 0) {
+        dst->max_frame_size = cfg->max_frame_size;
+    }
+    if (cfg->connect_timeout_ms > 0) {
+        dst->connect_timeout_ms = cfg->connect_timeout_ms;
+    }
+    if (cfg->call_timeout_ms > 0) {
+        dst->call_timeout_ms = cfg->call_timeout_ms;
+    }
+}
+
 /* The server on c's connection sent GOAWAY (reset when it reconnects). */
 int tt_client_goaway(tether_client *c);
 /* The calling thread is some client's I/O thread (callbacks run there). */

@@ -166,7 +166,7 @@ describe_method(const method_ent *m)
     if (text == NULL) {
         return NULL;
     }
-    char *out = tt_strndup(text, strlen(text));
+    char *out = tt_strdup(text);
     free(text); /* jansson's allocator */
     return out;
 }
@@ -471,12 +471,6 @@ fail:
 /* ---------------------------------------------------------------------- */
 /* tether_client_call_json                                                */
 
-static char *
-copy_text(const char *s)
-{
-    return tt_strndup(s, strlen(s));
-}
-
 tether_err
 tether_client_call_json(tether_client *c, const char *method, const char *json_in,
                         char **json_out, uint32_t timeout_ms, char **errtext)
@@ -507,7 +501,7 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         if ((rc == TETHER_ENOSERVICE || rc == TETHER_ENOMETHOD) && etext != NULL &&
             strstr(etext, TT_DESCRIBE_SERVICE) != NULL) {
             tt_free(etext);
-            etext = copy_text("the server does not describe its methods (not a tether server?): "
+            etext = tt_strdup("the server does not describe its methods (not a tether server?): "
                               "use the jsonrpc codec");
             rc = TETHER_ENOTSUP;
         } else if (rc == TETHER_EREMOTE && etext != NULL &&
@@ -558,7 +552,7 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
     rc = tt_pbjson_decode(&tin->d, json_in, strlen(json_in), &req, why, sizeof why);
     if (rc != TETHER_OK) {
         if (errtext != NULL) {
-            *errtext = copy_text(why);
+            *errtext = tt_strdup(why);
         }
         dyn_free(dy);
         return rc == TETHER_EBADREQUEST ? TETHER_EINVAL : rc;

@@ -88,6 +88,16 @@ find_ep(struct tt_disc *d, const char *id)
 
 static void backoff_locked(ep *e);
 
+/* A single-connection client for e's address (d->cfg is set at creation
+ * only, so no lock is needed to read it). */
+static tether_err
+ep_connect(struct tt_disc *d, const ep *e, tether_client **out)
+{
+    tether_client_config cfg = d->cfg;
+    cfg.balance = TETHER_BALANCE_ROUND_ROBIN;
+    return tether_client_create(e->addr, &cfg, out);
+}
+
 static void
 on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
 {
@@ -136,9 +146,7 @@ on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
         }
         if (e == NULL || e->id == NULL || e->addr == NULL) {
             if (e != NULL) {
-                tt_free(e->id);
-                tt_free(e->addr);
-                tt_free(e);
+                ep_free(e); /* no client yet */
             }
             pthread_mutex_unlock(&d->mu);
             return;
@@ -162,9 +170,7 @@ on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
          * for no connect and no thread start.  Only this thread removes
          * endpoints, so fresh stays valid. */
         tether_client *cli = NULL;
-        tether_client_config cfg = d->cfg;
-        cfg.balance = TETHER_BALANCE_ROUND_ROBIN;
-        tether_err rc = tether_client_create(fresh->addr, &cfg, &cli);
+        tether_err rc = ep_connect(d, fresh, &cli);
         pthread_mutex_lock(&d->mu);
         fresh->connecting = 0;
         if (rc == TETHER_OK && fresh->cli == NULL) {
@@ -262,9 +268,7 @@ ensure_client_locked(struct tt_disc *d, ep *e)
     if (e->cli != NULL) {
         return TETHER_OK;
     }
-    tether_client_config cfg = d->cfg;
-    cfg.balance = TETHER_BALANCE_ROUND_ROBIN;
-    return tether_client_create(e->addr, &cfg, &e->cli);
+    return ep_connect(d, e, &e->cli);
 }
 
 /* Is err, on endpoint e, proof that no handler saw the call? */
@@ -599,17 +603,8 @@ tt_disc_create(const char *url, const char *service, const tether_client_config 
     if (d == NULL) {
         return TETHER_ENOMEM;
     }
-    tether_client_config_init(&d->cfg);
+    tt_client_config_resolve(&d->cfg, cfg);
     if (cfg != NULL) {
-        if (cfg->max_frame_size > 0) {
-            d->cfg.max_frame_size = cfg->max_frame_size;
-        }
-        if (cfg->connect_timeout_ms > 0) {
-            d->cfg.connect_timeout_ms = cfg->connect_timeout_ms;
-        }
-        if (cfg->call_timeout_ms > 0) {
-            d->cfg.call_timeout_ms = cfg->call_timeout_ms;
-        }
         d->cfg.balance = cfg->balance;
     }
     switch (d->cfg.balance) {

@@ -138,8 +138,7 @@ start_call(conn *c, const tt_rpc_msg *m)
     ProtobufCMessage *req = NULL;
     tether_err rc = c->codec->unpack(c->cstate, me->md->input, m->body, m->body_len, &req);
     if (rc != TETHER_OK) {
-        tt_server_codec_error(c, m->seq, me->name, me->name_len,
-                              rc == TETHER_EBADREQUEST ? rc : TETHER_EBADREQUEST,
+        tt_server_codec_error(c, m->seq, me->name, me->name_len, TETHER_EBADREQUEST,
                               rc == TETHER_EBADREQUEST ? last_error(c) : tether_strerror(rc));
         return;
     }

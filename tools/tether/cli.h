@@ -28,11 +28,17 @@ const char *cli_registry_url(const char *flag_value);
 /*
  * cli_parse_service_args - parse "SERVICE [--registry URL]" (also
  * "--registry=URL", "-r URL" and "-v" for verbose library logs) for
- * list/watch.  Returns 0 and fills *service, *url; 2 after printing usage
- * to stderr.
+ * list/watch, and set up library logging.  Returns 0 and fills *service,
+ * *url; 3 after printing help to stdout; 2 after printing usage to stderr.
  */
-int cli_parse_service_args(int argc, char **argv, const char **service, const char **url,
-                           int *verbose);
+int cli_parse_service_args(int argc, char **argv, const char **service, const char **url);
+
+/*
+ * cli_open_registry - tether_registry_open(url), or NULL after telling
+ * stderr why ("tether CMD: cannot open registry ...").
+ */
+struct tether_registry;
+struct tether_registry *cli_open_registry(const char *cmd, const char *url);
 
 /* cli_print_instance - "ADDRESS STATE weight=N [k=v ...] [pid=N]" without
  * a newline. */

@@ -15,20 +15,16 @@ tether_cmd_list(int argc, char **argv)
 {
     const char *service;
     const char *url;
-    int verbose;
-    int rc = cli_parse_service_args(argc, argv, &service, &url, &verbose);
+    int rc = cli_parse_service_args(argc, argv, &service, &url);
     if (rc != 0) {
         return rc == 3 ? 0 : rc;
     }
-    tether_registry *reg = NULL;
-    tether_err err = tether_registry_open(url, &reg);
-    if (err != TETHER_OK) {
-        fprintf(stderr, "tether list: cannot open registry '%s': %s\n", url,
-                tether_strerror(err));
+    tether_registry *reg = cli_open_registry(argv[0], url);
+    if (reg == NULL) {
         return 1;
     }
     tether_instance_list *l = NULL;
-    err = tether_registry_list(reg, service, &l);
+    tether_err err = tether_registry_list(reg, service, &l);
     if (err != TETHER_OK) {
         fprintf(stderr, "tether list: cannot list '%s' in '%s': %s\n", service, url,
                 tether_strerror(err));

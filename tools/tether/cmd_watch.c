@@ -50,8 +50,7 @@ tether_cmd_watch(int argc, char **argv)
 {
     const char *service;
     const char *url;
-    int verbose;
-    int rc = cli_parse_service_args(argc, argv, &service, &url, &verbose);
+    int rc = cli_parse_service_args(argc, argv, &service, &url);
     if (rc != 0) {
         return rc == 3 ? 0 : rc;
     }
@@ -65,15 +64,12 @@ tether_cmd_watch(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
-    tether_registry *reg = NULL;
-    tether_err err = tether_registry_open(url, &reg);
-    if (err != TETHER_OK) {
-        fprintf(stderr, "tether watch: cannot open registry '%s': %s\n", url,
-                tether_strerror(err));
+    tether_registry *reg = cli_open_registry(argv[0], url);
+    if (reg == NULL) {
         return 1;
     }
     tether_watch *w = NULL;
-    err = tether_registry_watch(reg, service, on_change, NULL, &w);
+    tether_err err = tether_registry_watch(reg, service, on_change, NULL, &w);
     if (err != TETHER_OK) {
         fprintf(stderr, "tether watch: cannot watch '%s' in '%s': %s\n", service, url,
                 tether_strerror(err));

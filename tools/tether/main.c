@@ -55,12 +55,11 @@ cli_registry_url(const char *flag_value)
 }
 
 int
-cli_parse_service_args(int argc, char **argv, const char **service, const char **url,
-                       int *verbose)
+cli_parse_service_args(int argc, char **argv, const char **service, const char **url)
 {
     const char *flag = NULL;
+    int verbose = 0;
     *service = NULL;
-    *verbose = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--registry") == 0 || strcmp(a, "-r") == 0) {
@@ -72,7 +71,7 @@ cli_parse_service_args(int argc, char **argv, const char **service, const char *
         } else if (strncmp(a, "--registry=", 11) == 0) {
             flag = a + 11;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            *verbose = 1;
+            verbose = 1;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fprintf(stdout, "usage: tether %s SERVICE [--registry URL] [-v]\n", argv[0]);
             return 3;
@@ -93,9 +92,22 @@ cli_parse_service_args(int argc, char **argv, const char **service, const char *
     *url = cli_registry_url(flag);
     /* Library detail (which directory, which file was skipped) goes to
      * stderr, so that an error message says more than its code. */
-    tether_log_set_handler(tether_log_stderr, *verbose ? TETHER_LOG_DEBUG : TETHER_LOG_WARN,
+    tether_log_set_handler(tether_log_stderr, verbose ? TETHER_LOG_DEBUG : TETHER_LOG_WARN,
                            NULL);
     return 0;
+}
+
+tether_registry *
+cli_open_registry(const char *cmd, const char *url)
+{
+    tether_registry *reg = NULL;
+    tether_err err = tether_registry_open(url, &reg);
+    if (err != TETHER_OK) {
+        fprintf(stderr, "tether %s: cannot open registry '%s': %s\n", cmd, url,
+                tether_strerror(err));
+        return NULL;
+    }
+    return reg;
 }
 
 /* Print s as is when it is plain, else double-quoted with escapes, so a
