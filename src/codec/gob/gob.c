@@ -597,14 +597,6 @@ call_end(gob_state *s, tt_buf *out, size_t mark, tether_err err)
     return err;
 }
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        err = (expr);                                                                              \
-        if (err != TETHER_OK) {                                                                    \
-            return err;                                                                            \
-        }                                                                                          \
-    } while (0)
-
 /* A Request or Response header, with its definition the first time. */
 static tether_err
 put_header(gob_state *s, tt_buf *out, int special, uint64_t seq, const char *method,
@@ -613,51 +605,52 @@ put_header(gob_state *s, tt_buf *out, int special, uint64_t seq, const char *met
     tether_err err;
     int64_t id;
     size_t mark;
-    TRY(tt_gob_special_type(s, special, &id));
-    TRY(tt_gob_send_types(s, out, id, 0));
-    TRY(tt_gob_msg_begin(out, &mark));
-    TRY(tt_gob_put_int(out, id));
+    GOB_TRY(tt_gob_special_type(s, special, &id));
+    GOB_TRY(tt_gob_send_types(s, out, id, 0));
+    GOB_TRY(tt_gob_msg_begin(out, &mark));
+    GOB_TRY(tt_gob_put_int(out, id));
     /* Fields 0 ServiceMethod, 1 Seq, 2 Error; zero values left out. */
     int prev = -1;
     if (method_len > 0) {
-        TRY(tt_gob_put_uint(out, (uint64_t)(0 - prev)));
-        TRY(tt_gob_put_bytes(out, method, method_len));
+        GOB_TRY(tt_gob_put_uint(out, (uint64_t)(0 - prev)));
+        GOB_TRY(tt_gob_put_bytes(out, method, method_len));
         prev = 0;
     }
     if (seq != 0) {
-        TRY(tt_gob_put_uint(out, (uint64_t)(1 - prev)));
-        TRY(tt_gob_put_uint(out, seq));
+        GOB_TRY(tt_gob_put_uint(out, (uint64_t)(1 - prev)));
+        GOB_TRY(tt_gob_put_uint(out, seq));
         prev = 1;
     }
     if (errtext != NULL && errtext[0] != '\0') {
-        TRY(tt_gob_put_uint(out, (uint64_t)(2 - prev)));
-        TRY(tt_gob_put_bytes(out, errtext, strlen(errtext)));
+        GOB_TRY(tt_gob_put_uint(out, (uint64_t)(2 - prev)));
+        GOB_TRY(tt_gob_put_bytes(out, errtext, strlen(errtext)));
     }
-    TRY(tt_gob_put_uint(out, 0));
+    GOB_TRY(tt_gob_put_uint(out, 0));
     return tt_gob_msg_end(out, mark);
 }
 
+/* A Request or Response: header, then msg as the body. */
 static tether_err
-encode_with_body(gob_state *s, tt_buf *out, int special, uint64_t seq, const char *method,
-                 size_t method_len, const ProtobufCMessage *msg)
+encode_message(gob_state *s, tt_buf *out, int special, uint64_t seq, const char *method,
+               size_t method_len, const ProtobufCMessage *msg)
 {
-    tether_err err;
-    TRY(put_header(s, out, special, seq, method, method_len, NULL));
-    return tt_gob_encode_value(s, out, msg);
+    if (msg == NULL) {
+        return TETHER_EINVAL;
+    }
+    size_t mark = out->len;
+    call_begin(s);
+    tether_err err = put_header(s, out, special, seq, method, method_len, NULL);
+    if (err == TETHER_OK) {
+        err = tt_gob_encode_value(s, out, msg);
+    }
+    return call_end(s, out, mark, err);
 }
 
 static tether_err
 gob_encode_reply(void *state, tt_buf *out, uint64_t seq, const char *method, size_t method_len,
                  const ProtobufCMessage *msg)
 {
-    gob_state *s = state;
-    if (msg == NULL) {
-        return TETHER_EINVAL;
-    }
-    size_t mark = out->len;
-    call_begin(s);
-    tether_err err = encode_with_body(s, out, GOB_OT_RESPONSE, seq, method, method_len, msg);
-    return call_end(s, out, mark, err);
+    return encode_message(state, out, GOB_OT_RESPONSE, seq, method, method_len, msg);
 }
 
 static tether_err
@@ -667,13 +660,13 @@ encode_error_body(gob_state *s, tt_buf *out, uint64_t seq, const char *method, s
     tether_err err;
     int64_t id;
     size_t mark;
-    TRY(put_header(s, out, GOB_OT_RESPONSE, seq, method, method_len, text));
+    GOB_TRY(put_header(s, out, GOB_OT_RESPONSE, seq, method, method_len, text));
     /* Go's server follows an error with its invalidRequest, struct{}{}. */
-    TRY(tt_gob_special_type(s, GOB_OT_EMPTY, &id));
-    TRY(tt_gob_send_types(s, out, id, 0));
-    TRY(tt_gob_msg_begin(out, &mark));
-    TRY(tt_gob_put_int(out, id));
-    TRY(tt_gob_put_uint(out, 0));
+    GOB_TRY(tt_gob_special_type(s, GOB_OT_EMPTY, &id));
+    GOB_TRY(tt_gob_send_types(s, out, id, 0));
+    GOB_TRY(tt_gob_msg_begin(out, &mark));
+    GOB_TRY(tt_gob_put_int(out, id));
+    GOB_TRY(tt_gob_put_uint(out, 0));
     return tt_gob_msg_end(out, mark);
 }
 
@@ -696,14 +689,7 @@ static tether_err
 gob_encode_request(void *state, tt_buf *out, uint64_t seq, const char *method, size_t method_len,
                    const ProtobufCMessage *msg)
 {
-    gob_state *s = state;
-    if (msg == NULL) {
-        return TETHER_EINVAL;
-    }
-    size_t mark = out->len;
-    call_begin(s);
-    tether_err err = encode_with_body(s, out, GOB_OT_REQUEST, seq, method, method_len, msg);
-    return call_end(s, out, mark, err);
+    return encode_message(state, out, GOB_OT_REQUEST, seq, method, method_len, msg);
 }
 
 const tt_codec_ops tt_codec_gob = {

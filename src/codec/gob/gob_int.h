@@ -95,6 +95,16 @@ bool tt_gob_read_uint(gob_reader *r, uint64_t *v);
 bool tt_gob_read_int(gob_reader *r, int64_t *v);
 bool tt_gob_read_bytes(gob_reader *r, const uint8_t **b, size_t *n);
 
+/* GOB_TRY - evaluate expr into the caller's `tether_err err` and return it
+ * on failure. */
+#define GOB_TRY(expr)                                                                              \
+    do {                                                                                           \
+        err = (expr);                                                                              \
+        if (err != TETHER_OK) {                                                                    \
+            return err;                                                                            \
+        }                                                                                          \
+    } while (0)
+
 tether_err tt_gob_put_uint(tt_buf *b, uint64_t v);
 tether_err tt_gob_put_int(tt_buf *b, int64_t v);
 tether_err tt_gob_put_bytes(tt_buf *b, const void *p, size_t n);
@@ -123,7 +133,7 @@ bool tt_gob_skip(const gob_state *s, gob_reader *r, int64_t id, unsigned depth);
 /*
  * tt_gob_encode_value - append the definitions msg's type still needs and
  * the value message for msg.  On error the caller rolls back out and the
- * sent flags (tt_gob_encode_abort).
+ * sent flags (call_end in gob.c).
  */
 tether_err tt_gob_encode_value(gob_state *s, tt_buf *out, const ProtobufCMessage *msg);
 

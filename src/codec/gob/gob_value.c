@@ -772,55 +772,28 @@ go_name(const gob_state *s, int64_t id, const ProtobufCFieldDescriptor *f, char 
 static tether_err
 put_common(tt_buf *b, const char *name, int64_t id)
 {
-    tether_err err = TETHER_OK;
+    tether_err err;
     size_t n = strlen(name);
     /* CommonType{Name, Id}: an empty Name is left out like any zero. */
     if (n > 0) {
-        err = tt_gob_put_uint(b, 1);
-        if (err == TETHER_OK) {
-            err = tt_gob_put_bytes(b, name, n);
-        }
-        if (err == TETHER_OK) {
-            err = tt_gob_put_uint(b, 1);
-        }
-    } else {
-        err = tt_gob_put_uint(b, 2);
+        GOB_TRY(tt_gob_put_uint(b, 1));
+        GOB_TRY(tt_gob_put_bytes(b, name, n));
     }
-    if (err == TETHER_OK) {
-        err = tt_gob_put_int(b, id);
-    }
-    if (err == TETHER_OK) {
-        err = tt_gob_put_uint(b, 0);
-    }
-    return err;
+    GOB_TRY(tt_gob_put_uint(b, n > 0 ? 1 : 2));
+    GOB_TRY(tt_gob_put_int(b, id));
+    return tt_gob_put_uint(b, 0);
 }
 
 static tether_err
 put_field_def(tt_buf *b, const char *name, int64_t id)
 {
-    tether_err err = tt_gob_put_uint(b, 1);
-    if (err == TETHER_OK) {
-        err = tt_gob_put_bytes(b, name, strlen(name));
-    }
-    if (err == TETHER_OK) {
-        err = tt_gob_put_uint(b, 1);
-    }
-    if (err == TETHER_OK) {
-        err = tt_gob_put_int(b, id);
-    }
-    if (err == TETHER_OK) {
-        err = tt_gob_put_uint(b, 0);
-    }
-    return err;
+    tether_err err;
+    GOB_TRY(tt_gob_put_uint(b, 1));
+    GOB_TRY(tt_gob_put_bytes(b, name, strlen(name)));
+    GOB_TRY(tt_gob_put_uint(b, 1));
+    GOB_TRY(tt_gob_put_int(b, id));
+    return tt_gob_put_uint(b, 0);
 }
-
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        err = (expr);                                                                              \
-        if (err != TETHER_OK) {                                                                    \
-            return err;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* The definition message of outgoing type id. */
 static tether_err
@@ -829,10 +802,10 @@ put_definition(gob_state *s, tt_buf *out, int64_t id)
     gob_otype *t = otype(s, id);
     tether_err err;
     size_t mark;
-    TRY(tt_gob_msg_begin(out, &mark));
-    TRY(tt_gob_put_int(out, -id));
-    TRY(tt_gob_put_uint(out, (uint64_t)t->kind));
-    TRY(tt_gob_put_uint(out, 1));
+    GOB_TRY(tt_gob_msg_begin(out, &mark));
+    GOB_TRY(tt_gob_put_int(out, -id));
+    GOB_TRY(tt_gob_put_uint(out, (uint64_t)t->kind));
+    GOB_TRY(tt_gob_put_uint(out, 1));
     if (t->kind == GOB_K_STRUCT) {
         static const char *const req[] = {"ServiceMethod", "Seq"};
         static const char *const resp[] = {"ServiceMethod", "Seq", "Error"};
@@ -840,34 +813,34 @@ put_definition(gob_state *s, tt_buf *out, int64_t id)
         static const int64_t resp_ids[] = {GOB_STRING, GOB_UINT, GOB_STRING};
         switch (t->special) {
         case GOB_OT_REQUEST:
-            TRY(put_common(out, "Request", id));
-            TRY(tt_gob_put_uint(out, 1));
-            TRY(tt_gob_put_uint(out, 2));
+            GOB_TRY(put_common(out, "Request", id));
+            GOB_TRY(tt_gob_put_uint(out, 1));
+            GOB_TRY(tt_gob_put_uint(out, 2));
             for (int i = 0; i < 2; i++) {
-                TRY(put_field_def(out, req[i], req_ids[i]));
+                GOB_TRY(put_field_def(out, req[i], req_ids[i]));
             }
             break;
         case GOB_OT_RESPONSE:
-            TRY(put_common(out, "Response", id));
-            TRY(tt_gob_put_uint(out, 1));
-            TRY(tt_gob_put_uint(out, 3));
+            GOB_TRY(put_common(out, "Response", id));
+            GOB_TRY(tt_gob_put_uint(out, 1));
+            GOB_TRY(tt_gob_put_uint(out, 3));
             for (int i = 0; i < 3; i++) {
-                TRY(put_field_def(out, resp[i], resp_ids[i]));
+                GOB_TRY(put_field_def(out, resp[i], resp_ids[i]));
             }
             break;
         case GOB_OT_EMPTY:
-            TRY(put_common(out, "", id));
+            GOB_TRY(put_common(out, "", id));
             break;
         default: {
             const ProtobufCMessageDescriptor *d = t->desc;
-            TRY(put_common(out, d->short_name, id));
+            GOB_TRY(put_common(out, d->short_name, id));
             if (d->n_fields > 0) {
-                TRY(tt_gob_put_uint(out, 1));
-                TRY(tt_gob_put_uint(out, d->n_fields));
+                GOB_TRY(tt_gob_put_uint(out, 1));
+                GOB_TRY(tt_gob_put_uint(out, d->n_fields));
                 for (unsigned i = 0; i < d->n_fields; i++) {
                     int64_t fid;
-                    TRY(field_type(s, d, &d->fields[i], &fid));
-                    TRY(put_field_def(out, d->fields[i].name, fid));
+                    GOB_TRY(field_type(s, d, &d->fields[i], &fid));
+                    GOB_TRY(put_field_def(out, d->fields[i].name, fid));
                 }
             }
             break;
@@ -887,16 +860,16 @@ put_definition(gob_state *s, tt_buf *out, int64_t id)
             go_name(s, t->elem, f, ename, sizeof(ename));
             snprintf(name, sizeof(name), "[]%s", ename);
         }
-        TRY(put_common(out, name, id));
+        GOB_TRY(put_common(out, name, id));
         if (t->kind == GOB_K_MAP) {
-            TRY(tt_gob_put_uint(out, 1));
-            TRY(tt_gob_put_int(out, t->key));
+            GOB_TRY(tt_gob_put_uint(out, 1));
+            GOB_TRY(tt_gob_put_int(out, t->key));
         }
-        TRY(tt_gob_put_uint(out, 1));
-        TRY(tt_gob_put_int(out, t->elem));
+        GOB_TRY(tt_gob_put_uint(out, 1));
+        GOB_TRY(tt_gob_put_int(out, t->elem));
     }
-    TRY(tt_gob_put_uint(out, 0)); /* end of structType / sliceType / mapType */
-    TRY(tt_gob_put_uint(out, 0)); /* end of wireType */
+    GOB_TRY(tt_gob_put_uint(out, 0)); /* end of structType / sliceType / mapType */
+    GOB_TRY(tt_gob_put_uint(out, 0)); /* end of wireType */
     return tt_gob_msg_end(out, mark);
 }
 
@@ -916,7 +889,7 @@ tt_gob_send_types(gob_state *s, tt_buf *out, int64_t id, unsigned depth)
     if (depth > TT_GOB_MAX_DEPTH) {
         return TETHER_ELIMIT;
     }
-    TRY(put_definition(s, out, id));
+    GOB_TRY(put_definition(s, out, id));
     t = otype(s, id);
     t->sent = true;
     t->sent_call = s->call;
@@ -924,16 +897,16 @@ tt_gob_send_types(gob_state *s, tt_buf *out, int64_t id, unsigned depth)
         const ProtobufCMessageDescriptor *d = t->desc;
         for (unsigned i = 0; i < d->n_fields; i++) {
             int64_t fid;
-            TRY(field_type(s, d, &d->fields[i], &fid));
-            TRY(tt_gob_send_types(s, out, fid, depth + 1));
+            GOB_TRY(field_type(s, d, &d->fields[i], &fid));
+            GOB_TRY(tt_gob_send_types(s, out, fid, depth + 1));
         }
     } else if (t->kind == GOB_K_MAP) {
         int64_t key = t->key;
         int64_t elem = t->elem;
-        TRY(tt_gob_send_types(s, out, key, depth + 1));
-        TRY(tt_gob_send_types(s, out, elem, depth + 1));
+        GOB_TRY(tt_gob_send_types(s, out, key, depth + 1));
+        GOB_TRY(tt_gob_send_types(s, out, elem, depth + 1));
     } else if (t->kind == GOB_K_SLICE) {
-        TRY(tt_gob_send_types(s, out, t->elem, depth + 1));
+        GOB_TRY(tt_gob_send_types(s, out, t->elem, depth + 1));
     }
     return TETHER_OK;
 }
@@ -1049,7 +1022,7 @@ enc_field(tt_buf *b, const ProtobufCMessage *msg, const ProtobufCFieldDescriptor
     }
     size_t n = *(const size_t *)tt_pb_quant_ptr(msg, f);
     const char *arr = *(char *const *)p;
-    TRY(tt_gob_put_uint(b, n));
+    GOB_TRY(tt_gob_put_uint(b, n));
     if (tt_pb_is_map(msg->descriptor, f)) {
         const ProtobufCMessageDescriptor *ed = f->descriptor;
         for (size_t i = 0; i < n; i++) {
@@ -1057,14 +1030,14 @@ enc_field(tt_buf *b, const ProtobufCMessage *msg, const ProtobufCFieldDescriptor
             if (e == NULL) {
                 return TETHER_EINVAL;
             }
-            TRY(enc_elem(b, &ed->fields[0], tt_pb_field_ptr(e, &ed->fields[0]), depth));
-            TRY(enc_elem(b, &ed->fields[1], tt_pb_field_ptr(e, &ed->fields[1]), depth));
+            GOB_TRY(enc_elem(b, &ed->fields[0], tt_pb_field_ptr(e, &ed->fields[0]), depth));
+            GOB_TRY(enc_elem(b, &ed->fields[1], tt_pb_field_ptr(e, &ed->fields[1]), depth));
         }
         return TETHER_OK;
     }
     size_t es = tt_pb_elem_size(f);
     for (size_t i = 0; i < n; i++) {
-        TRY(enc_elem(b, f, arr + i * es, depth));
+        GOB_TRY(enc_elem(b, f, arr + i * es, depth));
     }
     return TETHER_OK;
 }
@@ -1083,9 +1056,9 @@ enc_struct(tt_buf *b, const ProtobufCMessage *msg, unsigned depth)
         if (is_zero(msg, f)) {
             continue;
         }
-        TRY(tt_gob_put_uint(b, i + 1 - prev));
+        GOB_TRY(tt_gob_put_uint(b, i + 1 - prev));
         prev = i + 1;
-        TRY(enc_field(b, msg, f, depth));
+        GOB_TRY(enc_field(b, msg, f, depth));
     }
     return tt_gob_put_uint(b, 0);
 }
@@ -1099,17 +1072,17 @@ tt_gob_encode_value(gob_state *s, tt_buf *out, const ProtobufCMessage *msg)
     if (wf != NULL) {
         /* A singleton of a predefined type: no definitions; the value is
          * sent even when zero. */
-        TRY(tt_gob_msg_begin(out, &mark));
-        TRY(tt_gob_put_int(out, scalar_id(wf)));
-        TRY(tt_gob_put_uint(out, 0));
-        TRY(enc_scalar(out, wf, tt_pb_field_ptr(msg, wf)));
+        GOB_TRY(tt_gob_msg_begin(out, &mark));
+        GOB_TRY(tt_gob_put_int(out, scalar_id(wf)));
+        GOB_TRY(tt_gob_put_uint(out, 0));
+        GOB_TRY(enc_scalar(out, wf, tt_pb_field_ptr(msg, wf)));
         return tt_gob_msg_end(out, mark);
     }
     int64_t id;
-    TRY(struct_type(s, msg->descriptor, &id));
-    TRY(tt_gob_send_types(s, out, id, 0));
-    TRY(tt_gob_msg_begin(out, &mark));
-    TRY(tt_gob_put_int(out, id));
-    TRY(enc_struct(out, msg, 0));
+    GOB_TRY(struct_type(s, msg->descriptor, &id));
+    GOB_TRY(tt_gob_send_types(s, out, id, 0));
+    GOB_TRY(tt_gob_msg_begin(out, &mark));
+    GOB_TRY(tt_gob_put_int(out, id));
+    GOB_TRY(enc_struct(out, msg, 0));
     return tt_gob_msg_end(out, mark);
 }

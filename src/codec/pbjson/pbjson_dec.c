@@ -499,7 +499,7 @@ set_map_key(dec *d, const ProtobufCFieldDescriptor *kf, ProtobufCMessage *entry,
 }
 
 static tether_err
-dec_map(dec *d, const where *w, ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
+dec_map(dec *d, ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
 {
     const ProtobufCMessageDescriptor *ed = f->descriptor;
     const ProtobufCFieldDescriptor *kf = &ed->fields[0];
@@ -510,7 +510,6 @@ dec_map(dec *d, const where *w, ProtobufCMessage *msg, const ProtobufCFieldDescr
         return err;
     }
     where vw = {ed, "value"};
-    (void)w;
     for (bool more = true; more;) {
         const char *ks;
         size_t kn;
@@ -565,7 +564,7 @@ dec_repeated(dec *d, const where *w, ProtobufCMessage *msg, const ProtobufCField
             const char *k = kind_name(c);
             return mismatch(d, w, k, (int)strlen(k), "map");
         }
-        return dec_map(d, w, msg, f);
+        return dec_map(d, msg, f);
     }
     if (c != '[') {
         char type[96];

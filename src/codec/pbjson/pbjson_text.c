@@ -238,6 +238,25 @@ tt_json_skip_ws(tt_json_reader *r)
     }
 }
 
+/* Skip one or more digits at *pp (a fraction's or an exponent's); none yet
+ * at the end of input is EAGAIN. */
+static tether_err
+skip_digits(const char **pp, const char *e)
+{
+    const char *p = *pp;
+    if (p >= e) {
+        return TETHER_EAGAIN;
+    }
+    if (*p < '0' || *p > '9') {
+        return TETHER_EPROTO;
+    }
+    while (p < e && *p >= '0' && *p <= '9') {
+        p++;
+    }
+    *pp = p;
+    return TETHER_OK;
+}
+
 /* Skip a number token, validating JSON's grammar.  At the end of input a
  * number may continue, so that is EAGAIN. */
 static tether_err
@@ -260,16 +279,11 @@ skip_number(tt_json_reader *r)
     } else {
         return TETHER_EPROTO;
     }
+    tether_err err;
     if (p < e && *p == '.') {
         p++;
-        if (p >= e) {
-            return TETHER_EAGAIN;
-        }
-        if (*p < '0' || *p > '9') {
-            return TETHER_EPROTO;
-        }
-        while (p < e && *p >= '0' && *p <= '9') {
-            p++;
+        if ((err = skip_digits(&p, e)) != TETHER_OK) {
+            return err;
         }
     }
     if (p < e && (*p == 'e' || *p == 'E')) {
@@ -277,14 +291,8 @@ skip_number(tt_json_reader *r)
         if (p < e && (*p == '+' || *p == '-')) {
             p++;
         }
-        if (p >= e) {
-            return TETHER_EAGAIN;
-        }
-        if (*p < '0' || *p > '9') {
-            return TETHER_EPROTO;
-        }
-        while (p < e && *p >= '0' && *p <= '9') {
-            p++;
+        if ((err = skip_digits(&p, e)) != TETHER_OK) {
+            return err;
         }
     }
     if (p >= e) {
