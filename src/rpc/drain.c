@@ -71,22 +71,21 @@ tt_server_control_main(void *arg)
         req = wait_events(srv, -1, 0);
     }
     int immediate = req >= 2;
+    tt_log(TETHER_LOG_INFO, "%s", immediate ? "stopping at once" : "graceful stop: draining");
+    /* Step 1: leave the registry before anything else changes (an
+     * immediate stop leaves it too). */
+    if (srv->on_stop != NULL) {
+        srv->on_stop(srv, srv->on_stop_arg);
+    }
+    /* Step 2: refuse new calls, tell clients to go away. */
+    atomic_store(&srv->state, SRV_DRAINING);
     if (!immediate) {
-        tt_log(TETHER_LOG_INFO, "graceful stop: draining");
-        /* Step 1: leave the registry before anything else changes. */
-        if (srv->on_stop != NULL) {
-            srv->on_stop(srv, srv->on_stop_arg);
-        }
-        /* Step 2: refuse new calls, tell clients to go away. */
-        atomic_store(&srv->state, SRV_DRAINING);
         tt_server_post_all(srv, offsetof(iothr, t_goaway));
-        /* Step 3: grace period. */
-        if (srv->cfg.grace_ms > 0) {
-            uint64_t until = tt_now_ms() + srv->cfg.grace_ms;
-            while (!immediate && remaining_ms(until) > 0) {
-                immediate = wait_events(srv, remaining_ms(until), 0) > 0;
-            }
-        }
+    }
+    /* Step 3: grace period. */
+    uint64_t until = tt_now_ms() + srv->cfg.grace_ms;
+    while (!immediate && remaining_ms(until) > 0) {
+        immediate = wait_events(srv, remaining_ms(until), 0) > 0;
     }
     if (!immediate) {
         /* Step 4: no new connections. */
@@ -105,11 +104,6 @@ tt_server_control_main(void *arg)
             tt_log(TETHER_LOG_WARN, "graceful stop: %ld call(s) canceled at the drain deadline",
                    left);
             tt_server_post_all(srv, offsetof(iothr, t_cancel));
-        }
-    } else {
-        atomic_store(&srv->state, SRV_DRAINING);
-        if (srv->on_stop != NULL) {
-            srv->on_stop(srv, srv->on_stop_arg); /* still leave the registry first */
         }
     }
     /* Step 7: flush and close everything. */
