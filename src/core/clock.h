@@ -25,6 +25,16 @@ tt_now_coarse_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* tt_timespec_ns - a monotonic time in ns as a timespec, for the timed
+ * waits (pthread_cond_timedwait on a CLOCK_MONOTONIC condition). */
+static inline struct timespec
+tt_timespec_ns(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+                          .tv_nsec = (long)(ns % 1000000000ull)};
+    return ts;
+}
+
 static inline uint64_t
 tt_now_ms(void)
 {

@@ -690,18 +690,7 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
         *out = c;
         return TETHER_OK;
     }
-    tether_client_config_init(&c->cfg);
-    if (cfg != NULL) {
-        if (cfg->max_frame_size > 0) {
-            c->cfg.max_frame_size = cfg->max_frame_size;
-        }
-        if (cfg->connect_timeout_ms > 0) {
-            c->cfg.connect_timeout_ms = cfg->connect_timeout_ms;
-        }
-        if (cfg->call_timeout_ms > 0) {
-            c->cfg.call_timeout_ms = cfg->call_timeout_ms;
-        }
-    }
+    tt_client_config_resolve(&c->cfg, cfg);
     c->fd = -1;
     c->next_seq = 1;
     tether_err rc = tt_addr_parse(addr, &c->addr);
@@ -1022,8 +1011,7 @@ call_sync(tether_client *c, const char *method, const ProtobufCMessage *req, con
         pthread_condattr_destroy(&ca);
         p->cv = &cv;
         arm_locked(c);
-        struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
-                              .tv_nsec = (long)(deadline % 1000000000ull)};
+        struct timespec ts = tt_timespec_ns(deadline);
         while (!p->done) {
             if (pthread_cond_timedwait(&cv, &c->mu, &ts) == ETIMEDOUT && !p->done) {
                 pend_remove(c, p);

@@ -693,8 +693,7 @@ tt_cc_call(struct tt_cc *cc, const char *method, const ProtobufCMessage *req,
     if (rc != TETHER_OK) {
         return rc;
     }
-    struct timespec ts = {.tv_sec = (time_t)(p.deadline_ns / 1000000000ull),
-                          .tv_nsec = (long)(p.deadline_ns % 1000000000ull)};
+    struct timespec ts = tt_timespec_ns(p.deadline_ns);
     pthread_mutex_lock(&cc->mu);
     while (!p.done) {
         if (pthread_cond_timedwait(&cc->cv, &cc->mu, &ts) == ETIMEDOUT && !p.done) {

@@ -309,8 +309,7 @@ wait_for_endpoint_locked(struct tt_disc *d, uint64_t deadline_ns, uint64_t soone
     if (tt_now_ns() >= deadline_ns) {
         return 0;
     }
-    struct timespec ts = {.tv_sec = (time_t)(until / 1000000000ull),
-                          .tv_nsec = (long)(until % 1000000000ull)};
+    struct timespec ts = tt_timespec_ns(until);
     pthread_cond_timedwait(&d->cv, &d->mu, &ts);
     return 1;
 }
@@ -575,8 +574,7 @@ wait_initial_set(struct tt_disc *d, const char *service)
         return;
     }
     uint64_t until = tt_now_ns() + (uint64_t)INITIAL_WAIT_MS * 1000000ull;
-    struct timespec ts = {.tv_sec = (time_t)(until / 1000000000ull),
-                          .tv_nsec = (long)(until % 1000000000ull)};
+    struct timespec ts = tt_timespec_ns(until);
     pthread_mutex_lock(&d->mu);
     for (;;) {
         size_t known = 0;

@@ -129,8 +129,7 @@ tt_pool_destroy(tt_pool *p, uint32_t wait_ms)
         return;
     }
     uint64_t deadline = tt_now_ns() + (uint64_t)wait_ms * 1000000ull;
-    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
-                          .tv_nsec = (long)(deadline % 1000000000ull)};
+    struct timespec ts = tt_timespec_ns(deadline);
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->cv);
