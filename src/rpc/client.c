@@ -17,6 +17,7 @@
  * the current reader touches.  Callbacks run without c->mu held.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -71,7 +72,9 @@ struct tether_client {
     int registered; /* fd is in epoll */
     int broken;     /* a writer saw the connection fail; the reader closes */
     int closing;
-    int goaway;           /* the server said it is going away */
+    /* The server said it is going away.  Read without the lock, on every
+     * pick of a discovery client. */
+    _Atomic int goaway;
     struct tt_disc *disc; /* a client by service name: everything goes there */
     struct tt_cc *cc;     /* a gob or jsonrpc client (client_codec.c): likewise */
     tether_err conn_err; /* reason the server gave before closing, if any */
@@ -79,6 +82,9 @@ struct tether_client {
     pending *buckets[NBUCKETS];
     pending *all;
     size_t npending;
+    /* npending as last published (written under mu): tether_client_pending()
+     * reads it without the lock, once per endpoint per call when balancing. */
+    _Atomic size_t npending_pub;
     size_t nasync;
     tt_buf out; /* request bytes not yet sent (under mu) */
     tt_buf in;  /* answer bytes read, owned by the reader */
@@ -116,6 +122,7 @@ pend_insert(tether_client *c, pending *p)
     *b = p;
     TT_DLIST_PUSH(&c->all, p);
     c->npending++;
+    atomic_store_explicit(&c->npending_pub, c->npending, memory_order_relaxed);
     if (p->fn != NULL) {
         c->nasync++;
     }
@@ -133,6 +140,7 @@ pend_remove(tether_client *c, pending *p)
     }
     TT_DLIST_REMOVE(&c->all, p);
     c->npending--;
+    atomic_store_explicit(&c->npending_pub, c->npending, memory_order_relaxed);
     if (p->fn != NULL) {
         c->nasync--;
     }
@@ -326,7 +334,7 @@ connect_locked(tether_client *c)
     c->rcvtimeo_ms = 0;
     c->fd = fd;
     c->io.fd = fd;
-    c->goaway = 0;
+    atomic_store_explicit(&c->goaway, 0, memory_order_relaxed);
     return TETHER_OK;
 }
 
@@ -467,9 +475,7 @@ dispatch_all(tether_client *c, pending *me)
             }
             break;
         case TT_FRAME_GOAWAY:
-            pthread_mutex_lock(&c->mu);
-            c->goaway = 1;
-            pthread_mutex_unlock(&c->mu);
+            atomic_store_explicit(&c->goaway, 1, memory_order_relaxed);
             break;
         case TT_FRAME_PONG:
         case TT_FRAME_PING:
@@ -731,10 +737,7 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
 int
 tt_client_goaway(tether_client *c)
 {
-    pthread_mutex_lock(&c->mu);
-    int g = c->goaway;
-    pthread_mutex_unlock(&c->mu);
-    return g;
+    return atomic_load_explicit(&c->goaway, memory_order_relaxed);
 }
 
 tether_codec
@@ -828,10 +831,7 @@ tether_client_pending(const tether_client *c)
     if (c->cc != NULL) {
         return tt_cc_pending(c->cc);
     }
-    pthread_mutex_lock((pthread_mutex_t *)&c->mu);
-    size_t n = c->npending;
-    pthread_mutex_unlock((pthread_mutex_t *)&c->mu);
-    return n;
+    return atomic_load_explicit(&c->npending_pub, memory_order_relaxed);
 }
 
 /* Append a request frame for p to c->out (under mu). */
