@@ -223,4 +223,53 @@ bench_get_le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* Options shared by the floor and tether's bench client. */
+struct bench_opts {
+    const char *addr;
+    const char *mode;
+    long calls, warmup, warmup_ms;
+    int conns, depth;
+    double seconds;
+};
+
+static inline void
+bench_opts_init(struct bench_opts *o)
+{
+    o->addr = NULL;
+    o->mode = "seq";
+    o->calls = 20000;
+    o->warmup = 2000;
+    o->warmup_ms = 500;
+    o->conns = 1;
+    o->depth = BENCH_DEFAULT_DEPTH;
+    o->seconds = 2.0;
+}
+
+/* bench_opt - take option k with value v into o; 0 if k is not one of the
+ * shared options (--listen is an alias of --addr for servers). */
+static inline int
+bench_opt(struct bench_opts *o, const char *k, const char *v)
+{
+    if (strcmp(k, "--addr") == 0 || strcmp(k, "--listen") == 0) {
+        o->addr = v;
+    } else if (strcmp(k, "--mode") == 0) {
+        o->mode = v;
+    } else if (strcmp(k, "--calls") == 0) {
+        o->calls = strtol(v, NULL, 10);
+    } else if (strcmp(k, "--warmup") == 0) {
+        o->warmup = strtol(v, NULL, 10);
+    } else if (strcmp(k, "--warmup-ms") == 0) {
+        o->warmup_ms = strtol(v, NULL, 10);
+    } else if (strcmp(k, "--conns") == 0) {
+        o->conns = (int)strtol(v, NULL, 10);
+    } else if (strcmp(k, "--depth") == 0) {
+        o->depth = (int)strtol(v, NULL, 10);
+    } else if (strcmp(k, "--seconds") == 0) {
+        o->seconds = strtod(v, NULL);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 #endif

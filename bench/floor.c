@@ -360,11 +360,8 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-    const char *addr = NULL;
-    const char *mode = "seq";
-    long calls = 20000, warmup = 2000, warmup_ms = 500;
-    int conns = 1, depth = BENCH_DEFAULT_DEPTH;
-    double seconds = 2.0;
+    struct bench_opts o;
+    bench_opts_init(&o);
 
     if (argc < 2) {
         usage();
@@ -378,45 +375,29 @@ main(int argc, char **argv)
         return run_freeport();
     }
     for (int i = 2; i + 1 < argc; i += 2) {
-        const char *k = argv[i], *v = argv[i + 1];
-        if (strcmp(k, "--listen") == 0 || strcmp(k, "--addr") == 0) {
-            addr = v;
-        } else if (strcmp(k, "--mode") == 0) {
-            mode = v;
-        } else if (strcmp(k, "--calls") == 0) {
-            calls = strtol(v, NULL, 10);
-        } else if (strcmp(k, "--warmup") == 0) {
-            warmup = strtol(v, NULL, 10);
-        } else if (strcmp(k, "--warmup-ms") == 0) {
-            warmup_ms = strtol(v, NULL, 10);
-        } else if (strcmp(k, "--conns") == 0) {
-            conns = (int)strtol(v, NULL, 10);
-        } else if (strcmp(k, "--depth") == 0) {
-            depth = (int)strtol(v, NULL, 10);
-        } else if (strcmp(k, "--seconds") == 0) {
-            seconds = strtod(v, NULL);
-        } else {
+        if (!bench_opt(&o, argv[i], argv[i + 1])) {
             usage();
             return 2;
         }
     }
-    if (addr == NULL || calls < 1 || conns < 1 || depth < 1 || depth > IO_BUF / BENCH_REQ_LEN) {
+    if (o.addr == NULL || o.calls < 1 || o.conns < 1 || o.depth < 1 ||
+        o.depth > IO_BUF / BENCH_REQ_LEN) {
         usage();
         return 2;
     }
     if (strcmp(argv[1], "server") == 0) {
-        return run_server(addr);
+        return run_server(o.addr);
     }
     struct sockaddr_in sa;
-    if (strcmp(argv[1], "client") != 0 || bench_parse_addr(addr, &sa) != 0) {
+    if (strcmp(argv[1], "client") != 0 || bench_parse_addr(o.addr, &sa) != 0) {
         usage();
         return 2;
     }
-    if (strcmp(mode, "seq") == 0) {
-        return run_seq(&sa, calls, warmup);
+    if (strcmp(o.mode, "seq") == 0) {
+        return run_seq(&sa, o.calls, o.warmup);
     }
-    if (strcmp(mode, "pipe") == 0) {
-        return run_pipe(&sa, conns, depth, seconds, warmup_ms);
+    if (strcmp(o.mode, "pipe") == 0) {
+        return run_pipe(&sa, o.conns, o.depth, o.seconds, o.warmup_ms);
     }
     usage();
     return 2;

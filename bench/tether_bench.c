@@ -237,38 +237,22 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-    const char *addr = NULL;
-    const char *mode = "seq";
-    long calls = 20000, warmup = 2000, warmup_ms = 500;
-    int conns = 1, depth = BENCH_DEFAULT_DEPTH;
-    double seconds = 2.0;
+    struct bench_opts o;
+    bench_opts_init(&o);
 
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
-        if (strcmp(k, "--addr") == 0) {
-            addr = v;
-        } else if (strcmp(k, "--mode") == 0) {
-            mode = v;
-        } else if (strcmp(k, "--calls") == 0) {
-            calls = strtol(v, NULL, 10);
-        } else if (strcmp(k, "--warmup") == 0) {
-            warmup = strtol(v, NULL, 10);
-        } else if (strcmp(k, "--warmup-ms") == 0) {
-            warmup_ms = strtol(v, NULL, 10);
-        } else if (strcmp(k, "--conns") == 0) {
-            conns = (int)strtol(v, NULL, 10);
-        } else if (strcmp(k, "--depth") == 0) {
-            depth = (int)strtol(v, NULL, 10);
-        } else if (strcmp(k, "--seconds") == 0) {
-            seconds = strtod(v, NULL);
-        } else if (strcmp(k, "--ctl") == 0 && n_ctl < MAX_CTL) {
+        if (bench_opt(&o, k, v)) {
+            continue;
+        }
+        if (strcmp(k, "--ctl") == 0 && n_ctl < MAX_CTL) {
             ctl_paths[n_ctl++] = v;
         } else {
             usage();
             return 2;
         }
     }
-    if (addr == NULL || calls < 1 || conns < 1 || depth < 1) {
+    if (o.addr == NULL || o.calls < 1 || o.conns < 1 || o.depth < 1) {
         usage();
         return 2;
     }
@@ -291,20 +275,20 @@ main(int argc, char **argv)
         return 1;
     }
 
-    if (strcmp(mode, "pipe") == 0) {
-        return run_pipe(addr, conns, depth, seconds, warmup_ms);
+    if (strcmp(o.mode, "pipe") == 0) {
+        return run_pipe(o.addr, o.conns, o.depth, o.seconds, o.warmup_ms);
     }
-    if (strcmp(mode, "seq") != 0) {
+    if (strcmp(o.mode, "seq") != 0) {
         usage();
         return 2;
     }
     tether_client *c = NULL;
-    tether_err err = tether_client_create(addr, NULL, &c);
+    tether_err err = tether_client_create(o.addr, NULL, &c);
     if (err != TETHER_OK) {
-        fprintf(stderr, "tether-bench-client: connect %s: %s\n", addr, tether_strerror(err));
+        fprintf(stderr, "tether-bench-client: connect %s: %s\n", o.addr, tether_strerror(err));
         return 1;
     }
-    int rc = run_seq(c, calls, warmup);
+    int rc = run_seq(c, o.calls, o.warmup);
     tether_client_destroy(c);
     return rc;
 }
