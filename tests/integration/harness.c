@@ -149,11 +149,8 @@ h_cleanup(void)
 /* ------------------------------------------------------------------ */
 /* Processes                                                           */
 
-/* Fork and exec argv with out_fd (if >= 0) kept open as the child's
- * report pipe.  Only async-signal-safe calls run between fork and exec,
- * because the parent may already run client threads. */
-static pid_t
-spawn(char *const argv[], int out_fd)
+pid_t
+h_spawn(char *const argv[], char *const envp[], int keep_fd, int stdout_fd, int stderr_fd)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -161,17 +158,25 @@ spawn(char *const argv[], int out_fd)
         fail_msg("fork: errno %d", errno);
     }
     if (pid == 0) {
-        /* Die with the test process, so a crashed test leaves no server
-         * behind. */
+        /* Only async-signal-safe calls from here to exec: the parent may
+         * already run client threads.  Die with the test process, so a
+         * crashed test leaves no server behind. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) {
             _exit(127);
         }
-        if (out_fd >= 0) {
-            int flags = fcntl(out_fd, F_GETFD);
-            fcntl(out_fd, F_SETFD, flags & ~FD_CLOEXEC);
+        if (keep_fd >= 0) {
+            int flags = fcntl(keep_fd, F_GETFD);
+            fcntl(keep_fd, F_SETFD, flags & ~FD_CLOEXEC);
         }
-        execv(argv[0], argv);
+        /* dup2 clears close-on-exec on the copies. */
+        if (stdout_fd >= 0) {
+            dup2(stdout_fd, 1);
+        }
+        if (stderr_fd >= 0) {
+            dup2(stderr_fd, 2);
+        }
+        execve(argv[0], argv, envp != NULL ? envp : environ);
         _exit(127);
     }
     return pid;
@@ -298,7 +303,7 @@ h_spawn_server(h_proc *p, const h_server_opts *opts)
     snprintf(args[k], sizeof(args[k]), "max_conns=%u", opts->max_connections);
     argv[n++] = args[k++];
     argv[n] = NULL;
-    p->pid = spawn(argv, pfd[1]);
+    p->pid = h_spawn(argv, NULL, pfd[1], -1, -1);
     close(pfd[1]);
     read_report(p, pfd[0]);
 }
@@ -385,7 +390,7 @@ h_spawn_calculator(h_proc *p, const char *addr)
     char listen[300];
     snprintf(listen, sizeof(listen), "%s", addr);
     char *argv[] = {path, "--listen", listen, NULL};
-    p->pid = spawn(argv, -1);
+    p->pid = h_spawn(argv, NULL, -1, -1, -1);
     p->naddr = 1;
     snprintf(p->addr[0], sizeof(p->addr[0]), "%s", addr);
     /* The binary does not report readiness, so wait until it accepts (a
@@ -416,22 +421,7 @@ h_run(char *const argv[], char *out, char *err, size_t cap)
     if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
         fail_msg("pipe: errno %d", errno);
     }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        fail_msg("fork: errno %d", errno);
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        /* dup2 clears close-on-exec on the copies. */
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    pid_t pid = h_spawn(argv, NULL, -1, po[1], pe[1]);
     close(po[1]);
     close(pe[1]);
     size_t nout = 0;

@@ -126,6 +126,13 @@ void h_spawn_server(h_proc *p, const h_server_opts *opts);
  * on addr and wait until it accepts connections there. */
 void h_spawn_calculator(h_proc *p, const char *addr);
 
+/* h_spawn - fork and exec argv[0] (a path) with envp (NULL: this
+ * process's environment), keeping keep_fd (if >= 0) open in the child and
+ * making stdout_fd / stderr_fd (if >= 0) its stdout / stderr.  The child
+ * dies with the test process.  Returns its PID; fails the test if fork
+ * fails. */
+pid_t h_spawn(char *const argv[], char *const envp[], int keep_fd, int stdout_fd, int stderr_fd);
+
 /* h_alive - whether p still runs (false once it exited or was killed). */
 bool h_alive(h_proc *p);
 

@@ -283,20 +283,7 @@ srv_start(srv *s, const char *name, const char *const *extra, const char *notify
     if (pipe2(pfd, O_CLOEXEC) != 0) {
         fail_msg("pipe: errno %d", errno);
     }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        fail_msg("fork: errno %d", errno);
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        dup2(pfd[1], 1); /* dup2 clears close-on-exec on the copy */
-        execve(path, argv, envp);
-        _exit(127);
-    }
+    pid_t pid = h_spawn(argv, envp, -1, pfd[1], -1);
     free(envp);
     close(pfd[1]);
     s->pid = pid;
