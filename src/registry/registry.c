@@ -4,10 +4,14 @@
  */
 #include "registry/registry.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "registry/local/local.h"
 #include "registry/static.h"
@@ -304,4 +308,30 @@ void
 tt_registry_unref(struct tether_registry *r)
 {
     registry_unref(r);
+}
+
+uint64_t
+tt_registry_random64(void)
+{
+    static _Atomic uint64_t counter;
+    uint64_t v;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v) {
+        return v;
+    }
+    v = tt_now_ns() ^ ((uint64_t)getpid() << 32);
+    return v ^ atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull;
+}
+
+int
+tt_registry_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    /* The new thread inherits the creator's mask: block everything while
+     * creating it. */
+    sigset_t all;
+    sigset_t old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(thread, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }

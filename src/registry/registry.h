@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "tether/registry.h"
 
@@ -177,6 +178,14 @@ void tt_registry_unref(struct tether_registry *r);
 /* Validation shared by the generic layer and backends that parse input. */
 bool tt_registry_service_valid(const char *service);
 bool tt_registry_address_valid(const char *address);
+
+/* 64 random bits for registration ids: getrandom() normally, a clock and
+ * counter mix if the kernel has no entropy to give yet (registry.c). */
+uint64_t tt_registry_random64(void);
+
+/* Start a backend thread (watch, keep-alive) with every signal blocked, so
+ * it never takes the application's; returns pthread_create's result. */
+int tt_registry_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /* Instance helpers (instance.c).  A deep copy owns every string and the
  * meta array; tt_instance_clear frees them and zeroes the struct. */

@@ -10,7 +10,6 @@
  * and the thread frees the watch when the backend's loop returns; nothing
  * is freed on the callback's stack.
  */
-#include <signal.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -182,14 +181,7 @@ tether_registry_watch(tether_registry *r, const char *service, tether_watch_fn f
     w->capknown = 0;
     tt_registry_ref(r);
 
-    /* The watch thread must never take the application's signals: block
-     * them all while creating it, since it inherits the creator's mask. */
-    sigset_t all;
-    sigset_t old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&w->thread, NULL, watch_thread, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = tt_registry_thread_start(&w->thread, watch_thread, w);
     if (rc != 0) {
         TT_ERROR("registry: cannot start the watch thread for '%s' (errno %d)", service, rc);
         watch_free(w);

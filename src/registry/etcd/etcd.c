@@ -24,10 +24,8 @@
  * register time, the registration is accepted, logged, and written by the
  * keep-alive thread as soon as etcd answers (docs/etcd.md, "Outages").
  */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -35,11 +33,6 @@
 #include "core/log.h"
 #include "registry/etcd/etcd.h"
 
-/* Back-off between tries while etcd does not answer: doubled from the
- * first value up to the cap, so a returning etcd is seen within about a
- * second. */
-#define BACKOFF_FIRST_MS 100
-#define BACKOFF_CAP_MS 1000
 /* How long the keep-alive thread sleeps with nothing to do (it is woken
  * when there is). */
 #define IDLE_SLEEP_MS 60000
@@ -401,15 +394,6 @@ sync_locked(struct tt_etcd_registry *er, struct tt_etcd_http *h, bool *regranted
 
 /* ---- the keep-alive thread ------------------------------------------------ */
 
-static uint32_t
-next_backoff(uint32_t b)
-{
-    if (b == 0) {
-        return BACKOFF_FIRST_MS;
-    }
-    return b * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : b * 2;
-}
-
 /* One keep-alive: 1 alive, 0 gone, -1 no usable answer (err set). */
 static int
 keepalive_once(struct tt_etcd_registry *er, int64_t lease, tether_err *err)
@@ -487,7 +471,7 @@ ka_main(void *arg)
                         tt_etcd_endpoint(er), tether_strerror(err));
             }
             failing = true;
-            backoff = next_backoff(backoff);
+            backoff = tt_etcd_next_backoff(backoff);
             tt_etcd_http_sleep(&st->ka, backoff);
             continue;
         }
@@ -521,7 +505,7 @@ ka_main(void *arg)
                         tt_etcd_endpoint(er), tether_strerror(err));
             }
             failing = true;
-            backoff = next_backoff(backoff);
+            backoff = tt_etcd_next_backoff(backoff);
             tt_etcd_http_sleep(&st->ka, backoff);
         }
     }
@@ -536,13 +520,7 @@ ensure_thread_locked(struct tt_etcd_registry *er)
     if (st->thread_started) {
         return TETHER_OK;
     }
-    /* The thread must never take the application's signals. */
-    sigset_t all;
-    sigset_t old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&st->thread, NULL, ka_main, er);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = tt_registry_thread_start(&st->thread, ka_main, er);
     if (rc != 0) {
         TT_ERROR("registry: cannot start the etcd keep-alive thread (errno %d)", rc);
         return (tether_err)(TETHER_ESYSERR | rc);
@@ -557,13 +535,9 @@ ensure_thread_locked(struct tt_etcd_registry *er)
 static char *
 make_id(void)
 {
-    static atomic_uint_fast64_t counter;
-    uint64_t v;
-    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
-        v = tt_now_ns() ^ (atomic_fetch_add(&counter, 1) + 1) * 0x9e3779b97f4a7c15ull;
-    }
     char buf[48];
-    snprintf(buf, sizeof buf, "%ld.%016llx", (long)getpid(), (unsigned long long)v);
+    snprintf(buf, sizeof buf, "%ld.%016llx", (long)getpid(),
+             (unsigned long long)tt_registry_random64());
     return tt_strdup(buf);
 }
 

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "registry/registry.h"
 
 extern const struct tt_registry_ops tt_etcd_registry_ops;
@@ -83,10 +84,9 @@ struct tt_etcd_http {
     /* When set and true, requests stop and return TETHER_ECANCELED (the
      * keep-alive thread's stop flag, a watch's `stopping`). */
     const atomic_bool *stop;
-    /* The answer's body (unary) or the unread part of a stream. */
-    char *buf;
-    size_t len;
-    size_t cap;
+    /* The answer's body (unary) or the unread part of a stream; kept
+     * NUL-terminated once allocated, off always 0. */
+    tt_buf body;
     bool overflow;
     bool tls_logged; /* a TLS failure was logged; cleared by a success */
     char errbuf[CURL_ERROR_SIZE];
@@ -139,6 +139,21 @@ tether_err tt_etcd_stream(struct tt_etcd_http *h, const char *path, const char *
  * again.  For answers that say the token is dead without a 401 (a watch
  * canceled as unauthenticated). */
 void tt_etcd_drop_token(struct tt_etcd_registry *er);
+
+/* Back-off between tries while etcd does not answer: doubled from the
+ * first value up to the cap, so a returning etcd is seen within about a
+ * second.  tt_etcd_next_backoff(0) is the first value. */
+#define TT_ETCD_BACKOFF_FIRST_MS 100
+#define TT_ETCD_BACKOFF_CAP_MS 1000
+
+static inline uint32_t
+tt_etcd_next_backoff(uint32_t b)
+{
+    if (b == 0) {
+        return TT_ETCD_BACKOFF_FIRST_MS;
+    }
+    return b * 2 > TT_ETCD_BACKOFF_CAP_MS ? TT_ETCD_BACKOFF_CAP_MS : b * 2;
+}
 
 /* tt_etcd_http_sleep - wait ms, or less if woken or stopped.  Keeps the
  * connection open. */

@@ -53,25 +53,16 @@ on_data(char *p, size_t size, size_t nmemb, void *arg)
 {
     struct tt_etcd_http *h = arg;
     size_t n = size * nmemb;
-    if (n > TT_ETCD_MAX_BODY || h->len + n > TT_ETCD_MAX_BODY) {
+    if (n > TT_ETCD_MAX_BODY || h->body.len + n > TT_ETCD_MAX_BODY) {
         h->overflow = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
     }
-    if (h->len + n + 1 > h->cap) {
-        size_t cap = h->cap == 0 ? 4096 : h->cap;
-        while (cap < h->len + n + 1) {
-            cap *= 2;
-        }
-        char *b = tt_realloc(h->buf, cap);
-        if (b == NULL) {
-            return 0;
-        }
-        h->buf = b;
-        h->cap = cap;
+    if (tt_buf_reserve(&h->body, n + 1) != TETHER_OK) {
+        return 0;
     }
-    memcpy(h->buf + h->len, p, n);
-    h->len += n;
-    h->buf[h->len] = '\0';
+    memcpy(h->body.data + h->body.len, p, n);
+    h->body.len += n;
+    h->body.data[h->body.len] = '\0';
     return n;
 }
 
@@ -130,7 +121,7 @@ tt_etcd_http_fini(struct tt_etcd_http *h)
     if (h->multi != NULL) {
         curl_multi_cleanup(h->multi);
     }
-    tt_free(h->buf);
+    tt_buf_free(&h->body);
     memset(h, 0, sizeof *h);
 }
 
@@ -169,39 +160,40 @@ tt_etcd_reply_clear(struct tt_etcd_reply *rep)
     rep->status = 0;
 }
 
-/* Hand every complete line in h->buf to fn (all of it when `all`: the last
+/* Hand every complete line in h->body to fn (all of it when `all`: the last
  * line of a stream may have no newline), keeping the rest.  false once fn
  * asked to stop. */
 static bool
 deliver_lines(struct tt_etcd_http *h, tt_etcd_line_fn fn, void *arg, bool all)
 {
+    char *buf = (char *)h->body.data;
     size_t start = 0;
     bool go = true;
-    while (go && start < h->len) {
-        char *nl = memchr(h->buf + start, '\n', h->len - start);
+    while (go && start < h->body.len) {
+        char *nl = memchr(buf + start, '\n', h->body.len - start);
         size_t end;
         if (nl != NULL) {
-            end = (size_t)(nl - h->buf);
+            end = (size_t)(nl - buf);
         } else if (all) {
-            end = h->len;
+            end = h->body.len;
         } else {
             break;
         }
         size_t n = end - start;
         /* Blank lines (keep-alive newlines, "\r\n" leftovers) carry
          * nothing. */
-        if (n > 0 && !(n == 1 && h->buf[start] == '\r')) {
-            h->buf[end] = '\0';
-            go = fn(arg, h->buf + start, n);
+        if (n > 0 && !(n == 1 && buf[start] == '\r')) {
+            buf[end] = '\0';
+            go = fn(arg, buf + start, n);
         }
         start = end + (nl != NULL ? 1 : 0);
     }
     if (start > 0) {
-        memmove(h->buf, h->buf + start, h->len - start);
-        h->len -= start;
+        memmove(buf, buf + start, h->body.len - start);
+        h->body.len -= start;
     }
-    if (h->buf != NULL) {
-        h->buf[h->len] = '\0';
+    if (buf != NULL) {
+        buf[h->body.len] = '\0';
     }
     return go;
 }
@@ -240,7 +232,7 @@ tls_failure(CURLcode rc)
 /*
  * One try on one endpoint.  With fn, the answer is a stream: once the
  * status is 200 its lines go to fn as they arrive (*streamed set); other
- * answers stay in h->buf.  timeout_ms 0 means no overall timeout.
+ * answers stay in h->body.  timeout_ms 0 means no overall timeout.
  */
 static tether_err
 perform(struct tt_etcd_http *h, size_t ep, const char *path, const char *body,
@@ -294,11 +286,11 @@ perform(struct tt_etcd_http *h, size_t ep, const char *path, const char *body,
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
-    h->len = 0;
+    h->body.len = 0;
     h->overflow = false;
     h->errbuf[0] = '\0';
-    if (h->buf != NULL) {
-        h->buf[0] = '\0';
+    if (h->body.data != NULL) {
+        h->body.data[0] = '\0';
     }
     *status = 0;
 
@@ -390,7 +382,7 @@ authenticate(struct tt_etcd_http *h, size_t ep, uint32_t timeout_ms)
     if (err != TETHER_OK) {
         return err;
     }
-    struct tt_etcd_reply rep = {status, json_loadb(h->buf != NULL ? h->buf : "", h->len, 0, NULL)};
+    struct tt_etcd_reply rep = {status, json_loadb(h->body.data != NULL ? (const char *)h->body.data : "", h->body.len, 0, NULL)};
     const json_t *tok = json_object_get(rep.json, "token");
     if (status != 200 || !json_is_string(tok)) {
         TT_ERROR("registry: etcd authentication as '%s' failed: %s", er->cfg.user,
@@ -510,7 +502,7 @@ tt_etcd_post(struct tt_etcd_http *h, const char *path, const char *body, uint32_
     }
     /* Not JSON (a route error is plain text, garbage is garbage): json
      * stays NULL and the caller says what it expected. */
-    rep->json = json_loadb(h->buf != NULL ? h->buf : "", h->len, JSON_REJECT_DUPLICATES, NULL);
+    rep->json = json_loadb(h->body.data != NULL ? (const char *)h->body.data : "", h->body.len, JSON_REJECT_DUPLICATES, NULL);
     return TETHER_OK;
 }
 

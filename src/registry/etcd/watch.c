@@ -30,9 +30,6 @@
 #include "core/log.h"
 #include "registry/etcd/etcd.h"
 
-#define BACKOFF_FIRST_MS 100
-#define BACKOFF_CAP_MS 1000
-
 struct etcd_watch {
     struct tether_watch super;
     struct tt_etcd_registry *er;
@@ -171,17 +168,12 @@ relist(struct etcd_watch *ew)
     tether_err err = tt_etcd_range(&ew->http, ew->service, ew->er->cfg.timeout_ms * 3, false,
                                    on_range_kv, ew, &rev);
     if (err == TETHER_OK) {
-        /* Known keys the range did not return are gone; tt_watch_del
-         * reorders the table, so look from the start after each one. */
-        bool again = true;
-        while (again && !tt_watch_stopping(w)) {
-            again = false;
-            for (size_t i = 0; i < w->nknown; i++) {
-                if (!was_seen(ew, w->known[i].key)) {
-                    tt_watch_del(w, w->known[i].key);
-                    again = true;
-                    break;
-                }
+        /* Known keys the range did not return are gone.  tt_watch_del
+         * moves the last entry into the freed slot, so walking down from
+         * the end visits every entry once. */
+        for (size_t i = w->nknown; i-- > 0 && !tt_watch_stopping(w);) {
+            if (!was_seen(ew, w->known[i].key)) {
+                tt_watch_del(w, w->known[i].key);
             }
         }
         ew->rev = rev;
@@ -305,15 +297,6 @@ on_line(void *arg, const char *line, size_t len)
     return go;
 }
 
-static uint32_t
-next_backoff(uint32_t b)
-{
-    if (b == 0) {
-        return BACKOFF_FIRST_MS;
-    }
-    return b * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : b * 2;
-}
-
 void
 tt_etcd_watch_run(struct tether_watch *w)
 {
@@ -333,7 +316,7 @@ tt_etcd_watch_run(struct tether_watch *w)
                             tt_etcd_endpoint(ew->er), ew->prefix, tether_strerror(err));
                 }
                 failing = true;
-                backoff = next_backoff(backoff);
+                backoff = tt_etcd_next_backoff(backoff);
                 tt_etcd_http_sleep(&ew->http, backoff);
                 continue;
             }
@@ -346,7 +329,7 @@ tt_etcd_watch_run(struct tether_watch *w)
         json_decref(req);
         if (body == NULL) {
             TT_WARN("registry: etcd watch on %s: out of memory; retrying", ew->prefix);
-            tt_etcd_http_sleep(&ew->http, BACKOFF_CAP_MS);
+            tt_etcd_http_sleep(&ew->http, TT_ETCD_BACKOFF_CAP_MS);
             continue;
         }
         ew->created = false;
@@ -398,7 +381,7 @@ tt_etcd_watch_run(struct tether_watch *w)
             }
         }
         failing = true;
-        backoff = next_backoff(backoff);
+        backoff = tt_etcd_next_backoff(backoff);
         tt_etcd_http_sleep(&ew->http, backoff);
     }
 }

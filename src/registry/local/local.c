@@ -22,12 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
-#include "core/clock.h"
 #include "core/log.h"
 #include "registry/local/local.h"
 
@@ -129,20 +127,6 @@ local_destroy(struct tether_registry *r)
     tt_free(lr);
 }
 
-/* 64 random bits; getrandom() normally, a clock-and-counter mix if the
- * kernel has no entropy to give yet. */
-static uint64_t
-random64(void)
-{
-    static _Atomic uint64_t counter;
-    uint64_t v;
-    if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v) {
-        return v;
-    }
-    v = tt_now_ns() ^ ((uint64_t)getpid() << 32);
-    return v ^ atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull;
-}
-
 /* The entry's file name: the address made file-name safe, the pid and 64
  * random bits, so that names never collide, not even across pid reuse. */
 static char *
@@ -162,7 +146,7 @@ entry_name(const char *address)
     }
     char name[160];
     snprintf(name, sizeof name, "%s@%ld.%016llx.json", safe, (long)getpid(),
-             (unsigned long long)random64());
+             (unsigned long long)tt_registry_random64());
     return tt_strdup(name);
 }
 

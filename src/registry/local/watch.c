@@ -191,16 +191,16 @@ rescan(struct local_watch *lw)
         }
     }
     /* Held entries not in the listing have gone (check_name marks the ones
-     * it looked at; drops reorder the array, so restart after each). */
-    for (size_t i = 0; i < lw->nheld;) {
-        if (lw->held[i].seen) {
-            i++;
+     * it looked at).  A drop moves the last entry into the freed slot and
+     * an add appends one already marked, so walking down from the end
+     * visits every entry once. */
+    for (size_t i = lw->nheld; i-- > 0;) {
+        if (i >= lw->nheld || lw->held[i].seen) {
             continue;
         }
         char name[NAME_MAX + 1];
         snprintf(name, sizeof name, "%s", lw->held[i].name);
         check_name(lw, name);
-        i = 0;
     }
 }
 
@@ -218,10 +218,9 @@ attach(struct local_watch *lw)
      * happens in between is missed. */
     lw->wd = inotify_add_watch(lw->ifd, lw->dir, WATCH_MASK);
     if (lw->wd < 0) {
-        TT_ERROR("registry: cannot watch %s: %s", lw->dir,
-                 tt_local_errno_text(errno, eb, sizeof eb));
-        return errno == ENOSPC || errno == ENOMEM ? (tether_err)(TETHER_ESYSERR | errno)
-                                                  : TETHER_EREGISTRY;
+        int e = errno; /* logging may change errno */
+        TT_ERROR("registry: cannot watch %s: %s", lw->dir, tt_local_errno_text(e, eb, sizeof eb));
+        return e == ENOSPC || e == ENOMEM ? (tether_err)(TETHER_ESYSERR | e) : TETHER_EREGISTRY;
     }
     lw->dfd = open(lw->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (lw->dfd < 0) {
