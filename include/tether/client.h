@@ -71,6 +71,17 @@ typedef struct tether_client_config {
 TETHER_API void tether_client_config_init(tether_client_config *cfg);
 
 /*
+ * tether_client_set_io_threads - the number of I/O threads all clients of
+ * the process share (0: the default, min(online cores, 4)).  Clients never
+ * start threads of their own: every connection of every client, whatever
+ * its codec and however many instances a client by service name follows,
+ * runs on this pool.  The pool starts with the first client and stops when
+ * the last one is destroyed; the setting applies from the next start.
+ * Errors: TETHER_EINVAL above 64.
+ */
+TETHER_API tether_err tether_client_set_io_threads(unsigned n);
+
+/*
  * tether_client_create - a client for addr: "host:port", "[v6]:port" or
  * "unix:/path".  cfg may be NULL.  Connects before returning, so a bad or
  * unreachable address is reported here.  Errors: TETHER_EINVAL,

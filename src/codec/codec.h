@@ -21,8 +21,20 @@
 #include "core/buf.h"
 #include "tether/tether.h"
 
+/* What a decoded message is.  gob and jsonrpc only ever give
+ * TT_MSG_CALL; there a message with no method, no body and status OK
+ * carries nothing (a gob type definition) and is skipped. */
+enum tt_msg_kind {
+    TT_MSG_CALL = 0,       /* a request or a reply */
+    TT_MSG_NOP = 1,        /* consumed bytes that need no action (ping, pong) */
+    TT_MSG_GOAWAY = 2,     /* the server takes no new calls on this connection */
+    TT_MSG_CONN_ERROR = 3, /* the server closes the connection: status, errtext say why */
+    TT_MSG_CANCEL = 4      /* the client gave up on call seq */
+};
+
 /* One decoded request or reply header; pointers refer into the input. */
 typedef struct tt_rpc_msg {
+    int kind;                  /* enum tt_msg_kind */
     uint64_t seq;              /* native seq, gob Seq, jsonrpc id */
     const char *method;        /* "Service.Method"; not NUL-terminated */
     size_t method_len;
@@ -78,6 +90,40 @@ typedef struct tt_codec_ops {
     /* encode_request - append a request (client side). */
     tether_err (*encode_request)(void *state, tt_buf *out, uint64_t seq, const char *method,
                                  size_t method_len, const ProtobufCMessage *msg);
+
+    /* --- Client side, beyond the calls above.  NULL members: the codec
+     * cannot do it. --- */
+
+    /* Bytes a client sends before its first request (NULL: none). */
+    const uint8_t *preface;
+    size_t preface_len;
+
+    /* TT_CODEC_RAW_BYTES: request and reply bodies may be opaque bytes
+     * (raw methods), sent by encode_request_raw() and returned as they
+     * came. */
+    unsigned flags;
+
+    /* encode_request_raw - append a request whose body is data[0..len):
+     * opaque bytes for native, the JSON text of params[0] for jsonrpc. */
+    tether_err (*encode_request_raw)(void *state, tt_buf *out, uint64_t seq, const char *method,
+                                     size_t method_len, const void *data, size_t len);
+
+    /* last_error - why the last unpack() on state failed (never NULL). */
+    const char *(*last_error)(const void *state);
+
+    /* reply_status - the code an error reply's text stands for, for codecs
+     * whose error replies carry text only (Go's "rpc: can't find method
+     * X" is TETHER_ENOMETHOD); NULL when the status travels on the wire. */
+    tether_err (*reply_status)(const char *text, size_t len);
 } tt_codec_ops;
+
+#define TT_CODEC_RAW_BYTES 0x1u
+
+/* The client-side native codec (src/codec/native/native.c). */
+extern const tt_codec_ops tt_codec_native;
+
+/* tt_codec_go_reply_status - reply_status for Go's net/rpc texts
+ * (src/codec/goerr.c). */
+tether_err tt_codec_go_reply_status(const char *text, size_t len);
 
 #endif

@@ -200,39 +200,68 @@ tt_sock_listen(const tt_addr *a, int backlog, int *fd_out)
 }
 
 tether_err
-tt_sock_connect(const tt_addr *a, uint32_t timeout_ms, int *fd_out)
+tt_sock_connect_start(const tt_addr *a, int *fd_out, int *in_progress)
 {
     int fam = a->ss.ss_family;
     int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return tt_err_errno(errno);
     }
+    *in_progress = 0;
     if (connect(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+        /* EAGAIN: a Unix socket whose listener's queue is full; it may
+         * still accept, so wait for writability as for TCP. */
         if (errno != EINPROGRESS && errno != EAGAIN) {
             int e = errno;
             close(fd);
             return tt_err_errno(e);
         }
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        int r;
-        do {
-            r = poll(&p, 1, (int)timeout_ms);
-        } while (r < 0 && errno == EINTR);
-        if (r <= 0) {
-            close(fd);
-            return r == 0 ? TETHER_ETIMEDOUT : tt_err_errno(errno);
-        }
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-        if (soerr != 0) {
-            close(fd);
-            return tt_err_errno(soerr);
-        }
+        *in_progress = 1;
     }
     if (fam != AF_UNIX) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    *fd_out = fd;
+    return TETHER_OK;
+}
+
+tether_err
+tt_sock_connect_result(int fd)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) {
+        return tt_err_errno(errno);
+    }
+    return soerr == 0 ? TETHER_OK : tt_err_errno(soerr);
+}
+
+tether_err
+tt_sock_connect(const tt_addr *a, uint32_t timeout_ms, int *fd_out)
+{
+    int fd, pending;
+    tether_err rc = tt_sock_connect_start(a, &fd, &pending);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    if (!pending) {
+        *fd_out = fd;
+        return TETHER_OK;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int r;
+    do {
+        r = poll(&p, 1, (int)timeout_ms);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        close(fd);
+        return r == 0 ? TETHER_ETIMEDOUT : tt_err_errno(errno);
+    }
+    rc = tt_sock_connect_result(fd);
+    if (rc != TETHER_OK) {
+        close(fd);
+        return rc;
     }
     *fd_out = fd;
     return TETHER_OK;

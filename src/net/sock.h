@@ -31,9 +31,19 @@ tether_err tt_addr_format(const tt_addr *a, char *buf, size_t n);
  * a (SO_REUSEADDR; a stale unix socket file is removed first). */
 tether_err tt_sock_listen(const tt_addr *a, int backlog, int *fd_out);
 
-/* tt_sock_connect - connect to a within timeout_ms; the socket comes back
- * non-blocking, close-on-exec, with TCP_NODELAY for TCP. */
+/* tt_sock_connect - connect to a within timeout_ms, blocking the caller
+ * (never call it with a lock held); the socket comes back non-blocking,
+ * close-on-exec, with TCP_NODELAY for TCP. */
 tether_err tt_sock_connect(const tt_addr *a, uint32_t timeout_ms, int *fd_out);
+
+/* tt_sock_connect_start - start a non-blocking connect to a without
+ * waiting.  *in_progress is 1 when the connect goes on (wait for the socket
+ * to be writable, then ask tt_sock_connect_result()), 0 when it is done. */
+tether_err tt_sock_connect_start(const tt_addr *a, int *fd_out, int *in_progress);
+
+/* tt_sock_connect_result - how a connect started by tt_sock_connect_start()
+ * ended (call once the socket is writable). */
+tether_err tt_sock_connect_result(int fd);
 
 /* tt_sock_bound - the address a socket is bound to. */
 tether_err tt_sock_bound(int fd, tt_addr *out);

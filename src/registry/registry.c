@@ -322,16 +322,3 @@ tt_registry_random64(void)
     return v ^ atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull;
 }
 
-int
-tt_registry_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
-{
-    /* The new thread inherits the creator's mask: block everything while
-     * creating it. */
-    sigset_t all;
-    sigset_t old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(thread, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
-}

@@ -183,9 +183,6 @@ bool tt_registry_address_valid(const char *address);
  * counter mix if the kernel has no entropy to give yet (registry.c). */
 uint64_t tt_registry_random64(void);
 
-/* Start a backend thread (watch, keep-alive) with every signal blocked, so
- * it never takes the application's; returns pthread_create's result. */
-int tt_registry_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /* Instance helpers (instance.c).  A deep copy owns every string and the
  * meta array; tt_instance_clear frees them and zeroes the struct. */

@@ -14,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "registry/registry.h"
 
 /* The watch whose thread this is (NULL on every other thread): lets
@@ -181,7 +182,7 @@ tether_registry_watch(tether_registry *r, const char *service, tether_watch_fn f
     w->capknown = 0;
     tt_registry_ref(r);
 
-    int rc = tt_registry_thread_start(&w->thread, watch_thread, w);
+    int rc = tt_thread_start(&w->thread, watch_thread, w);
     if (rc != 0) {
         TT_ERROR("registry: cannot start the watch thread for '%s' (errno %d)", service, rc);
         watch_free(w);

@@ -1,15 +1,21 @@
 /*
  * discovery.c - a client by service name: follows a registry watch, keeps
- * one single-connection client per instance, balances calls across them
- * and retries calls that never reached a handler.
+ * one engine (engine.c) per instance, balances calls across them and
+ * retries calls that never reached a handler.  It is a layer above the
+ * engines, beside the client by address, and never goes through the
+ * public client functions.
  *
  * Endpoints.  Each registered instance (keyed by its registration id, so a
  * restarted instance at the same address is a new endpoint) becomes an
- * endpoint with a lazily connected client.  An endpoint leaves the pick set
- * when the registry removes it or marks it draining, when its server sent
- * GOAWAY, or while it is in connect backoff.  Removed endpoints go to the
- * graveyard and are destroyed once no call uses them, never from a
- * client's own I/O thread.
+ * endpoint whose engine starts connecting in the background as soon as the
+ * registry reports it.  Calls go only to endpoints whose connection is up:
+ * one that is still connecting (a blackholed address, say) delays nobody,
+ * and an idle one (its connection broke) is reconnected in the background
+ * when a pick passes it.  An endpoint also leaves the pick set when the
+ * registry removes it or marks it draining, when its server sent GOAWAY,
+ * or while it is in connect backoff.  Removed endpoints go to the
+ * graveyard and are destroyed once no call uses them, never from a pool
+ * thread.
  *
  * Retries.  Only failures that prove no handler saw the call are retried:
  * connection refused, TETHER_EGOINGAWAY (the server refuses calls after it
@@ -25,6 +31,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "net/loop_pool.h"
 #include "rpc/client_int.h"
 
 #define BACKOFF_MIN_MS 100
@@ -34,22 +41,22 @@
 typedef struct ep {
     char *id;
     char *addr;
+    tt_addr sa;
     uint32_t weight;
     uint64_t id_hash;
     int draining;
-    int removed;
-    int connecting; /* the watch thread is connecting to it: not picked yet */
-    int refs;       /* calls using it now */
+    int refs; /* calls using it now */
     uint64_t backoff_until_ms;
     uint32_t backoff_ms;
-    tether_client *cli;
+    tt_engine *eng;
+    struct tt_disc *d;
     struct ep *grave_next;
 } ep;
 
 struct tt_disc {
+    tether_client base; /* first: the public handle */
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* the endpoint set changed */
-    tether_client_config cfg;
+    pthread_cond_t cv; /* the endpoint set or a connection's state changed */
     const tt_balance_ops *bal;
     uint64_t bal_state;
     tether_registry *reg;
@@ -69,7 +76,7 @@ struct tt_disc {
 static void
 ep_free(ep *e)
 {
-    tether_client_destroy(e->cli);
+    tt_engine_destroy(e->eng);
     tt_free(e->id);
     tt_free(e->addr);
     tt_free(e);
@@ -86,16 +93,67 @@ find_ep(struct tt_disc *d, const char *id)
     return -1;
 }
 
-static void backoff_locked(ep *e);
-
-/* A single-connection client for e's address (d->cfg is set at creation
- * only, so no lock is needed to read it). */
-static tether_err
-ep_connect(struct tt_disc *d, const ep *e, tether_client **out)
+static void
+backoff_locked(ep *e)
 {
-    tether_client_config cfg = d->cfg;
-    cfg.balance = TETHER_BALANCE_ROUND_ROBIN;
-    return tether_client_create(e->addr, &cfg, out);
+    e->backoff_ms = e->backoff_ms == 0 ? BACKOFF_MIN_MS : e->backoff_ms * 2;
+    if (e->backoff_ms > BACKOFF_MAX_MS) {
+        e->backoff_ms = BACKOFF_MAX_MS;
+    }
+    e->backoff_until_ms = tt_now_ms() + e->backoff_ms;
+}
+
+/* An endpoint's connection came up, failed or broke (loop thread, no
+ * engine lock held): pick sets and waiting callers must see it. */
+static void
+on_ep_state(tt_engine *eng, tether_err err, void *arg)
+{
+    (void)eng;
+    ep *e = arg;
+    struct tt_disc *d = e->d;
+    pthread_mutex_lock(&d->mu);
+    if (err == TETHER_OK) {
+        e->backoff_ms = 0;
+        e->backoff_until_ms = 0;
+    } else if (err != TETHER_ECLOSED) {
+        backoff_locked(e);
+    }
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* A new endpoint for inst, with its engine (not connected yet).  Runs on
+ * the watch thread without d->mu: the name lookup may block. */
+static ep *
+ep_new(struct tt_disc *d, const char *id, const tether_instance *inst)
+{
+    ep *e = tt_calloc(1, sizeof *e);
+    if (e == NULL) {
+        return NULL;
+    }
+    e->d = d;
+    e->id = tt_strdup(id);
+    e->addr = tt_strdup(inst->address);
+    tether_err rc = e->id != NULL && e->addr != NULL ? tt_addr_parse(e->addr, &e->sa)
+                                                     : TETHER_ENOMEM;
+    if (rc == TETHER_OK) {
+        tt_engine_config ec = {.ops = &tt_codec_native,
+                               .max_frame = d->base.cfg.max_frame_size,
+                               .connect_timeout_ms = d->base.cfg.connect_timeout_ms,
+                               .on_state = on_ep_state,
+                               .state_arg = e};
+        rc = tt_engine_create(&e->sa, &ec, &e->eng);
+    }
+    if (rc != TETHER_OK) {
+        tt_log(TETHER_LOG_WARN, "discovery: instance %s at %s left out: %s", id, inst->address,
+               tether_strerror(rc));
+        ep_free(e);
+        return NULL;
+    }
+    e->weight = inst->weight > 0 ? inst->weight : 1;
+    e->draining = inst->state == TETHER_INSTANCE_DRAINING;
+    e->id_hash = tt_hash64(e->addr, strlen(e->addr), 0);
+    return e;
 }
 
 static void
@@ -105,6 +163,18 @@ on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
     const char *id = inst->id != NULL ? inst->id : inst->address;
     ep *dead = NULL;
     ep *fresh = NULL;
+    if (ev != TETHER_WATCH_REMOVED && inst->address != NULL) {
+        pthread_mutex_lock(&d->mu);
+        int known = find_ep(d, id) >= 0;
+        pthread_mutex_unlock(&d->mu);
+        /* Only this thread adds endpoints, so "not known" stays true. */
+        if (!known) {
+            fresh = ep_new(d, id, inst);
+            if (fresh == NULL) {
+                return;
+            }
+        }
+    }
     pthread_mutex_lock(&d->mu);
     ssize_t i = find_ep(d, id);
     if (ev == TETHER_WATCH_REMOVED) {
@@ -112,8 +182,7 @@ on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
         if (i >= 0) {
             ep *e = d->eps[i];
             d->eps[i] = d->eps[--d->neps];
-            e->removed = 1;
-            if (e->refs == 0 && !tt_client_on_io_thread()) {
+            if (e->refs == 0 && !tt_loop_pool_on_thread()) {
                 dead = e;
             } else {
                 e->grave_next = d->grave;
@@ -123,7 +192,7 @@ on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
     } else if (i >= 0) {
         d->eps[i]->weight = inst->weight > 0 ? inst->weight : 1;
         d->eps[i]->draining = inst->state == TETHER_INSTANCE_DRAINING;
-    } else if (inst->address != NULL) {
+    } else if (fresh != NULL) {
         if (d->neps == d->cap) {
             size_t cap = d->cap ? d->cap * 2 : 8;
             ep **eps = tt_realloc(d->eps, cap * sizeof *eps);
@@ -134,54 +203,25 @@ on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
             if (cands == NULL) {
                 pthread_mutex_unlock(&d->mu);
                 tt_log(TETHER_LOG_ERROR, "discovery: out of memory adding %s", inst->address);
+                ep_free(fresh);
                 return;
             }
             d->cands = cands;
             d->cap = cap;
         }
-        ep *e = tt_calloc(1, sizeof *e);
-        if (e != NULL) {
-            e->id = tt_strdup(id);
-            e->addr = tt_strdup(inst->address);
-        }
-        if (e == NULL || e->id == NULL || e->addr == NULL) {
-            if (e != NULL) {
-                ep_free(e); /* no client yet */
-            }
-            pthread_mutex_unlock(&d->mu);
-            return;
-        }
-        e->weight = inst->weight > 0 ? inst->weight : 1;
-        e->draining = inst->state == TETHER_INSTANCE_DRAINING;
-        e->id_hash = tt_hash64(e->addr, strlen(e->addr), 0);
-        e->connecting = 1;
-        d->eps[d->neps++] = e;
+        d->eps[d->neps++] = fresh;
         d->ever_listed = 1;
-        fresh = e;
+        /* Connect now, in the background, before any call is sent to it: a
+         * new instance's first calls (in a rolling restart, say) pay for no
+         * connect. */
+        if (tt_engine_prepare(fresh->eng) != TETHER_OK) {
+            backoff_locked(fresh);
+        }
     }
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     if (dead != NULL) {
         ep_free(dead);
-    }
-    if (fresh != NULL) {
-        /* Connect here, on the watch thread, before any call is sent to
-         * it: a new instance's first calls (in a rolling restart, say) pay
-         * for no connect and no thread start.  Only this thread removes
-         * endpoints, so fresh stays valid. */
-        tether_client *cli = NULL;
-        tether_err rc = ep_connect(d, fresh, &cli);
-        pthread_mutex_lock(&d->mu);
-        fresh->connecting = 0;
-        if (rc == TETHER_OK && fresh->cli == NULL) {
-            fresh->cli = cli;
-            cli = NULL;
-        } else if (rc != TETHER_OK) {
-            backoff_locked(fresh);
-        }
-        pthread_cond_broadcast(&d->cv);
-        pthread_mutex_unlock(&d->mu);
-        tether_client_destroy(cli);
     }
 }
 
@@ -225,7 +265,8 @@ was_tried(ep *const *tried, int n, const ep *e)
 }
 
 /* Pick an endpoint for a call; -1 if none may take it now.  *soonest gets
- * the earliest backoff end among endpoints set aside (0 if none). */
+ * the earliest backoff end among endpoints set aside (0 if none).  Idle
+ * endpoints out of backoff start connecting in the background. */
 static int
 pick_locked(struct tt_disc *d, ep *const *tried, int ntried, const char *key,
             uint64_t *soonest)
@@ -236,39 +277,24 @@ pick_locked(struct tt_disc *d, ep *const *tried, int ntried, const char *key,
         ep *e = d->eps[i];
         tt_cand *c = &d->cands[i];
         c->weight = e->weight;
-        c->inflight = e->cli != NULL ? tether_client_pending(e->cli) : 0;
+        c->inflight = tt_engine_pending(e->eng);
         c->id_hash = e->id_hash;
-        c->ok = !e->draining && !e->connecting && !was_tried(tried, ntried, e) &&
-                !(e->cli != NULL && tt_client_goaway(e->cli));
+        c->ok = !e->draining && !was_tried(tried, ntried, e) && !tt_engine_goaway(e->eng);
         if (c->ok && e->backoff_until_ms > now) {
             c->ok = 0;
             if (*soonest == 0 || e->backoff_until_ms < *soonest) {
                 *soonest = e->backoff_until_ms;
             }
         }
+        if (c->ok) {
+            int st = tt_engine_state(e->eng);
+            if (st == TT_ENGINE_IDLE && tt_engine_prepare(e->eng) != TETHER_OK) {
+                backoff_locked(e);
+            }
+            c->ok = st == TT_ENGINE_READY;
+        }
     }
     return d->bal->pick(d->cands, d->neps, &d->bal_state, key, key != NULL ? strlen(key) : 0);
-}
-
-static void
-backoff_locked(ep *e)
-{
-    e->backoff_ms = e->backoff_ms == 0 ? BACKOFF_MIN_MS : e->backoff_ms * 2;
-    if (e->backoff_ms > BACKOFF_MAX_MS) {
-        e->backoff_ms = BACKOFF_MAX_MS;
-    }
-    e->backoff_until_ms = tt_now_ms() + e->backoff_ms;
-}
-
-/* Make sure e has a client (under mu: a loopback connect is quick, and a
- * refused one fails at once).  Returns the connect error. */
-static tether_err
-ensure_client_locked(struct tt_disc *d, ep *e)
-{
-    if (e->cli != NULL) {
-        return TETHER_OK;
-    }
-    return ep_connect(d, e, &e->cli);
 }
 
 /* Is err, on endpoint e, proof that no handler saw the call? */
@@ -278,7 +304,7 @@ retryable(tether_err err, ep *e)
     if (err == TETHER_ECONNREFUSED || err == TETHER_EGOINGAWAY) {
         return 1;
     }
-    if (err == TETHER_ECONNRESET && e->cli != NULL && tt_client_goaway(e->cli)) {
+    if (err == TETHER_ECONNRESET && tt_engine_goaway(e->eng)) {
         return 1;
     }
     return 0;
@@ -317,16 +343,12 @@ wait_for_endpoint_locked(struct tt_disc *d, uint64_t deadline_ns, uint64_t soone
 /* ---------------------------------------------------------------------- */
 /* Calls                                                                  */
 
-tether_err
-tt_disc_call(struct tt_disc *d, const char *key, const char *method, const ProtobufCMessage *req,
-             const void *data, size_t len, const ProtobufCMessageDescriptor *desc,
-             ProtobufCMessage **msg, uint8_t **out, size_t *out_len, uint32_t timeout_ms,
-             char **errtext)
+static tether_err
+disc_call(tether_client *c, const tt_call_req *rq, const char *key, tt_call_result *res)
 {
-    if (timeout_ms == 0) {
-        timeout_ms = d->cfg.call_timeout_ms;
-    }
-    uint64_t deadline = tt_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    struct tt_disc *d = (struct tt_disc *)c;
+    memset(res, 0, sizeof *res);
+    uint64_t deadline = tt_now_ns() + (uint64_t)rq->timeout_ms * 1000000ull;
     ep *tried[MAX_TRIED];
     int ntried = 0;
     tether_err last = TETHER_OK;
@@ -334,7 +356,7 @@ tt_disc_call(struct tt_disc *d, const char *key, const char *method, const Proto
     for (;;) {
         if (d->closing) {
             pthread_mutex_unlock(&d->mu);
-            return TETHER_ECLOSED;
+            return res->err = TETHER_ECLOSED;
         }
         uint64_t soonest;
         int i = pick_locked(d, tried, ntried, key, &soonest);
@@ -342,10 +364,10 @@ tt_disc_call(struct tt_disc *d, const char *key, const char *method, const Proto
             if (!wait_for_endpoint_locked(d, deadline, soonest)) {
                 int listed = d->ever_listed;
                 pthread_mutex_unlock(&d->mu);
-                if (last != TETHER_OK) {
-                    return last;
+                if (last == TETHER_OK) {
+                    last = listed ? TETHER_ETIMEDOUT : TETHER_ENOENT;
                 }
-                return listed ? TETHER_ETIMEDOUT : TETHER_ENOENT;
+                return res->err = last;
             }
             /* Something may have changed: instances tried before may be
              * worth a new try once their backoff ends. */
@@ -355,34 +377,18 @@ tt_disc_call(struct tt_disc *d, const char *key, const char *method, const Proto
             continue;
         }
         ep *e = d->eps[i];
-        tether_err rc = ensure_client_locked(d, e);
-        if (rc != TETHER_OK) {
-            backoff_locked(e);
-            last = rc;
-            if (ntried < MAX_TRIED) {
-                tried[ntried++] = e;
-            }
-            continue;
-        }
         e->refs++;
-        tether_client *cli = e->cli;
         pthread_mutex_unlock(&d->mu);
         uint64_t now = tt_now_ns();
-        uint32_t left = now >= deadline ? 1 : (uint32_t)((deadline - now + 999999) / 1000000);
-        if (errtext != NULL) {
-            tether_free(*errtext);
-            *errtext = NULL;
-        }
-        if (desc != NULL) {
-            rc = tether_client_call(cli, method, req, desc, msg, left, errtext);
-        } else {
-            rc = tether_client_call_raw(cli, method, data, len, out, out_len, left, errtext);
-        }
+        tt_call_req one = *rq;
+        one.timeout_ms = now >= deadline ? 1 : (uint32_t)((deadline - now + 999999) / 1000000);
+        tt_call_result_clear(res);
+        tether_err rc = tt_engine_call(e->eng, &one, res);
         pthread_mutex_lock(&d->mu);
         e->refs--;
         note_outcome_locked(e, rc);
         if (rc == TETHER_OK || !retryable(rc, e) || tt_now_ns() >= deadline) {
-            ep *dead = tt_client_on_io_thread() ? NULL : grave_take_locked(d);
+            ep *dead = tt_loop_pool_on_thread() ? NULL : grave_take_locked(d);
             pthread_mutex_unlock(&d->mu);
             grave_free(dead);
             return rc;
@@ -398,10 +404,11 @@ tt_disc_call(struct tt_disc *d, const char *key, const char *method, const Proto
  * re-sent as bytes when retried. */
 typedef struct dcall {
     struct tt_disc *d;
-    tether_client *outer;
     char *method;
+    size_t method_len;
     uint8_t *body;
     size_t len;
+    char *key;
     const ProtobufCMessageDescriptor *desc;
     tether_reply_fn fn;
     void *arg;
@@ -418,39 +425,42 @@ dcall_free(dcall *dc)
 {
     tt_free(dc->method);
     tt_free(dc->body);
+    tt_free(dc->key);
     tt_free(dc);
 }
 
 /* Send dc to some endpoint.  Returns TETHER_OK once one accepted it (its
- * callback will run), or the error when none can. */
+ * callback will run), or the error when none can.  An asynchronous call
+ * does not wait for an endpoint to come up: with none ready it fails. */
 static tether_err
 dcall_issue(dcall *dc)
 {
     struct tt_disc *d = dc->d;
-    tether_err last = TETHER_ENOENT;
     pthread_mutex_lock(&d->mu);
+    tether_err last = d->ever_listed ? TETHER_ECONNREFUSED : TETHER_ENOENT;
     for (;;) {
         uint64_t soonest;
-        int i = d->closing ? -1 : pick_locked(d, dc->tried, dc->ntried, NULL, &soonest);
+        int i = d->closing ? -1 : pick_locked(d, dc->tried, dc->ntried, dc->key, &soonest);
         if (i < 0 || tt_now_ns() >= dc->deadline_ns) {
+            tether_err rc = d->closing ? TETHER_ECLOSED : last;
             pthread_mutex_unlock(&d->mu);
-            return d->closing ? TETHER_ECLOSED : last;
+            return rc;
         }
         ep *e = d->eps[i];
-        tether_err rc = ensure_client_locked(d, e);
+        uint64_t now = tt_now_ns();
+        tt_call_req rq = {.method = dc->method,
+                          .method_len = dc->method_len,
+                          .data = dc->body,
+                          .len = dc->len,
+                          .timeout_ms = (uint32_t)((dc->deadline_ns - now + 999999) / 1000000)};
+        e->refs++;
+        dc->cur = e;
+        tether_err rc = tt_engine_call_async(e->eng, &rq, dcall_done, &d->base, dc);
         if (rc == TETHER_OK) {
-            uint64_t now = tt_now_ns();
-            uint32_t left = (uint32_t)((dc->deadline_ns - now + 999999) / 1000000);
-            e->refs++;
-            dc->cur = e;
-            rc = tether_client_call_async_raw(e->cli, dc->method, dc->body, dc->len, left,
-                                              dcall_done, dc);
-            if (rc == TETHER_OK) {
-                pthread_mutex_unlock(&d->mu);
-                return TETHER_OK;
-            }
-            e->refs--;
+            pthread_mutex_unlock(&d->mu);
+            return TETHER_OK;
         }
+        e->refs--;
         note_outcome_locked(e, rc);
         if (rc != TETHER_ECONNREFUSED) {
             backoff_locked(e);
@@ -468,7 +478,6 @@ dcall_issue(dcall *dc)
 static void
 dcall_done(tether_client *cli, const tether_reply *r, void *arg)
 {
-    (void)cli;
     dcall *dc = arg;
     struct tt_disc *d = dc->d;
     pthread_mutex_lock(&d->mu);
@@ -490,43 +499,37 @@ dcall_done(tether_client *cli, const tether_reply *r, void *arg)
             out.err = TETHER_EBADREPLY;
         }
     }
-    dc->fn(dc->outer, &out, dc->arg);
+    dc->fn(cli, &out, dc->arg);
     dcall_free(dc);
 }
 
-tether_err
-tt_disc_call_async(struct tt_disc *d, tether_client *outer, const char *method,
-                   const ProtobufCMessage *req, const void *data, size_t len,
-                   const ProtobufCMessageDescriptor *desc, uint32_t timeout_ms,
-                   tether_reply_fn fn, void *arg)
+static tether_err
+disc_call_async(tether_client *c, const tt_call_req *rq, const char *key, tether_reply_fn fn,
+                void *arg)
 {
-    if (method == NULL || fn == NULL || (data == NULL && len > 0)) {
-        return TETHER_EINVAL;
-    }
-    if (timeout_ms == 0) {
-        timeout_ms = d->cfg.call_timeout_ms;
-    }
+    struct tt_disc *d = (struct tt_disc *)c;
     dcall *dc = tt_calloc(1, sizeof *dc);
     if (dc == NULL) {
         return TETHER_ENOMEM;
     }
     dc->d = d;
-    dc->outer = outer;
-    dc->desc = desc;
+    dc->desc = rq->desc;
     dc->fn = fn;
     dc->arg = arg;
-    dc->deadline_ns = tt_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-    dc->method = tt_strdup(method);
-    dc->len = req != NULL ? protobuf_c_message_get_packed_size(req) : len;
-    dc->body = tt_malloc(dc->len);
-    if (dc->method == NULL || dc->body == NULL) {
+    dc->deadline_ns = tt_now_ns() + (uint64_t)rq->timeout_ms * 1000000ull;
+    dc->method = tt_strndup(rq->method, rq->method_len);
+    dc->method_len = rq->method_len;
+    dc->len = rq->msg != NULL ? protobuf_c_message_get_packed_size(rq->msg) : rq->len;
+    dc->body = tt_malloc(dc->len + 1);
+    dc->key = key != NULL ? tt_strdup(key) : NULL;
+    if (dc->method == NULL || dc->body == NULL || (key != NULL && dc->key == NULL)) {
         dcall_free(dc);
         return TETHER_ENOMEM;
     }
-    if (req != NULL) {
-        protobuf_c_message_pack(req, dc->body);
-    } else if (len > 0) {
-        memcpy(dc->body, data, len);
+    if (rq->msg != NULL) {
+        protobuf_c_message_pack(rq->msg, dc->body);
+    } else if (rq->len > 0) {
+        memcpy(dc->body, rq->data, rq->len);
     }
     tether_err rc = dcall_issue(dc);
     if (rc != TETHER_OK) {
@@ -535,20 +538,17 @@ tt_disc_call_async(struct tt_disc *d, tether_client *outer, const char *method,
     return rc;
 }
 
-size_t
-tt_disc_pending(struct tt_disc *d)
+static size_t
+disc_pending(const tether_client *c)
 {
+    struct tt_disc *d = (struct tt_disc *)c;
     size_t n = 0;
     pthread_mutex_lock(&d->mu);
     for (size_t i = 0; i < d->neps; i++) {
-        if (d->eps[i]->cli != NULL) {
-            n += tether_client_pending(d->eps[i]->cli);
-        }
+        n += tt_engine_pending(d->eps[i]->eng);
     }
     for (ep *e = d->grave; e != NULL; e = e->grave_next) {
-        if (e->cli != NULL) {
-            n += tether_client_pending(e->cli);
-        }
+        n += tt_engine_pending(e->eng);
     }
     pthread_mutex_unlock(&d->mu);
     return n;
@@ -560,10 +560,12 @@ tt_disc_pending(struct tt_disc *d)
 /* The watch reports the instances alive when it starts from its own
  * thread, after tether_registry_watch() returned.  Without waiting for that
  * report, an asynchronous call made right after creation (which cannot
- * wait for an endpoint) would fail with TETHER_ENOENT although instances
- * are listed.  So wait until every instance listed now is known, or was
- * reported removed since, or INITIAL_WAIT_MS passed (a safety bound only:
- * the report comes within milliseconds). */
+ * wait for an endpoint) would fail although instances are listed.  So wait
+ * until every instance listed now is known (or was reported removed since)
+ * and either one of them is connected or none is still connecting; or
+ * until INITIAL_WAIT_MS passed (a safety bound: the reports and loopback
+ * connects come within milliseconds, and one blackholed instance does not
+ * hold up creation while another one is up). */
 #define INITIAL_WAIT_MS 2000
 
 static void
@@ -577,15 +579,20 @@ wait_initial_set(struct tt_disc *d, const char *service)
     struct timespec ts = tt_timespec_ns(until);
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        size_t known = 0;
+        size_t known = 0, connecting = 0, ready = 0;
         for (size_t i = 0; i < list->count; i++) {
             const char *id = list->items[i].id != NULL ? list->items[i].id
                                                        : list->items[i].address;
             ssize_t k = find_ep(d, id);
-            known += k >= 0 && !d->eps[k]->connecting;
+            if (k >= 0) {
+                int st = tt_engine_state(d->eps[k]->eng);
+                known++;
+                connecting += st == TT_ENGINE_CONNECTING;
+                ready += st == TT_ENGINE_READY;
+            }
         }
-        if (known + d->nremoved >= list->count ||
-            pthread_cond_timedwait(&d->cv, &d->mu, &ts) == ETIMEDOUT) {
+        int settled = known + d->nremoved >= list->count && (ready > 0 || connecting == 0);
+        if (settled || pthread_cond_timedwait(&d->cv, &d->mu, &ts) == ETIMEDOUT) {
             break;
         }
     }
@@ -593,19 +600,28 @@ wait_initial_set(struct tt_disc *d, const char *service)
     tether_instance_list_free(list);
 }
 
+static void disc_destroy(tether_client *c);
+
+static const tt_client_ops disc_ops = {
+    .call = disc_call,
+    .call_async = disc_call_async,
+    .pending = disc_pending,
+    .destroy = disc_destroy,
+};
+
 tether_err
 tt_disc_create(const char *url, const char *service, const tether_client_config *cfg,
-               struct tt_disc **out)
+               tether_client **out)
 {
     struct tt_disc *d = tt_calloc(1, sizeof *d);
     if (d == NULL) {
         return TETHER_ENOMEM;
     }
-    tt_client_config_resolve(&d->cfg, cfg);
-    if (cfg != NULL) {
-        d->cfg.balance = cfg->balance;
-    }
-    switch (d->cfg.balance) {
+    d->base.ops = &disc_ops;
+    tt_client_config_resolve(&d->base.cfg, cfg);
+    d->base.cfg.codec = TETHER_CODEC_NATIVE; /* instances are tether servers */
+    d->base.codec = &tt_codec_native;
+    switch (d->base.cfg.balance) {
     case TETHER_BALANCE_RANDOM:
         d->bal = &tt_balance_random;
         break;
@@ -638,31 +654,29 @@ tt_disc_create(const char *url, const char *service, const tether_client_config 
         return rc;
     }
     wait_initial_set(d, service);
-    *out = d;
+    *out = &d->base;
     return TETHER_OK;
 }
 
-void
-tt_disc_destroy(struct tt_disc *d)
+static void
+disc_destroy(tether_client *c)
 {
-    if (d == NULL) {
-        return;
-    }
+    struct tt_disc *d = (struct tt_disc *)c;
     /* Stop the watch first: its callback must not run on freed state. */
     tether_watch_stop(d->watch);
     pthread_mutex_lock(&d->mu);
     d->closing = 1;
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
-    /* Destroying a client runs its pending callbacks with TETHER_ECLOSED;
-     * those callbacks may touch d's lock, so none is held here. */
+    /* Destroying an engine runs its pending callbacks with TETHER_ECLOSED;
+     * those callbacks take d's lock, so none is held here. */
     for (size_t i = 0; i < d->neps; i++) {
-        tether_client_destroy(d->eps[i]->cli);
-        d->eps[i]->cli = NULL;
+        tt_engine_destroy(d->eps[i]->eng);
+        d->eps[i]->eng = NULL;
     }
     for (ep *e = d->grave; e != NULL; e = e->grave_next) {
-        tether_client_destroy(e->cli);
-        e->cli = NULL;
+        tt_engine_destroy(e->eng);
+        e->eng = NULL;
     }
     for (size_t i = 0; i < d->neps; i++) {
         ep_free(d->eps[i]);

@@ -15,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/thread.h"
 #include "net/sock.h"
 
 struct tt_pool {
@@ -84,25 +85,23 @@ tt_pool_create(int n, tt_pool **out)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->gone, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     for (int i = 0; i < n; i++) {
         pthread_t tid;
         pthread_mutex_lock(&p->mu);
         p->alive++;
         pthread_mutex_unlock(&p->mu);
-        int e = pthread_create(&tid, &attr, worker_main, p);
+        int e = tt_thread_start(&tid, worker_main, p);
+        if (e == 0) {
+            pthread_detach(tid);
+        }
         if (e != 0) {
             pthread_mutex_lock(&p->mu);
             p->alive--;
             pthread_mutex_unlock(&p->mu);
-            pthread_attr_destroy(&attr);
             tt_pool_destroy(p, 0);
             return tt_err_errno(e);
         }
     }
-    pthread_attr_destroy(&attr);
     *out = p;
     return TETHER_OK;
 }

@@ -26,6 +26,7 @@
 #include "codec/native/frame.h"
 #include "core/alloc.h"
 #include "core/list.h"
+#include "core/thread.h"
 #include "core/log.h"
 #include "rpc/server_int.h"
 
@@ -465,12 +466,12 @@ write_error(conn *c, uint64_t seq, tether_err code, const char *text)
 static void
 update_events(conn *c)
 {
-    uint32_t ev = 0;
+    unsigned ev = 0;
     if (!c->paused) {
-        ev |= EPOLLIN;
+        ev |= TT_EV_READ;
     }
     if (tt_buf_size(&c->out) > 0) {
-        ev |= EPOLLOUT;
+        ev |= TT_EV_WRITE;
     }
     tt_loop_mod(&c->t->loop, &c->io, ev);
 }
@@ -1196,22 +1197,22 @@ conn_read(conn *c)
 }
 
 static void
-on_conn(tt_io *io, uint32_t events)
+on_conn(tt_io *io, unsigned events)
 {
     conn *c = (conn *)io;
     if (c->closed) {
         return;
     }
-    if (events & EPOLLOUT) {
+    if (events & TT_EV_WRITE) {
         conn_flush(c);
         if (c->closed) {
             return;
         }
     }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    if (events & (TT_EV_READ | TT_EV_ERROR)) {
         if (!c->paused) {
             conn_read(c);
-        } else if (events & (EPOLLHUP | EPOLLERR)) {
+        } else if (events & TT_EV_ERROR) {
             conn_close(c);
         }
     }
@@ -1231,7 +1232,7 @@ conn_adopt(iothr *t, int fd)
         c->t = t;
         c->refs = 1;
     }
-    if (c == NULL || tt_loop_add(&t->loop, &c->io, EPOLLIN) != TETHER_OK) {
+    if (c == NULL || tt_loop_add(&t->loop, &c->io, TT_EV_READ) != TETHER_OK) {
         close(fd);
         tt_free(c);
         atomic_fetch_sub(&t->nconns, 1);
@@ -1284,7 +1285,7 @@ least_loaded(iothr *self)
 }
 
 static void
-on_listener(tt_io *io, uint32_t events)
+on_listener(tt_io *io, unsigned events)
 {
     (void)events;
     iothr *t = tls_thr;
@@ -1526,9 +1527,9 @@ tether_server_start(tether_server *srv)
         for (int j = 0; j < srv->nlisteners; j++) {
             t->lios[j].fd = srv->listeners[j].fd;
             t->lios[j].cb = on_listener;
-            /* Every thread watches every listener; EPOLLEXCLUSIVE wakes one
+            /* Every thread watches every listener; TT_EV_EXCLUSIVE wakes one
              * of them per connection, which spreads connections out. */
-            rc = tt_loop_add(&t->loop, &t->lios[j], EPOLLIN | EPOLLEXCLUSIVE);
+            rc = tt_loop_add(&t->loop, &t->lios[j], TT_EV_READ | TT_EV_EXCLUSIVE);
             if (rc != TETHER_OK) {
                 goto fail;
             }
@@ -1536,7 +1537,7 @@ tether_server_start(tether_server *srv)
     }
     atomic_store(&srv->state, SRV_RUNNING);
     for (int i = 0; i < srv->nthreads; i++) {
-        int e = pthread_create(&srv->threads[i].tid, NULL, io_main, &srv->threads[i]);
+        int e = tt_thread_start(&srv->threads[i].tid, io_main, &srv->threads[i]);
         if (e != 0) {
             /* Threads that did start are stopped and joined. */
             for (int j = 0; j < i; j++) {
@@ -1548,7 +1549,7 @@ tether_server_start(tether_server *srv)
             goto fail;
         }
     }
-    int e = pthread_create(&srv->control, NULL, tt_server_control_main, srv);
+    int e = tt_thread_start(&srv->control, tt_server_control_main, srv);
     if (e != 0) {
         /* Without the control thread nobody could stop us: stop now. */
         tt_server_post_all(srv, offsetof(iothr, t_stop));

@@ -704,4 +704,6 @@ const tt_codec_ops tt_codec_gob = {
     .encode_reply = gob_encode_reply,
     .encode_error = gob_encode_error,
     .encode_request = gob_encode_request,
+    .last_error = tt_gob_last_error,
+    .reply_status = tt_codec_go_reply_status,
 };

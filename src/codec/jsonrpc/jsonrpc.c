@@ -626,4 +626,7 @@ const tt_codec_ops tt_codec_jsonrpc = {
     .encode_reply = jsonrpc_encode_reply,
     .encode_error = jsonrpc_encode_error,
     .encode_request = jsonrpc_encode_request,
+    .encode_request_raw = tt_jsonrpc_encode_request_text,
+    .last_error = tt_jsonrpc_last_error,
+    .reply_status = tt_codec_go_reply_status,
 };

@@ -31,6 +31,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "registry/etcd/etcd.h"
 
 /* How long the keep-alive thread sleeps with nothing to do (it is woken
@@ -520,7 +521,7 @@ ensure_thread_locked(struct tt_etcd_registry *er)
     if (st->thread_started) {
         return TETHER_OK;
     }
-    int rc = tt_registry_thread_start(&st->thread, ka_main, er);
+    int rc = tt_thread_start(&st->thread, ka_main, er);
     if (rc != 0) {
         TT_ERROR("registry: cannot start the etcd keep-alive thread (errno %d)", rc);
         return (tether_err)(TETHER_ESYSERR | rc);

@@ -1,0 +1,18 @@
+/*
+ * thread.h - starting library threads.
+ */
+#ifndef TT_CORE_THREAD_H
+#define TT_CORE_THREAD_H
+
+#include <pthread.h>
+
+/*
+ * tt_thread_start - start fn(arg) on a new thread with every signal
+ * blocked, so no library thread ever takes a signal meant for the
+ * application (SIGINT and SIGTERM reach the thread that waits for them in
+ * tether_server_run(), or whatever thread the application chose).  Returns
+ * pthread_create()'s result: 0 or an errno value.
+ */
+int tt_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
+
+#endif
