@@ -128,7 +128,10 @@ main(int argc, char **argv)
             return 1;
         }
     }
-    /* Signals wait until tether_server_run() is ready for them. */
+    /* A SIGTERM in the moment between "listening" and tether_server_run()
+     * would kill the process with the default action; blocked here, it
+     * waits for the run helper, which unblocks it.  (The library's own
+     * threads never take signals.) */
     sigset_t block;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);

@@ -169,9 +169,9 @@ TETHER_API tether_err tether_server_set_registry(tether_server *srv, tether_regi
  * installs handlers for both signals with sigaction() and restores the
  * previous handlers before it returns; nothing else in the library touches
  * signals.  It also unblocks SIGINT and SIGTERM in the calling thread (and
- * restores the mask on return): a program that must not lose a signal
- * arriving before this call blocks both with pthread_sigmask() before
- * tether_server_start(), so that the server's threads inherit the block.
+ * restores the mask on return).  Every thread the library starts (I/O,
+ * workers, registry, client pool) blocks all signals, so SIGINT and SIGTERM
+ * always reach the application's own threads.
  * Under systemd (NOTIFY_SOCKET set) it sends READY=1 once the
  * server serves and is registered, and STOPPING=1 when the stop begins.
  * Only one server per process may be in tether_server_run() at a time
