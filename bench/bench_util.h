@@ -28,8 +28,10 @@
 /*
  * The message sizes of one tether "Calculator.Add" call with A=1, B=2, as
  * they travel on the wire (see src/codec/native/frame.h): a request frame
- * is the 20-byte header, the 14-byte method name and the 4-byte protobuf
- * Args body (08 01 10 02); a reply frame is the 20-byte header and the
+ * is the 20-byte header, the 14-byte method name, the 11-byte context
+ * section every call carries (ctx_len, then the deadline entry) and the
+ * 4-byte protobuf Args body (08 01 10 02); a reply frame is the 20-byte
+ * header and the
  * 2-byte Int64Value body (08 03).  The raw TCP floor sends exactly these
  * byte counts, so floor and tether move the same bytes per call.
  * tether-bench-client checks the request size against protobuf-c's own
@@ -39,9 +41,10 @@
 #define BENCH_METHOD "Calculator.Add"
 #define BENCH_METHOD_LEN 14
 #define BENCH_ARGS_LEN 4
-#define BENCH_REQ_LEN (BENCH_HDR_LEN + BENCH_METHOD_LEN + BENCH_ARGS_LEN) /* 38 */
-#define BENCH_REPLY_LEN (BENCH_HDR_LEN + 2)                             /* 22 */
-#define BENCH_PREFACE "\xF5TETHER\x01"
+#define BENCH_CTX_LEN 11 /* u32 ctx_len + the deadline entry (tag, u16 len, u32 ms) */
+#define BENCH_REQ_LEN (BENCH_HDR_LEN + BENCH_METHOD_LEN + BENCH_CTX_LEN + BENCH_ARGS_LEN) /* 49 */
+#define BENCH_REPLY_LEN (BENCH_HDR_LEN + 2)                                               /* 22 */
+#define BENCH_PREFACE "\xF5TETHER\x02"
 #define BENCH_PREFACE_LEN 8
 
 /* Calls kept outstanding per connection in the pipelined runs. */

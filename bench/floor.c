@@ -140,13 +140,17 @@ put_request(uint8_t *p, uint64_t seq)
     memset(p, 0, BENCH_HDR_LEN);
     bench_put_le32(p, BENCH_REQ_LEN - 4);
     p[4] = 1;
+    p[5] = 1; /* a context section follows the name */
     p[6] = BENCH_METHOD_LEN;
     for (int i = 0; i < 8; i++) {
         p[8 + i] = (uint8_t)(seq >> (8 * i));
     }
     memcpy(p + BENCH_HDR_LEN, BENCH_METHOD, BENCH_METHOD_LEN);
+    /* ctx_len 7, then the deadline entry: tag 1, length 4, 10000 ms. */
+    static const uint8_t ctx[BENCH_CTX_LEN] = {7, 0, 0, 0, 1, 4, 0, 0x10, 0x27, 0, 0};
+    memcpy(p + BENCH_HDR_LEN + BENCH_METHOD_LEN, ctx, BENCH_CTX_LEN);
     static const uint8_t args[BENCH_ARGS_LEN] = {0x08, 0x01, 0x10, 0x02};
-    memcpy(p + BENCH_HDR_LEN + BENCH_METHOD_LEN, args, BENCH_ARGS_LEN);
+    memcpy(p + BENCH_HDR_LEN + BENCH_METHOD_LEN + BENCH_CTX_LEN, args, BENCH_ARGS_LEN);
 }
 
 static int

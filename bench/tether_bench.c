@@ -80,9 +80,9 @@ run_seq(tether_client *c, long calls, long warmup)
         ProtobufCMessage *reply = NULL;
         char *errtext = NULL;
         uint64_t t0 = bench_now_ns();
-        tether_err err = tether_client_call(c, BENCH_METHOD, &add_args.base,
-                                            &google__protobuf__int64_value__descriptor, &reply,
-                                            0, &errtext);
+        tether_err err =
+            tether_client_call(c, BENCH_METHOD, &add_args.base,
+                               &google__protobuf__int64_value__descriptor, &reply, NULL, &errtext);
         uint64_t t1 = bench_now_ns();
         if (err != TETHER_OK || !check_reply(reply)) {
             fprintf(stderr, "tether-bench-client: call %ld: %s%s%s\n", i, tether_strerror(err),
@@ -134,9 +134,9 @@ on_reply(tether_client *c, const tether_reply *r, void *arg)
     if (atomic_load_explicit(&pipe_stop, memory_order_relaxed)) {
         return;
     }
-    tether_err err = tether_client_call_async(c, BENCH_METHOD, &add_args.base,
-                                              &google__protobuf__int64_value__descriptor, 0,
-                                              on_reply, pc);
+    tether_err err =
+        tether_client_call_async(c, BENCH_METHOD, &add_args.base,
+                                 &google__protobuf__int64_value__descriptor, NULL, on_reply, pc);
     if (err != TETHER_OK) {
         int none = 0;
         atomic_compare_exchange_strong(&pc->first_err, &none, (int)err);
@@ -172,7 +172,7 @@ run_pipe(const char *addr, int conns, int depth, double seconds, long warmup_ms)
         for (int d = 0; d < depth; d++) {
             tether_err err = tether_client_call_async(pcs[i].client, BENCH_METHOD, &add_args.base,
                                                       &google__protobuf__int64_value__descriptor,
-                                                      0, on_reply, &pcs[i]);
+                                                      NULL, on_reply, &pcs[i]);
             if (err != TETHER_OK) {
                 fprintf(stderr, "tether-bench-client: call_async: %s\n", tether_strerror(err));
                 return 1;
@@ -267,7 +267,8 @@ main(int argc, char **argv)
      * that is still what this call puts on the wire. */
     Google__Protobuf__Int64Value three = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
     three.value = 3;
-    size_t req_len = BENCH_HDR_LEN + strlen(BENCH_METHOD) + args__get_packed_size(&add_args);
+    size_t req_len =
+        BENCH_HDR_LEN + strlen(BENCH_METHOD) + BENCH_CTX_LEN + args__get_packed_size(&add_args);
     size_t rep_len = BENCH_HDR_LEN + google__protobuf__int64_value__get_packed_size(&three);
     if (req_len != BENCH_REQ_LEN || rep_len != BENCH_REPLY_LEN) {
         fprintf(stderr, "tether-bench-client: frame sizes %zu/%zu differ from the floor's %d/%d\n",

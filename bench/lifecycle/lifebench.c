@@ -301,8 +301,8 @@ load_main(void *arg)
         uint8_t *out = NULL;
         size_t out_len = 0;
         uint64_t t0 = now_ns();
-        tether_err e =
-            tether_client_call_raw(cli, "Calculator.Add", req, n, &out, &out_len, 30000, NULL);
+        tether_err e = tether_client_call_raw(cli, "Calculator.Add", req, n, &out, &out_len,
+                                              TETHER_CALL_TIMEOUT(30000), NULL);
         uint64_t t1 = now_ns();
         if (e != TETHER_OK) {
             atomic_fetch_add(&nfailed, 1);

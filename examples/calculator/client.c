@@ -88,7 +88,7 @@ run_loop(tether_client *c, long interval_ms, double duration_s)
         char *errtext = NULL;
         tether_err rc = tether_client_call(c, "Calculator.Add", &args.base,
                                            &google__protobuf__int64_value__descriptor, &reply,
-                                           2000, &errtext);
+                                           TETHER_CALL_TIMEOUT(2000), &errtext);
         calls++;
         if (rc != TETHER_OK || ((Google__Protobuf__Int64Value *)reply)->value != k + 1) {
             failed++;
@@ -188,7 +188,7 @@ main(int argc, char **argv)
     ProtobufCMessage *reply = NULL;
     char *errtext = NULL;
     rc = tether_client_call(c, method, &args.base, &google__protobuf__int64_value__descriptor,
-                            &reply, 5000, &errtext);
+                            &reply, TETHER_CALL_TIMEOUT(5000), &errtext);
     if (rc != TETHER_OK) {
         fprintf(stderr, "calculator-client: %s: %s\n", method,
                 errtext != NULL ? errtext : tether_strerror(rc));

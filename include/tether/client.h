@@ -33,7 +33,7 @@ typedef enum tether_balance {
     TETHER_BALANCE_ROUND_ROBIN = 0, /* in turn, weights honoured (default) */
     TETHER_BALANCE_RANDOM = 1,      /* weighted random */
     TETHER_BALANCE_P2C = 2,         /* two random choices, fewer calls in flight per weight wins */
-    TETHER_BALANCE_HASH = 3         /* rendezvous hash of the call's key (tether_client_call_keyed) */
+    TETHER_BALANCE_HASH = 3         /* rendezvous hash of the call's key (tether_call_opts.key) */
 } tether_balance;
 
 /*
@@ -43,9 +43,9 @@ typedef enum tether_balance {
  * map to Go values as docs/codecs.md describes.
  */
 typedef enum tether_codec {
-    TETHER_CODEC_NATIVE = 0,  /* tether's own frames (default; the fast path) */
-    TETHER_CODEC_GOB = 1,     /* Go's default net/rpc codec (encoding/gob) */
-    TETHER_CODEC_JSONRPC = 2  /* Go's net/rpc/jsonrpc */
+    TETHER_CODEC_NATIVE = 0, /* tether's own frames (default; the fast path) */
+    TETHER_CODEC_GOB = 1,    /* Go's default net/rpc codec (encoding/gob) */
+    TETHER_CODEC_JSONRPC = 2 /* Go's net/rpc/jsonrpc */
 } tether_codec;
 
 /*
@@ -112,18 +112,6 @@ TETHER_API tether_err tether_client_create_service(const char *registry_url, con
                                                    tether_client **out);
 
 /*
- * tether_client_call_keyed - tether_client_call() whose instance is chosen
- * by key under TETHER_BALANCE_HASH (the same key goes to the same instance
- * while the set of instances does not change; a change moves only the keys
- * of the instances that came or went).  For other clients key is ignored.
- */
-TETHER_API tether_err tether_client_call_keyed(tether_client *c, const char *key,
-                                               const char *method, const ProtobufCMessage *req,
-                                               const ProtobufCMessageDescriptor *reply_desc,
-                                               ProtobufCMessage **reply, uint32_t timeout_ms,
-                                               char **errtext);
-
-/*
  * tether_client_destroy - close the client.  Pending asynchronous calls
  * complete with TETHER_ECLOSED before it returns (on the I/O thread, or
  * on the calling thread for any left after the I/O thread stopped);
@@ -132,9 +120,48 @@ TETHER_API tether_err tether_client_call_keyed(tether_client *c, const char *key
  */
 TETHER_API void tether_client_destroy(tether_client *c);
 
+/* Call flags (tether_call_opts.flags). */
+#define TETHER_CALL_IDEMPOTENT 0x1u /* safe to run twice (for retries and hedging) */
+
+/*
+ * tether_call_opts - how one call is made; every call form takes it.  NULL,
+ * or a zeroed struct, means the client's defaults.  Nothing in it needs to
+ * outlive the call that takes it (metadata is copied before return).
+ *  timeout_ms  the call's deadline from now; 0: the client's
+ *              call_timeout_ms.  The remaining time travels with the call
+ *              (native protocol), so the server can give up when it does.
+ *  key         balancing key: under TETHER_BALANCE_HASH the same key goes
+ *              to the same instance while the set of instances does not
+ *              change; ignored by other policies and clients by address.
+ *  meta,nmeta  request metadata the handler reads (tether_call_get_meta());
+ *              keys non-empty.  Native protocol only (gob and jsonrpc
+ *              cannot carry it).  Over the server's max_metadata_size the
+ *              call fails with TETHER_ELIMIT and the connection stays.
+ *  flags       TETHER_CALL_* (TETHER_CALL_IDEMPOTENT).
+ *  trailers    synchronous calls: if not NULL, *trailers receives the
+ *              metadata the server attached to its answer, *ntrailers
+ *              pairs in one block the caller frees with tether_free()
+ *              (NULL, 0 when there are none).  Asynchronous calls find
+ *              trailers in tether_reply.
+ */
+typedef struct tether_call_opts {
+    uint32_t timeout_ms;
+    const char *key;
+    const tether_meta *meta;
+    size_t nmeta;
+    unsigned flags;
+    tether_meta **trailers;
+    size_t *ntrailers;
+} tether_call_opts;
+
+/* TETHER_CALL_TIMEOUT - call options with only a timeout, as an
+ * expression (C99 compound literal): tether_client_call(..., TETHER_CALL_TIMEOUT(500), ...). */
+#define TETHER_CALL_TIMEOUT(ms) (&(const tether_call_opts){.timeout_ms = (ms)})
+
 /*
  * tether_client_call - call method ("Service.Method") with request req and
- * wait for the answer, at most timeout_ms (0: the configured default).  On
+ * wait for the answer, at most opts->timeout_ms (opts NULL or 0: the
+ * configured default).  On
  * TETHER_OK *reply holds the unpacked answer of type reply_desc, owned by
  * the caller (free it with tether_msg_free()).  On TETHER_EREMOTE and the
  * other errors the server reports (TETHER_ENOSERVICE, TETHER_ENOMETHOD,
@@ -148,17 +175,16 @@ TETHER_API void tether_client_destroy(tether_client *c);
 TETHER_API tether_err tether_client_call(tether_client *c, const char *method,
                                          const ProtobufCMessage *req,
                                          const ProtobufCMessageDescriptor *reply_desc,
-                                         ProtobufCMessage **reply, uint32_t timeout_ms,
+                                         ProtobufCMessage **reply, const tether_call_opts *opts,
                                          char **errtext);
 
 /*
  * tether_client_call_raw - like tether_client_call() with bytes in and
  * out: *out (len *out_len) is owned by the caller (tether_free()).
  */
-TETHER_API tether_err tether_client_call_raw(tether_client *c, const char *method,
-                                             const void *req, size_t req_len, uint8_t **out,
-                                             size_t *out_len, uint32_t timeout_ms,
-                                             char **errtext);
+TETHER_API tether_err tether_client_call_raw(tether_client *c, const char *method, const void *req,
+                                             size_t req_len, uint8_t **out, size_t *out_len,
+                                             const tether_call_opts *opts, char **errtext);
 
 /*
  * tether_reply - what an asynchronous call's callback receives.
@@ -167,6 +193,8 @@ TETHER_API tether_err tether_client_call_raw(tether_client *c, const char *metho
  *  msg      typed calls on success: the unpacked reply, owned by the
  *           callback (tether_msg_free()); NULL otherwise
  *  data,len the reply bytes as received; valid during the callback
+ *  trailers the metadata the server attached to its answer (ntrailers
+ *           pairs; native protocol only); valid during the callback
  */
 typedef struct tether_reply {
     tether_err err;
@@ -174,6 +202,8 @@ typedef struct tether_reply {
     ProtobufCMessage *msg;
     const uint8_t *data;
     size_t len;
+    const tether_meta *trailers;
+    size_t ntrailers;
 } tether_reply;
 
 /*
@@ -186,7 +216,7 @@ typedef void (*tether_reply_fn)(tether_client *c, const tether_reply *r, void *a
  * may be NULL to get the reply bytes only.  If this returns an error the
  * callback never runs; if it returns TETHER_OK the callback runs exactly
  * once, on the client's I/O thread: with the reply, with the call's error,
- * with TETHER_ETIMEDOUT after timeout_ms (0: the configured default), or
+ * with TETHER_ETIMEDOUT after opts->timeout_ms (0: the configured default), or
  * with TETHER_ECLOSED when the client is destroyed.  Errors: TETHER_EINVAL,
  * TETHER_ENOMEM, TETHER_EMSGSIZE, TETHER_ECONNREFUSED (reconnect failed),
  * TETHER_ECLOSED.
@@ -194,7 +224,7 @@ typedef void (*tether_reply_fn)(tether_client *c, const tether_reply *r, void *a
 TETHER_API tether_err tether_client_call_async(tether_client *c, const char *method,
                                                const ProtobufCMessage *req,
                                                const ProtobufCMessageDescriptor *reply_desc,
-                                               uint32_t timeout_ms, tether_reply_fn fn,
+                                               const tether_call_opts *opts, tether_reply_fn fn,
                                                void *arg);
 
 /*
@@ -203,7 +233,7 @@ TETHER_API tether_err tether_client_call_async(tether_client *c, const char *met
  */
 TETHER_API tether_err tether_client_call_async_raw(tether_client *c, const char *method,
                                                    const void *req, size_t req_len,
-                                                   uint32_t timeout_ms, tether_reply_fn fn,
+                                                   const tether_call_opts *opts, tether_reply_fn fn,
                                                    void *arg);
 
 /*
@@ -226,7 +256,7 @@ TETHER_API tether_err tether_client_call_async_raw(tether_client *c, const char 
  */
 TETHER_API tether_err tether_client_call_json(tether_client *c, const char *method,
                                               const char *json_in, char **json_out,
-                                              uint32_t timeout_ms, char **errtext);
+                                              const tether_call_opts *opts, char **errtext);
 
 /*
  * tether_client_pending - number of calls started and not yet completed.

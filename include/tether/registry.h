@@ -51,12 +51,6 @@ typedef enum tether_instance_state {
     TETHER_INSTANCE_DRAINING = 1, /* finishing calls in flight; send it nothing new */
 } tether_instance_state;
 
-/* tether_meta - one metadata key/value pair (both NUL-terminated UTF-8). */
-typedef struct tether_meta {
-    const char *key;
-    const char *value;
-} tether_meta;
-
 /*
  * tether_instance - one instance of a service.
  *

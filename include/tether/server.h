@@ -44,6 +44,10 @@ typedef struct tether_server_config {
     uint32_t max_connections;       /* open connections; default 65536 */
     uint32_t drain_timeout_ms;      /* graceful stop: wait for calls; default 10000 */
     uint32_t grace_ms;              /* graceful stop: pause after "going away"; default 0 */
+    /* Request metadata (and reply trailers) per call, in bytes as encoded
+     * (docs/protocol.md); a call over it is answered TETHER_ELIMIT and the
+     * connection stays.  Default 8192, at most 65536. */
+    uint32_t max_metadata_size;
 } tether_server_config;
 
 /*

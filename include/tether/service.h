@@ -42,8 +42,7 @@ typedef void (*tether_handler_fn)(tether_call *call, const ProtobufCMessage *req
  * tether_raw_handler_fn - handles one call of a raw-bytes method.  The
  * request bytes stay valid until the call is answered.
  */
-typedef void (*tether_raw_handler_fn)(tether_call *call, const uint8_t *req, size_t len,
-                                      void *arg);
+typedef void (*tether_raw_handler_fn)(tether_call *call, const uint8_t *req, size_t len, void *arg);
 
 /* Method flags. */
 #define TETHER_METHOD_BLOCKING 0x1u /* run the handler on the worker pool */
@@ -85,10 +84,89 @@ TETHER_API tether_err tether_call_reply_raw(tether_call *call, const void *data,
 TETHER_API tether_err tether_call_fail(tether_call *call, const char *msg);
 
 /*
+ * tether_call_fail_code - answer call with an error of a given code: the
+ * caller gets code (not TETHER_EREMOTE) with text (copied; NULL means the
+ * code's tether_strerror() text), so errors travel as codes, not strings.
+ * code must be an error (not TETHER_OK) that is no system error
+ * (TETHER_EINVAL otherwise: the caller then gets TETHER_EINTERNAL).  Over
+ * gob and jsonrpc, which carry text only, the caller gets the text.  Same
+ * rules and errors as tether_call_fail().
+ */
+TETHER_API tether_err tether_call_fail_code(tether_call *call, tether_err code, const char *text);
+
+/*
  * tether_call_method - the "Service.Method" name of call.  Valid until the
  * call is answered.
  */
 TETHER_API const char *tether_call_method(const tether_call *call);
+
+/*
+ * tether_call_deadline - when the caller stops waiting, in milliseconds of
+ * CLOCK_MONOTONIC (compare with clock_gettime(CLOCK_MONOTONIC)), or 0 if
+ * the caller sent no deadline (gob and jsonrpc callers never do).  When the
+ * deadline passes while the call is open, the server answers the caller
+ * TETHER_ETIMEDOUT, cancels the call (tether_call_canceled()) and drops the
+ * handler's later answer; the handler must still answer it.
+ */
+TETHER_API uint64_t tether_call_deadline(const tether_call *call);
+
+/*
+ * tether_call_canceled - TETHER_OK while the call is live; otherwise why it
+ * was canceled: TETHER_ECANCELED (the caller gave up, or its connection
+ * closed), TETHER_ETIMEDOUT (its deadline passed) or TETHER_ECLOSED (the
+ * server stopped before the call finished).  A handler that runs long polls
+ * this and stops early; it must still answer the call.  Thread-safe.
+ */
+TETHER_API tether_err tether_call_canceled(const tether_call *call);
+
+/*
+ * tether_cancel_fn - told that call was canceled (why as for
+ * tether_call_canceled()).  It runs on an I/O thread, possibly while the
+ * handler runs on another; it must not block and must not answer the call
+ * (it tells the handler to stop; the handler answers).
+ */
+typedef void (*tether_cancel_fn)(tether_call *call, tether_err why, void *arg);
+
+/*
+ * tether_call_on_cancel - have fn(call, why, arg) run once if call is
+ * canceled before it is answered.  At most one callback per call (a second
+ * set returns TETHER_ESTATE).  If the call is canceled already, fn never
+ * runs and this returns that reason (TETHER_ECANCELED, TETHER_ETIMEDOUT or
+ * TETHER_ECLOSED).  Thread-safe.
+ */
+TETHER_API tether_err tether_call_on_cancel(tether_call *call, tether_cancel_fn fn, void *arg);
+
+/*
+ * tether_call_get_meta - the value of the request metadata key (the first
+ * one, if the caller sent the key more than once), or NULL.  Valid until
+ * the call is answered.  gob and jsonrpc callers send no metadata.
+ */
+TETHER_API const char *tether_call_get_meta(const tether_call *call, const char *key);
+
+/*
+ * tether_call_meta_count - how many metadata pairs the caller sent;
+ * tether_call_meta_at - the i-th of them (0-based, in the caller's order),
+ * valid until the call is answered.  TETHER_ENOENT when i is past the end.
+ */
+TETHER_API size_t tether_call_meta_count(const tether_call *call);
+TETHER_API tether_err tether_call_meta_at(const tether_call *call, size_t i, tether_meta *out);
+
+/*
+ * tether_call_set_trailer - add key/value (copied) to the metadata that
+ * travels back with the answer (reply trailers).  Call it before answering,
+ * from the thread that answers.  Errors: TETHER_EINVAL (empty key),
+ * TETHER_ELIMIT (trailers over the server's max_metadata_size),
+ * TETHER_ENOMEM.  gob and jsonrpc answers carry no trailers.
+ */
+TETHER_API tether_err tether_call_set_trailer(tether_call *call, const char *key,
+                                              const char *value);
+
+/*
+ * tether_call_get_peer - the caller's address as text ("127.0.0.1:5123",
+ * "[::1]:5123", or "unix:" for a Unix socket peer) into buf.  Errors:
+ * TETHER_EINVAL, TETHER_EMSGSIZE (buf too small).
+ */
+TETHER_API tether_err tether_call_get_peer(const tether_call *call, char *buf, size_t len);
 
 /*
  * tether_msg_free - free a message the library unpacked for the caller

@@ -72,6 +72,15 @@ typedef enum tether_err {
 } tether_err;
 
 /*
+ * tether_meta - one metadata key/value pair (both NUL-terminated UTF-8):
+ * instance metadata in a registry, call metadata and reply trailers.
+ */
+typedef struct tether_meta {
+    const char *key;
+    const char *value;
+} tether_meta;
+
+/*
  * tether_strerror - a constant English description of err.  Never NULL,
  * never allocates; the string lives for the whole program.  For
  * (TETHER_ESYSERR | errno) values it returns a fixed "system error" text;

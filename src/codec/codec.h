@@ -21,6 +21,14 @@
 #include "core/buf.h"
 #include "tether/tether.h"
 
+/* What a request carries besides its body, as far as the codec can carry
+ * it (Go's codecs carry none of it). */
+typedef struct tt_call_ctx {
+    uint32_t timeout_ms;     /* the caller's remaining time; 0: none */
+    const tether_meta *meta; /* request metadata */
+    size_t nmeta;
+} tt_call_ctx;
+
 /* What a decoded message is.  gob and jsonrpc only ever give
  * TT_MSG_CALL; there a message with no method, no body and status OK
  * carries nothing (a gob type definition) and is skipped. */
@@ -43,6 +51,8 @@ typedef struct tt_rpc_msg {
     tether_err status;         /* replies: TETHER_OK or the error kind */
     const char *errtext;       /* replies with an error: text, not NUL-terminated */
     size_t errtext_len;
+    const uint8_t *ctx; /* native context entries (metadata, trailers), or NULL */
+    size_t ctx_len;
 } tt_rpc_msg;
 
 typedef struct tt_codec_ops {
@@ -110,6 +120,19 @@ typedef struct tt_codec_ops {
 
     /* last_error - why the last unpack() on state failed (never NULL). */
     const char *(*last_error)(const void *state);
+
+    /* encode_call - append a request carrying msg (or, when msg is NULL,
+     * the bytes data[0..len)) and the context ctx.  TETHER_EMSGSIZE over
+     * the message limit, TETHER_ELIMIT when the context does not fit its
+     * encoding.  NULL: the codec carries no context, and encode_request()
+     * or encode_request_raw() is used. */
+    tether_err (*encode_call)(void *state, tt_buf *out, uint64_t seq, const char *method,
+                              size_t method_len, const ProtobufCMessage *msg, const void *data,
+                              size_t len, const tt_call_ctx *ctx);
+
+    /* encode_cancel - append "the caller gave up on seq" (NULL: the codec
+     * cannot say it). */
+    tether_err (*encode_cancel)(void *state, tt_buf *out, uint64_t seq);
 
     /* reply_status - the code an error reply's text stands for, for codecs
      * whose error replies carry text only (Go's "rpc: can't find method

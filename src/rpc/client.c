@@ -182,7 +182,7 @@ tether_client_pending(const tether_client *c)
 static tether_err
 make_req(tether_client *c, tt_call_req *rq, const char *method, const ProtobufCMessage *msg,
          const void *data, size_t len, const ProtobufCMessageDescriptor *desc,
-         uint32_t timeout_ms)
+         const tether_call_opts *opts)
 {
     if (c == NULL || method == NULL || (data == NULL && len > 0)) {
         return TETHER_EINVAL;
@@ -191,13 +191,29 @@ make_req(tether_client *c, tt_call_req *rq, const char *method, const ProtobufCM
     if (mlen == 0 || mlen > TT_FRAME_MAX_NAME || memchr(method, '.', mlen) == NULL) {
         return TETHER_EINVAL;
     }
+    static const tether_call_opts none;
+    if (opts == NULL) {
+        opts = &none;
+    }
+    if (opts->nmeta > 0 && opts->meta == NULL) {
+        return TETHER_EINVAL;
+    }
+    for (size_t i = 0; i < opts->nmeta; i++) {
+        if (opts->meta[i].key == NULL || opts->meta[i].key[0] == '\0' ||
+            opts->meta[i].value == NULL) {
+            return TETHER_EINVAL;
+        }
+    }
     *rq = (tt_call_req){.method = method,
                         .method_len = mlen,
                         .msg = msg,
                         .data = data,
                         .len = len,
                         .desc = desc,
-                        .timeout_ms = timeout_ms != 0 ? timeout_ms : c->cfg.call_timeout_ms};
+                        .timeout_ms =
+                            opts->timeout_ms != 0 ? opts->timeout_ms : c->cfg.call_timeout_ms,
+                        .meta = opts->meta,
+                        .nmeta = opts->nmeta};
     return TETHER_OK;
 }
 
@@ -208,89 +224,92 @@ raw_ok(const tether_client *c)
     return (c->codec->flags & TT_CODEC_RAW_BYTES) != 0;
 }
 
-/* Hand the server's text to the caller, or free it. */
+/* Hand the server's text and the trailers to the caller (the rest is
+ * freed by tt_call_result_clear). */
 static void
-give_text(tt_call_result *res, char **errtext)
+give_extras(tt_call_result *res, const tether_call_opts *opts, char **errtext)
 {
     if (res->err != TETHER_OK && errtext != NULL) {
         *errtext = res->text;
         res->text = NULL;
     }
+    if (opts != NULL && opts->trailers != NULL) {
+        *opts->trailers = res->trailers;
+        if (opts->ntrailers != NULL) {
+            *opts->ntrailers = res->ntrailers;
+        }
+        res->trailers = NULL;
+    }
 }
 
-static tether_err
-call_typed(tether_client *c, const char *key, const char *method, const ProtobufCMessage *req,
-           const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
-           uint32_t timeout_ms, char **errtext)
+/* Clear the outputs a call may set, whatever happens next. */
+static void
+reset_outputs(const tether_call_opts *opts, char **errtext)
 {
     if (errtext != NULL) {
         *errtext = NULL;
     }
-    if (req == NULL || reply_desc == NULL || reply == NULL) {
-        return TETHER_EINVAL;
+    if (opts != NULL && opts->trailers != NULL) {
+        *opts->trailers = NULL;
+        if (opts->ntrailers != NULL) {
+            *opts->ntrailers = 0;
+        }
     }
-    *reply = NULL;
-    tt_call_req rq;
-    tether_err rc = make_req(c, &rq, method, req, NULL, 0, reply_desc, timeout_ms);
-    if (rc != TETHER_OK) {
-        return rc;
-    }
-    tt_call_result res;
-    rc = c->ops->call(c, &rq, key, &res);
-    if (rc == TETHER_OK) {
-        *reply = res.msg;
-        res.msg = NULL;
-    }
-    give_text(&res, errtext);
-    tt_call_result_clear(&res);
-    return rc;
 }
 
 tether_err
 tether_client_call(tether_client *c, const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
-                   uint32_t timeout_ms, char **errtext)
+                   const tether_call_opts *opts, char **errtext)
 {
-    return call_typed(c, NULL, method, req, reply_desc, reply, timeout_ms, errtext);
-}
-
-tether_err
-tether_client_call_keyed(tether_client *c, const char *key, const char *method,
-                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
-                         ProtobufCMessage **reply, uint32_t timeout_ms, char **errtext)
-{
-    return call_typed(c, key, method, req, reply_desc, reply, timeout_ms, errtext);
+    reset_outputs(opts, errtext);
+    if (req == NULL || reply_desc == NULL || reply == NULL) {
+        return TETHER_EINVAL;
+    }
+    *reply = NULL;
+    tt_call_req rq;
+    tether_err rc = make_req(c, &rq, method, req, NULL, 0, reply_desc, opts);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    tt_call_result res;
+    rc = c->ops->call(c, &rq, opts != NULL ? opts->key : NULL, &res);
+    if (rc == TETHER_OK) {
+        *reply = res.msg;
+        res.msg = NULL;
+    }
+    give_extras(&res, opts, errtext);
+    tt_call_result_clear(&res);
+    return rc;
 }
 
 /* A sync call with request bytes; the reply bytes go to *out. */
 static tether_err
 call_bytes(tether_client *c, const char *method, const void *req, size_t req_len, uint8_t **out,
-           size_t *out_len, uint32_t timeout_ms, char **errtext)
+           size_t *out_len, const tether_call_opts *opts, char **errtext)
 {
     tt_call_req rq;
-    tether_err rc = make_req(c, &rq, method, NULL, req, req_len, NULL, timeout_ms);
+    tether_err rc = make_req(c, &rq, method, NULL, req, req_len, NULL, opts);
     if (rc != TETHER_OK) {
         return rc;
     }
     tt_call_result res;
-    rc = c->ops->call(c, &rq, NULL, &res);
+    rc = c->ops->call(c, &rq, opts != NULL ? opts->key : NULL, &res);
     if (rc == TETHER_OK) {
         *out = res.data;
         *out_len = res.len;
         res.data = NULL;
     }
-    give_text(&res, errtext);
+    give_extras(&res, opts, errtext);
     tt_call_result_clear(&res);
     return rc;
 }
 
 tether_err
 tether_client_call_raw(tether_client *c, const char *method, const void *req, size_t req_len,
-                       uint8_t **out, size_t *out_len, uint32_t timeout_ms, char **errtext)
+                       uint8_t **out, size_t *out_len, const tether_call_opts *opts, char **errtext)
 {
-    if (errtext != NULL) {
-        *errtext = NULL;
-    }
+    reset_outputs(opts, errtext);
     if (out == NULL || out_len == NULL) {
         return TETHER_EINVAL;
     }
@@ -299,47 +318,45 @@ tether_client_call_raw(tether_client *c, const char *method, const void *req, si
     if (c != NULL && !raw_ok(c)) {
         return TETHER_ENOTSUP;
     }
-    return call_bytes(c, method, req, req_len, out, out_len, timeout_ms, errtext);
+    return call_bytes(c, method, req, req_len, out, out_len, opts, errtext);
 }
 
 tether_err
-tt_client_call_json_text(tether_client *c, const char *method, const char *json_in,
-                         char **json_out, uint32_t timeout_ms, char **errtext)
+tt_client_call_json_text(tether_client *c, const char *method, const char *json_in, char **json_out,
+                         const tether_call_opts *opts, char **errtext)
 {
     if (c->cfg.codec != TETHER_CODEC_JSONRPC) {
         return TETHER_ENOTSUP;
     }
-    if (errtext != NULL) {
-        *errtext = NULL;
-    }
+    reset_outputs(opts, errtext);
     size_t len = 0;
-    return call_bytes(c, method, json_in, strlen(json_in), (uint8_t **)json_out, &len,
-                      timeout_ms, errtext);
+    return call_bytes(c, method, json_in, strlen(json_in), (uint8_t **)json_out, &len, opts,
+                      errtext);
 }
 
 tether_err
 tether_client_call_async(tether_client *c, const char *method, const ProtobufCMessage *req,
-                         const ProtobufCMessageDescriptor *reply_desc, uint32_t timeout_ms,
+                         const ProtobufCMessageDescriptor *reply_desc, const tether_call_opts *opts,
                          tether_reply_fn fn, void *arg)
 {
     tt_call_req rq;
     if (req == NULL || fn == NULL ||
-        make_req(c, &rq, method, req, NULL, 0, reply_desc, timeout_ms) != TETHER_OK) {
+        make_req(c, &rq, method, req, NULL, 0, reply_desc, opts) != TETHER_OK) {
         return TETHER_EINVAL;
     }
-    return c->ops->call_async(c, &rq, NULL, fn, arg);
+    return c->ops->call_async(c, &rq, opts != NULL ? opts->key : NULL, fn, arg);
 }
 
 tether_err
-tether_client_call_async_raw(tether_client *c, const char *method, const void *req,
-                             size_t req_len, uint32_t timeout_ms, tether_reply_fn fn, void *arg)
+tether_client_call_async_raw(tether_client *c, const char *method, const void *req, size_t req_len,
+                             const tether_call_opts *opts, tether_reply_fn fn, void *arg)
 {
     tt_call_req rq;
-    if (fn == NULL || make_req(c, &rq, method, NULL, req, req_len, NULL, timeout_ms) != TETHER_OK) {
+    if (fn == NULL || make_req(c, &rq, method, NULL, req, req_len, NULL, opts) != TETHER_OK) {
         return TETHER_EINVAL;
     }
     if (!raw_ok(c)) {
         return TETHER_ENOTSUP;
     }
-    return c->ops->call_async(c, &rq, NULL, fn, arg);
+    return c->ops->call_async(c, &rq, opts != NULL ? opts->key : NULL, fn, arg);
 }

@@ -49,6 +49,6 @@ extern const ProtobufCMessageDescriptor tt_string_value_descriptor;
 tether_codec tt_client_codec_kind(const tether_client *c);
 /* client.c: a jsonrpc call with JSON text for params and result. */
 tether_err tt_client_call_json_text(tether_client *c, const char *method, const char *json_in,
-                                    char **json_out, uint32_t timeout_ms, char **errtext);
+                                    char **json_out, const tether_call_opts *opts, char **errtext);
 
 #endif

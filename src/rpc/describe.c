@@ -472,8 +472,8 @@ fail:
 /* tether_client_call_json                                                */
 
 tether_err
-tether_client_call_json(tether_client *c, const char *method, const char *json_in,
-                        char **json_out, uint32_t timeout_ms, char **errtext)
+tether_client_call_json(tether_client *c, const char *method, const char *json_in, char **json_out,
+                        const tether_call_opts *opts, char **errtext)
 {
     if (errtext != NULL) {
         *errtext = NULL;
@@ -487,7 +487,7 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
     }
     if (tt_client_codec_kind(c) == TETHER_CODEC_JSONRPC) {
         /* JSON in, JSON out: nothing to describe. */
-        return tt_client_call_json_text(c, method, json_in, json_out, timeout_ms, errtext);
+        return tt_client_call_json_text(c, method, json_in, json_out, opts, errtext);
     }
     /* Ask the server what the method's messages look like. */
     tt_strval q;
@@ -495,8 +495,9 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
     q.value = (char *)method;
     ProtobufCMessage *ans = NULL;
     char *etext = NULL;
-    tether_err rc = tether_client_call(c, TT_DESCRIBE_SERVICE ".Describe", &q.base,
-                                       &tt_string_value_descriptor, &ans, timeout_ms, &etext);
+    tether_err rc =
+        tether_client_call(c, TT_DESCRIBE_SERVICE ".Describe", &q.base, &tt_string_value_descriptor,
+                           &ans, TETHER_CALL_TIMEOUT(opts != NULL ? opts->timeout_ms : 0), &etext);
     if (rc != TETHER_OK) {
         if ((rc == TETHER_ENOSERVICE || rc == TETHER_ENOMETHOD) && etext != NULL &&
             strstr(etext, TT_DESCRIBE_SERVICE) != NULL) {
@@ -528,8 +529,8 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         json_decref(root);
         uint8_t *out = NULL;
         size_t out_len = 0;
-        rc = tether_client_call_raw(c, method, json_in, strlen(json_in), &out, &out_len,
-                                    timeout_ms, errtext);
+        rc = tether_client_call_raw(c, method, json_in, strlen(json_in), &out, &out_len, opts,
+                                    errtext);
         if (rc == TETHER_OK) {
             *json_out = tt_strndup((const char *)out, out_len);
             tether_free(out);
@@ -558,7 +559,7 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         return rc == TETHER_EBADREQUEST ? TETHER_EINVAL : rc;
     }
     ProtobufCMessage *reply = NULL;
-    rc = tether_client_call(c, method, req, &tout->d, &reply, timeout_ms, errtext);
+    rc = tether_client_call(c, method, req, &tout->d, &reply, opts, errtext);
     protobuf_c_message_free_unpacked(req, &tt_pb_allocator);
     if (rc == TETHER_OK) {
         tt_buf out = {0};

@@ -33,6 +33,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "codec/native/frame.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -67,6 +68,8 @@ typedef struct pending {
     uint8_t *data; /* reply bytes (copied) */
     size_t len;
     char *text;
+    tether_meta *trailers; /* one block: the array, then the strings */
+    size_t ntrailers;
     pthread_cond_t *cv; /* sync waiter, NULL for the sync reader itself */
 } pending;
 
@@ -211,8 +214,11 @@ outcome_clear(pending *p)
     }
     tt_free(p->data);
     tt_free(p->text);
+    tt_free(p->trailers);
     p->data = NULL;
     p->text = NULL;
+    p->trailers = NULL;
+    p->ntrailers = 0;
 }
 
 static void
@@ -239,8 +245,8 @@ set_events_locked(tt_engine *e, unsigned ev)
     if (e->fd < 0 || (e->registered && e->armed == ev) || (!e->registered && ev == 0)) {
         return;
     }
-    tether_err rc = e->registered ? tt_loop_mod(e->loop, &e->io, ev)
-                                  : tt_loop_add(e->loop, &e->io, ev);
+    tether_err rc =
+        e->registered ? tt_loop_mod(e->loop, &e->io, ev) : tt_loop_add(e->loop, &e->io, ev);
     if (rc == TETHER_OK) {
         e->registered = 1;
         e->armed = ev;
@@ -276,8 +282,8 @@ flush_locked(tt_engine *e)
         return; /* sent when the connect completes */
     }
     while (e->fd >= 0 && tt_buf_size(&e->out) > 0) {
-        ssize_t n = send(e->fd, tt_buf_head(&e->out), tt_buf_size(&e->out),
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(e->fd, tt_buf_head(&e->out), tt_buf_size(&e->out), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             tt_buf_consume(&e->out, (size_t)n);
             continue;
@@ -523,11 +529,53 @@ copy_bytes(const uint8_t *p, size_t n)
     return d;
 }
 
+/* The trailers of an answer as one block: the tether_meta array, then a
+ * copy of the context entries its strings point into (they are
+ * NUL-terminated there).  NULL with no trailers, or without memory (the
+ * answer itself still counts). */
+static tether_meta *
+trailers_copy(const uint8_t *ctx, size_t len, size_t *count)
+{
+    size_t n = 0;
+    size_t off = 0;
+    tt_ctx_entry e;
+    while (tt_ctx_next(ctx, len, &off, &e) == 1) {
+        n += e.tag == TT_CTX_META;
+    }
+    *count = 0;
+    if (n == 0) {
+        return NULL;
+    }
+    tether_meta *arr = tt_malloc(n * sizeof *arr + len);
+    if (arr == NULL) {
+        return NULL;
+    }
+    uint8_t *copy = (uint8_t *)(arr + n);
+    memcpy(copy, ctx, len);
+    off = 0;
+    size_t i = 0;
+    while (i < n && tt_ctx_next(copy, len, &off, &e) == 1) {
+        if (e.tag == TT_CTX_META) {
+            arr[i].key = e.key;
+            arr[i].value = e.value;
+            i++;
+        }
+    }
+    *count = n;
+    return arr;
+}
+
 /* Run an async call's callback (loop thread, no lock held). */
 static void
 run_callback(pending *p, const uint8_t *data, size_t len)
 {
-    tether_reply r = {.err = p->err, .errtext = p->text, .msg = p->msg, .data = data, .len = len};
+    tether_reply r = {.err = p->err,
+                      .errtext = p->text,
+                      .msg = p->msg,
+                      .data = data,
+                      .len = len,
+                      .trailers = p->trailers,
+                      .ntrailers = p->ntrailers};
     if (r.err != TETHER_OK) {
         r.data = NULL;
         r.len = 0;
@@ -549,6 +597,9 @@ dispatch(tt_engine *e, const tt_rpc_msg *m, pending *me)
         return;
     }
     /* p is out of the table: nobody else touches it until it is done. */
+    if (m->ctx_len > 0) {
+        p->trailers = trailers_copy(m->ctx, m->ctx_len, &p->ntrailers);
+    }
     if (m->status != TETHER_OK) {
         const char *t = m->errtext != NULL ? m->errtext : "";
         p->text = tt_strndup(t, m->errtext_len);
@@ -698,6 +749,17 @@ read_some(tt_engine *e, pending *me, int *got, int block)
     return rc;
 }
 
+/* Tell the server the caller gave up on seq, so its handler can stop
+ * (codecs that can say so; best effort: without memory it is not said). */
+static void
+queue_cancel_locked(tt_engine *e, uint64_t seq)
+{
+    if (e->ops->encode_cancel != NULL && e->fd >= 0 &&
+        atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_READY) {
+        e->ops->encode_cancel(e->enc, &e->out, seq);
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* The loop side                                                          */
 
@@ -747,11 +809,15 @@ on_call_timer(tt_timer *t)
     while ((top = tt_heap_top(&e->deadlines)) != NULL && top->key <= now) {
         pending *p = (pending *)((char *)top - offsetof(pending, dl));
         pend_remove(e, p);
+        queue_cancel_locked(e, p->seq);
         fail_locked(e, p, TETHER_ETIMEDOUT);
     }
     if (top != NULL) {
         tt_timer_arm(e->loop, &e->call_tmr, top->key);
     }
+    if (e->reader == READER_NONE) {
+        flush_locked(e);
+    } /* else the reader's arm_locked() flushes through the loop */
     pthread_mutex_unlock(&e->mu);
     run_completed(e);
 }
@@ -778,7 +844,8 @@ on_fd(tt_io *io, unsigned events)
 {
     tt_engine *e = (tt_engine *)((char *)io - offsetof(tt_engine, io));
     pthread_mutex_lock(&e->mu);
-    if (e->fd >= 0 && atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_CONNECTING) {
+    if (e->fd >= 0 &&
+        atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_CONNECTING) {
         /* The background connect ended, one way or the other. */
         tether_err rc = tt_sock_connect_result(e->fd);
         if (rc == TETHER_OK) {
@@ -1050,19 +1117,27 @@ lock_connected(tt_engine *e)
 static tether_err
 queue_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
 {
+    if (e->ops->encode_call != NULL) {
+        tt_call_ctx ctx = {.timeout_ms = rq->timeout_ms, .meta = rq->meta, .nmeta = rq->nmeta};
+        if (rq->msg == NULL && e->ops->encode_request_raw == NULL) {
+            return TETHER_ENOTSUP;
+        }
+        return e->ops->encode_call(e->enc, &e->out, seq, rq->method, rq->method_len, rq->msg,
+                                   rq->data, rq->len, &ctx);
+    }
     if (rq->msg != NULL) {
         return e->ops->encode_request(e->enc, &e->out, seq, rq->method, rq->method_len, rq->msg);
     }
     if (e->ops->encode_request_raw == NULL) {
         return TETHER_ENOTSUP;
     }
-    return e->ops->encode_request_raw(e->enc, &e->out, seq, rq->method, rq->method_len,
-                                      rq->data, rq->len);
+    return e->ops->encode_request_raw(e->enc, &e->out, seq, rq->method, rq->method_len, rq->data,
+                                      rq->len);
 }
 
 tether_err
-tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn,
-                     tether_client *owner, void *arg)
+tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn, tether_client *owner,
+                     void *arg)
 {
     tether_err rc = lock_connected(e);
     if (rc != TETHER_OK) {
@@ -1148,6 +1223,7 @@ sync_read_locked(tt_engine *e, pending *p, uint64_t deadline, uint32_t timeout_m
         pthread_mutex_lock(&e->mu);
         if (!p->done && r == 0 && tt_now_ns() >= deadline) {
             pend_remove(e, p);
+            queue_cancel_locked(e, p->seq);
             p->done = 1;
             p->err = TETHER_ETIMEDOUT;
         }
@@ -1208,11 +1284,16 @@ tt_engine_call(tt_engine *e, const tt_call_req *rq, tt_call_result *res)
         arm_locked(e);
         struct timespec ts = tt_timespec_ns(deadline);
         while (!p.done) {
-            if (pthread_cond_timedwait(&cv, &e->mu, &ts) == ETIMEDOUT && !p.done &&
-                p.in_table) {
+            if (pthread_cond_timedwait(&cv, &e->mu, &ts) == ETIMEDOUT && !p.done && p.in_table) {
                 /* Still in the table: nobody is completing it; a call a
                  * reader has taken is done in a moment. */
                 pend_remove(e, &p);
+                queue_cancel_locked(e, p.seq);
+                if (e->reader == READER_NONE) {
+                    flush_locked(e);
+                } else {
+                    arm_locked(e);
+                }
                 p.done = 1;
                 p.err = TETHER_ETIMEDOUT;
             }
@@ -1232,6 +1313,8 @@ tt_engine_call(tt_engine *e, const tt_call_req *rq, tt_call_result *res)
     res->data = p.data;
     res->len = p.len;
     res->text = p.text;
+    res->trailers = p.trailers;
+    res->ntrailers = p.ntrailers;
     return p.err;
 }
 
@@ -1243,5 +1326,6 @@ tt_call_result_clear(tt_call_result *res)
     }
     tt_free(res->data);
     tt_free(res->text);
+    tt_free(res->trailers);
     memset(res, 0, sizeof *res);
 }

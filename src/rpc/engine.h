@@ -53,7 +53,9 @@ typedef struct tt_call_req {
     const void *data;
     size_t len;
     const ProtobufCMessageDescriptor *desc;
-    uint32_t timeout_ms; /* > 0 */
+    uint32_t timeout_ms;     /* > 0 */
+    const tether_meta *meta; /* request metadata (codecs that carry it) */
+    size_t nmeta;
 } tt_call_req;
 
 /* A synchronous call's outcome; the caller owns and frees what it holds
@@ -63,9 +65,10 @@ typedef struct tt_call_result {
     ProtobufCMessage *msg; /* typed replies */
     uint8_t *data;         /* reply bytes (desc NULL), NUL-terminated */
     size_t len;
-    char *text; /* the server's error text, or why the reply did not decode */
+    char *text;            /* the server's error text, or why the reply did not decode */
+    tether_meta *trailers; /* reply trailers: one block (array and strings) */
+    size_t ntrailers;
 } tt_call_result;
-
 
 /* tt_engine_create - an engine for addr, not connected yet.  Errors:
  * TETHER_ENOMEM, TETHER_ESYSERR|errno (the pool's threads). */

@@ -25,9 +25,10 @@
 
 #include "codec/native/frame.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/list.h"
-#include "core/thread.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "rpc/server_int.h"
 
 /* Unsent output above which a connection's reading pauses, and below which
@@ -40,6 +41,7 @@ static __thread iothr *tls_thr; /* the I/O thread running on this thread */
 
 static void conn_close(conn *c);
 static void call_finish(struct tether_call *call);
+static void call_cancel_notify(struct tether_call *call, tether_err why);
 
 /* ---------------------------------------------------------------------- */
 /* Setup                                                                  */
@@ -53,13 +55,13 @@ tether_server_config_init(tether_server_config *cfg)
     cfg->worker_threads = 4;
     cfg->max_frame_size = 16u * 1024 * 1024;
     cfg->max_inflight_per_conn = 4096;
+    cfg->max_metadata_size = 8192;
     cfg->max_connections = 65536;
     cfg->drain_timeout_ms = 10000;
     cfg->grace_ms = 0;
 }
 
-static void __attribute__((format(printf, 2, 3)))
-set_err(tether_server *srv, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) set_err(tether_server *srv, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -101,8 +103,12 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
             srv->cfg.drain_timeout_ms = cfg->drain_timeout_ms;
         }
         srv->cfg.grace_ms = cfg->grace_ms;
+        if (cfg->max_metadata_size > 0) {
+            srv->cfg.max_metadata_size = cfg->max_metadata_size;
+        }
     }
-    if (srv->cfg.max_frame_size < TT_FRAME_HDR + TT_FRAME_MAX_NAME || srv->cfg.io_threads > 256) {
+    if (srv->cfg.max_frame_size < TT_FRAME_HDR + TT_FRAME_MAX_NAME || srv->cfg.io_threads > 256 ||
+        srv->cfg.max_metadata_size > TT_CTX_MAX) {
         tt_free(srv);
         return TETHER_EINVAL;
     }
@@ -438,9 +444,9 @@ mark_dirty(conn *c)
     }
 }
 
-static tether_err encode_answer(tt_buf *out, iothr *t, uint64_t seq, uint8_t type,
-                                uint32_t status, const ProtobufCMessage *msg, const void *data,
-                                size_t len);
+static tether_err encode_answer(tt_buf *out, iothr *t, const tt_buf *trailers, uint64_t seq,
+                                uint8_t type, uint32_t status, const ProtobufCMessage *msg,
+                                const void *data, size_t len);
 
 /* Append one frame with a text body (error frames and control frames). */
 static void
@@ -450,7 +456,7 @@ write_frame(conn *c, uint8_t type, uint64_t seq, uint32_t status, const char *te
         return;
     }
     /* Without memory the frame is lost and the caller times out. */
-    if (encode_answer(&c->out, c->t, seq, type, status, NULL, text,
+    if (encode_answer(&c->out, c->t, NULL, seq, type, status, NULL, text,
                       text != NULL ? strlen(text) : 0) == TETHER_OK) {
         mark_dirty(c);
     }
@@ -553,6 +559,10 @@ conn_close(conn *c)
     }
     iothr *t = c->t;
     c->closed = 1;
+    /* Nobody waits for the answers any more: tell the handlers. */
+    for (struct tether_call *call = c->calls; call != NULL; call = call->next) {
+        call_cancel_notify(call, TETHER_ECANCELED);
+    }
     tt_loop_del(&t->loop, &c->io);
     close(c->io.fd);
     c->io.fd = -1;
@@ -583,8 +593,8 @@ conn_fail(conn *c, tether_err code, const char *why)
         write_frame(c, TT_FRAME_ERROR, 0, (uint32_t)code, why);
     }
     if (tt_buf_size(&c->out) > 0) {
-        ssize_t n = send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out),
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)n;
     }
     conn_close(c);
@@ -621,6 +631,14 @@ call_alloc(conn *c, const method_ent *m, uint64_t seq)
     call->body = NULL;
     call->body_len = 0;
     call->canceled = 0;
+    call->deadline_ns = 0;
+    call->ctx = NULL;
+    call->ctx_len = 0;
+    call->ctx_heap = 0;
+    call->trailers.off = call->trailers.len = 0;
+    atomic_store_explicit(&call->cstate, CST_NONE, memory_order_relaxed);
+    call->cancel_fn = NULL;
+    tt_timer_init(&call->dl_tmr, NULL);
     return call;
 }
 
@@ -662,8 +680,8 @@ static void
 call_release_body(struct tether_call *call)
 {
     if (call->req != NULL) {
-        protobuf_c_message_free_unpacked(call->req, call->req_in_arena ? &call->pb_alloc
-                                                                       : &tt_pb_allocator);
+        protobuf_c_message_free_unpacked(call->req,
+                                         call->req_in_arena ? &call->pb_alloc : &tt_pb_allocator);
         call->req = NULL;
     }
     call->req_in_arena = 0;
@@ -672,6 +690,12 @@ call_release_body(struct tether_call *call)
         tt_free(call->body);
     }
     call->body = NULL;
+    if (call->ctx_heap) {
+        tt_free((void *)call->ctx);
+    }
+    call->ctx = NULL;
+    call->ctx_len = 0;
+    call->ctx_heap = 0;
 }
 
 /* Free a call that can no longer reach its thread (the server stopped). */
@@ -682,6 +706,7 @@ call_drop_dead(struct tether_call *call)
     int gref = call->gref;
     call_release_body(call);
     tt_buf_free(&call->ans);
+    tt_buf_free(&call->trailers);
     tt_free(call);
     if (gref && atomic_fetch_sub(&g->refs, 1) == 1) {
         pthread_mutex_destroy(&g->mu);
@@ -699,6 +724,9 @@ call_finish(struct tether_call *call)
     TT_DLIST_REMOVE(&c->calls, call);
     c->inflight--;
     bump(&t->st_completed);
+    if (tt_timer_armed(&call->dl_tmr)) {
+        tt_timer_cancel(&t->loop, &call->dl_tmr);
+    }
     long left = atomic_load_explicit(&t->inflight, memory_order_relaxed) - 1;
     atomic_store_explicit(&t->inflight, left, memory_order_relaxed);
     if (left == 0 && atomic_load(&t->srv->state) == SRV_DRAINING) {
@@ -718,12 +746,16 @@ call_finish(struct tether_call *call)
         if (call->ans.cap > TT_IOBUF) {
             tt_buf_free(&call->ans);
         }
+        if (call->trailers.cap > 1024) {
+            tt_buf_free(&call->trailers);
+        }
         call->ans.off = call->ans.len = 0;
         call->next = t->free_calls;
         t->free_calls = call;
         t->nfree_calls++;
     } else {
         tt_buf_free(&call->ans);
+        tt_buf_free(&call->trailers);
         tt_free(call);
     }
     conn_unref(c);
@@ -736,7 +768,8 @@ call_finish(struct tether_call *call)
 static void
 answer_home(tt_task *task)
 {
-    struct tether_call *call = (struct tether_call *)((char *)task - offsetof(struct tether_call, task));
+    struct tether_call *call =
+        (struct tether_call *)((char *)task - offsetof(struct tether_call, task));
     conn *c = call->c;
     if (!c->closed && !call->canceled && c->codec != NULL) {
         tt_server_codec_answer_home(call); /* re-encoded with the conn's codec */
@@ -751,25 +784,34 @@ answer_home(tt_task *task)
 }
 
 /* Build an answer frame into out: its body is msg packed (len is then its
- * packed size, already computed by the caller) or the len bytes at data.
- * t: the I/O thread whose spare buffers may be used, or NULL. */
+ * packed size, already computed by the caller) or the len bytes at data;
+ * trailers (if any) go in its context section.  t: the I/O thread whose
+ * spare buffers may be used, or NULL. */
 static tether_err
-encode_answer(tt_buf *out, iothr *t, uint64_t seq, uint8_t type, uint32_t status,
-              const ProtobufCMessage *msg, const void *data, size_t len)
+encode_answer(tt_buf *out, iothr *t, const tt_buf *trailers, uint64_t seq, uint8_t type,
+              uint32_t status, const ProtobufCMessage *msg, const void *data, size_t len)
 {
-    tether_err rc = t != NULL ? buf_prepare(t, out, TT_FRAME_HDR + len)
-                              : tt_buf_reserve(out, TT_FRAME_HDR + len);
+    size_t tl = trailers != NULL ? tt_buf_size(trailers) : 0;
+    size_t extra = tl > 0 ? 4 + tl : 0;
+    tether_err rc = t != NULL ? buf_prepare(t, out, TT_FRAME_HDR + extra + len)
+                              : tt_buf_reserve(out, TT_FRAME_HDR + extra + len);
     if (rc != TETHER_OK) {
         return rc;
     }
     uint8_t *p = out->data + out->len;
-    tt_frame_put_header(p, type, seq, status, 0, len);
-    if (msg != NULL) {
-        protobuf_c_message_pack(msg, p + TT_FRAME_HDR);
-    } else if (len > 0) {
-        memcpy(p + TT_FRAME_HDR, data, len);
+    if (tl > 0) {
+        tt_frame_put_header_ctx(p, type, seq, status, 0, tl, len);
+        memcpy(p + TT_FRAME_HDR + 4, tt_buf_head(trailers), tl);
+    } else {
+        tt_frame_put_header(p, type, seq, status, 0, len);
     }
-    out->len += TT_FRAME_HDR + len;
+    uint8_t *body = p + TT_FRAME_HDR + extra;
+    if (msg != NULL) {
+        protobuf_c_message_pack(msg, body);
+    } else if (len > 0) {
+        memcpy(body, data, len);
+    }
+    out->len += TT_FRAME_HDR + extra + len;
     return TETHER_OK;
 }
 
@@ -781,6 +823,8 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
     tether_err rc = TETHER_OK;
     /* Only call fields here: off the I/O thread the server may be gone. */
     size_t max = call->max_frame;
+    size_t over =
+        TT_FRAME_HDR + (tt_buf_size(&call->trailers) > 0 ? 4 + tt_buf_size(&call->trailers) : 0);
     if (type == TT_FRAME_REPLY) {
         if (msg != NULL && call->out_desc != NULL && msg->descriptor != call->out_desc) {
             type = TT_FRAME_ERROR;
@@ -793,7 +837,7 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
             if (msg != NULL) {
                 len = protobuf_c_message_get_packed_size(msg); /* once per answer */
             }
-            if (TT_FRAME_HDR + len > max) {
+            if (over + len > max) {
                 type = TT_FRAME_ERROR;
                 status = TETHER_EMSGSIZE;
                 data = "rpc: reply larger than the frame limit";
@@ -802,8 +846,13 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
                 rc = TETHER_EMSGSIZE;
             }
         }
-    } else if (TT_FRAME_HDR + len > max) {
-        len = max - TT_FRAME_HDR; /* error texts are cut, never refused */
+    }
+    if (type == TT_FRAME_ERROR && over + len > max) {
+        /* Error texts are cut, never refused; trailers go first. */
+        call->trailers.off = call->trailers.len = 0;
+        if (TT_FRAME_HDR + len > max) {
+            len = max - TT_FRAME_HDR;
+        }
     }
     iothr *t = call->t;
     if (tls_thr == t) {
@@ -814,11 +863,11 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
                 bump(&t->st_failed);
             }
             if (c->codec != NULL) {
-                tether_err crc = tt_server_codec_answer(call, type == TT_FRAME_ERROR, status, msg,
-                                                        data, len);
+                tether_err crc =
+                    tt_server_codec_answer(call, type == TT_FRAME_ERROR, status, msg, data, len);
                 rc = crc != TETHER_OK ? crc : rc;
-            } else if (encode_answer(&c->out, t, call->seq, type, status, msg, data, len) !=
-                       TETHER_OK) {
+            } else if (encode_answer(&c->out, t, &call->trailers, call->seq, type, status, msg,
+                                     data, len) != TETHER_OK) {
                 rc = TETHER_ENOMEM;
             }
             mark_dirty(c);
@@ -828,7 +877,8 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
     }
     /* Another thread: build the frame here, then send the call home. */
     call->ans.off = call->ans.len = 0;
-    if (encode_answer(&call->ans, NULL, call->seq, type, status, msg, data, len) != TETHER_OK) {
+    if (encode_answer(&call->ans, NULL, &call->trailers, call->seq, type, status, msg, data, len) !=
+        TETHER_OK) {
         rc = TETHER_ENOMEM;
         call->ans.off = call->ans.len = 0;
     }
@@ -880,10 +930,213 @@ tether_call_fail(tether_call *call, const char *msg)
     return call_answer(call, TT_FRAME_ERROR, TETHER_EREMOTE, NULL, msg, strlen(msg));
 }
 
+tether_err
+tether_call_fail_code(tether_call *call, tether_err code, const char *text)
+{
+    if (call == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (code == TETHER_OK || (unsigned)code >= TETHER_ESYSERR || tether_err_name(code)[0] == '?') {
+        call_answer(call, TT_FRAME_ERROR, TETHER_EINTERNAL, NULL,
+                    "rpc: handler failed with an invalid code",
+                    strlen("rpc: handler failed with an invalid code"));
+        return TETHER_EINVAL;
+    }
+    if (text == NULL) {
+        text = tether_strerror(code);
+    }
+    return call_answer(call, TT_FRAME_ERROR, (uint32_t)code, NULL, text, strlen(text));
+}
+
 const char *
 tether_call_method(const tether_call *call)
 {
     return call != NULL ? call->m->name : "";
+}
+
+uint64_t
+tether_call_deadline(const tether_call *call)
+{
+    if (call == NULL || call->deadline_ns == 0) {
+        return 0;
+    }
+    return call->deadline_ns / 1000000ull;
+}
+
+tether_err
+tether_call_canceled(const tether_call *call)
+{
+    if (call == NULL) {
+        return TETHER_EINVAL;
+    }
+    int st = atomic_load_explicit(&((struct tether_call *)call)->cstate, memory_order_acquire);
+    return st > CST_FN ? (tether_err)st : TETHER_OK;
+}
+
+tether_err
+tether_call_on_cancel(tether_call *call, tether_cancel_fn fn, void *arg)
+{
+    if (call == NULL || fn == NULL) {
+        return TETHER_EINVAL;
+    }
+    int expect = CST_NONE;
+    int cur = atomic_load_explicit(&call->cstate, memory_order_acquire);
+    if (cur == CST_FN) {
+        return TETHER_ESTATE;
+    }
+    if (cur > CST_FN) {
+        return (tether_err)cur;
+    }
+    call->cancel_fn = fn;
+    call->cancel_arg = arg;
+    /* Publishes fn and arg; fails only if a cancel came meanwhile. */
+    if (!atomic_compare_exchange_strong_explicit(&call->cstate, &expect, CST_FN,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        return expect > CST_FN ? (tether_err)expect : TETHER_ESTATE;
+    }
+    return TETHER_OK;
+}
+
+/* Mark call canceled for why and tell its handler (on the I/O thread).
+ * The first reason wins; the callback runs at most once. */
+static void
+call_cancel_notify(struct tether_call *call, tether_err why)
+{
+    int cur = atomic_load_explicit(&call->cstate, memory_order_acquire);
+    while (cur <= CST_FN) {
+        if (atomic_compare_exchange_weak_explicit(&call->cstate, &cur, (int)why,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            if (cur == CST_FN) {
+                call->cancel_fn(call, why, call->cancel_arg);
+            }
+            return;
+        }
+    }
+}
+
+/* Cancel an open call on its I/O thread: answer the caller now with code
+ * (unless it gave up itself: answer_caller 0), drop the handler's answer
+ * when it comes, and tell the handler. */
+static void
+call_cancel(struct tether_call *call, tether_err why, int answer_caller, const char *text)
+{
+    conn *c = call->c;
+    if (call->canceled) {
+        return;
+    }
+    call->canceled = 1;
+    if (answer_caller && !c->closed) {
+        if (c->codec != NULL) {
+            tt_server_codec_error(c, call->seq, call->m->name, call->m->name_len, why, text);
+        } else {
+            write_error(c, call->seq, why, text);
+        }
+    }
+    call_cancel_notify(call, why);
+}
+
+static void
+on_deadline(tt_timer *tm)
+{
+    struct tether_call *call =
+        (struct tether_call *)((char *)tm - offsetof(struct tether_call, dl_tmr));
+    call_cancel(call, TETHER_ETIMEDOUT, 1, "rpc: deadline exceeded");
+}
+
+/* Walk call's request metadata: the i-th META entry (counting from 0), or
+ * the first with key when key is not NULL.  1 found, 0 not. */
+static int
+meta_find(const struct tether_call *call, size_t i, const char *key, tt_ctx_entry *out)
+{
+    size_t off = 0;
+    size_t n = 0;
+    tt_ctx_entry e;
+    while (tt_ctx_next(call->ctx, call->ctx_len, &off, &e) == 1) {
+        if (e.tag != TT_CTX_META) {
+            continue;
+        }
+        if (key != NULL ? strcmp(e.key, key) == 0 : n == i) {
+            *out = e;
+            return 1;
+        }
+        n++;
+    }
+    return 0;
+}
+
+const char *
+tether_call_get_meta(const tether_call *call, const char *key)
+{
+    tt_ctx_entry e;
+    if (call == NULL || key == NULL || !meta_find(call, 0, key, &e)) {
+        return NULL;
+    }
+    return e.value;
+}
+
+size_t
+tether_call_meta_count(const tether_call *call)
+{
+    size_t n = 0;
+    size_t off = 0;
+    tt_ctx_entry e;
+    while (call != NULL && tt_ctx_next(call->ctx, call->ctx_len, &off, &e) == 1) {
+        n += e.tag == TT_CTX_META;
+    }
+    return n;
+}
+
+tether_err
+tether_call_meta_at(const tether_call *call, size_t i, tether_meta *out)
+{
+    tt_ctx_entry e;
+    if (call == NULL || out == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (!meta_find(call, i, NULL, &e)) {
+        return TETHER_ENOENT;
+    }
+    out->key = e.key;
+    out->value = e.value;
+    return TETHER_OK;
+}
+
+tether_err
+tether_call_set_trailer(tether_call *call, const char *key, const char *value)
+{
+    if (call == NULL || key == NULL || key[0] == '\0' || value == NULL) {
+        return TETHER_EINVAL;
+    }
+    size_t kl = strlen(key);
+    size_t vl = strlen(value);
+    size_t need = tt_ctx_size_meta(kl, vl);
+    if (need - 3 > 0xffff || tt_buf_size(&call->trailers) + need > call->max_meta) {
+        return TETHER_ELIMIT;
+    }
+    tether_err rc = tt_buf_reserve(&call->trailers, need);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    call->trailers.len +=
+        tt_ctx_put_meta(call->trailers.data + call->trailers.len, key, kl, value, vl);
+    return TETHER_OK;
+}
+
+tether_err
+tether_call_get_peer(const tether_call *call, char *buf, size_t len)
+{
+    if (call == NULL || buf == NULL) {
+        return TETHER_EINVAL;
+    }
+    const tt_addr *a = &call->c->peer;
+    if (a->ss.ss_family == AF_UNIX) {
+        if (len < 6) {
+            return TETHER_EMSGSIZE;
+        }
+        memcpy(buf, "unix:", 6);
+        return TETHER_OK;
+    }
+    return tt_addr_format(a, buf, len);
 }
 
 /* Shared with server_codec.c (see server_int.h). */
@@ -927,7 +1180,8 @@ tt_server_call_unused(iothr *t, struct tether_call *call)
 static void
 run_on_worker(tt_task *task)
 {
-    struct tether_call *call = (struct tether_call *)((char *)task - offsetof(struct tether_call, task));
+    struct tether_call *call =
+        (struct tether_call *)((char *)task - offsetof(struct tether_call, task));
     const method_ent *m = call->m;
     if (m->md != NULL) {
         m->fn(call, call->req, m->arg);
@@ -974,18 +1228,24 @@ call_launch(conn *c, struct tether_call *call)
     iothr *t = c->t;
     const method_ent *m = call->m;
     call->max_frame = t->srv->cfg.max_frame_size;
+    call->max_meta = t->srv->cfg.max_metadata_size;
     call->out_desc = m->md != NULL ? m->md->output : NULL;
     /* In flight from here: linked to the connection, counted. */
     TT_DLIST_PUSH(&c->calls, call);
     c->refs++;
     c->inflight++;
-    atomic_store_explicit(&t->inflight, atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
+    atomic_store_explicit(&t->inflight,
+                          atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     if (m->flags & TETHER_METHOD_BLOCKING) {
         /* Leaves the thread: the gate must outlive the server for it. */
         atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
         call->gref = 1;
         call->task.fn = run_on_worker;
+        if (call->deadline_ns != 0) {
+            call->dl_tmr.fn = on_deadline;
+            tt_timer_arm(&t->loop, &call->dl_tmr, call->deadline_ns);
+        }
         tt_pool_submit(t->srv->pool, &call->task);
         return;
     }
@@ -1003,8 +1263,71 @@ call_launch(conn *c, struct tether_call *call)
     if (!t->inline_done) {
         atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
         call->gref = 1;
+        /* Open past its handler: now the deadline needs a timer (an inline
+         * answer, the common case, never pays for one). */
+        if (call->deadline_ns != 0) {
+            call->dl_tmr.fn = on_deadline;
+            tt_timer_arm(&t->loop, &call->dl_tmr, call->deadline_ns);
+        }
     }
     t->inline_call = NULL;
+}
+
+/* Read a request's context: the deadline, and the metadata, which is
+ * kept with the call (in its arena when it fits, so a call with a few
+ * small pairs allocates nothing) until it is answered.  A malformed or
+ * oversized context fails this call only: the framing is intact. */
+static tether_err
+call_take_ctx(conn *c, struct tether_call *call, const tt_frame *f)
+{
+    tether_server *srv = c->t->srv;
+    if (f->ctx_len > srv->cfg.max_metadata_size) {
+        char text[128];
+        snprintf(text, sizeof text,
+                 "rpc: request metadata of %zu bytes is over the server's limit of %u", f->ctx_len,
+                 (unsigned)srv->cfg.max_metadata_size);
+        write_error(c, f->seq, TETHER_ELIMIT, text);
+        return TETHER_ELIMIT;
+    }
+    size_t off = 0;
+    int has_meta = 0;
+    tt_ctx_entry e;
+    int r;
+    while ((r = tt_ctx_next(f->ctx, f->ctx_len, &off, &e)) == 1) {
+        if (e.tag == TT_CTX_DEADLINE) {
+            uint32_t ms = tt_get_le32(e.val);
+            if (c->t->now_ns == 0) {
+                c->t->now_ns = tt_now_ns();
+            }
+            call->deadline_ns = c->t->now_ns + (uint64_t)(ms > 0 ? ms : 1) * 1000000ull;
+        } else if (e.tag == TT_CTX_META) {
+            has_meta = 1;
+        }
+    }
+    if (r < 0) {
+        write_error(c, f->seq, TETHER_EBADREQUEST, "rpc: malformed call context");
+        return TETHER_EBADREQUEST;
+    }
+    if (!has_meta) {
+        return TETHER_OK;
+    }
+    uint8_t *copy;
+    size_t need = (f->ctx_len + 15) & ~(size_t)15;
+    if (need <= sizeof call->arena / 2) {
+        copy = call->arena + call->arena_off;
+        call->arena_off += need;
+    } else {
+        copy = tt_malloc(f->ctx_len);
+        if (copy == NULL) {
+            write_error(c, f->seq, TETHER_ENOMEM, "rpc: server out of memory");
+            return TETHER_ENOMEM;
+        }
+        call->ctx_heap = 1;
+    }
+    memcpy(copy, f->ctx, f->ctx_len);
+    call->ctx = copy;
+    call->ctx_len = f->ctx_len;
+    return TETHER_OK;
 }
 
 static void
@@ -1032,6 +1355,10 @@ start_call(conn *c, const tt_frame *f)
         write_error(c, f->seq, TETHER_ENOMEM, "rpc: server out of memory");
         return;
     }
+    if (f->ctx_len > 0 && call_take_ctx(c, call, f) != TETHER_OK) {
+        call_unused(t, call);
+        return;
+    }
     if (m->md != NULL) {
         call->pb_alloc.alloc = arena_alloc;
         call->pb_alloc.free = arena_free;
@@ -1043,6 +1370,7 @@ start_call(conn *c, const tt_frame *f)
             snprintf(text, sizeof text, "rpc: cannot decode request for %s as %s", m->name,
                      m->md->input->name);
             write_error(c, f->seq, TETHER_EBADREQUEST, text);
+            call_release_body(call);
             call_unused(t, call);
             return;
         }
@@ -1052,6 +1380,7 @@ start_call(conn *c, const tt_frame *f)
         call->body = f->body_len <= sizeof call->small ? call->small : tt_malloc(f->body_len);
         if (call->body == NULL) {
             write_error(c, f->seq, TETHER_ENOMEM, "rpc: server out of memory");
+            call_release_body(call);
             call_unused(t, call);
             return;
         }
@@ -1079,9 +1408,17 @@ handle_frame(conn *c, const tt_frame *f)
         write_frame(c, TT_FRAME_PONG, f->seq, 0, NULL);
         break;
     case TT_FRAME_PONG:
+        break;
     case TT_FRAME_CANCEL:
-        /* Cancel is advisory: a running handler is not interrupted, and its
-         * answer is still sent (the client ignores it). */
+        /* The caller gave up: tell the handler, drop its answer.  Calls in
+         * flight per connection are few (bounded by max_inflight_per_conn)
+         * and cancels rare, so a walk of the list is enough. */
+        for (struct tether_call *call = c->calls; call != NULL; call = call->next) {
+            if (call->seq == f->seq) {
+                call_cancel(call, TETHER_ECANCELED, 0, NULL);
+                break;
+            }
+        }
         break;
     default:
         conn_fail(c, TETHER_EPROTO, "rpc: unexpected frame type from client");
@@ -1104,6 +1441,15 @@ process(conn *c, const uint8_t *p, size_t n)
     if (!c->preface_ok) {
         size_t k = n < TT_PREFACE_LEN ? n : TT_PREFACE_LEN;
         if (memcmp(p, TT_PREFACE, k) != 0) {
+            if (k == TT_PREFACE_LEN && memcmp(p, TT_PREFACE, TT_PREFACE_LEN - 1) == 0) {
+                char why[128];
+                snprintf(why, sizeof why,
+                         "rpc: tether protocol version %u is not supported: this server "
+                         "speaks version %u (update the client)",
+                         (unsigned)p[TT_PREFACE_LEN - 1], (unsigned)TT_PROTOCOL_VERSION);
+                conn_fail(c, TETHER_EPROTO, why);
+                return n;
+            }
             conn_fail(c, TETHER_EPROTO, "rpc: not a tether stream (bad preface)");
             return n;
         }
@@ -1145,6 +1491,7 @@ process(conn *c, const uint8_t *p, size_t n)
 static void
 conn_read(conn *c)
 {
+    c->t->now_ns = 0; /* read once per batch, by the first deadline */
     iothr *t = c->t;
     if (tt_buf_size(&c->in) > 0) {
         /* Continue a partial frame: read straight into its buffer, sized
@@ -1221,7 +1568,7 @@ on_conn(tt_io *io, unsigned events)
 /* Make fd a connection of thread t (on t).  t->nconns was already counted
  * for it by whoever chose t. */
 static void
-conn_adopt(iothr *t, int fd)
+conn_adopt(iothr *t, int fd, const tt_addr *peer)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1231,6 +1578,7 @@ conn_adopt(iothr *t, int fd)
         c->io.cb = on_conn;
         c->t = t;
         c->refs = 1;
+        c->peer = *peer;
     }
     if (c == NULL || tt_loop_add(&t->loop, &c->io, TT_EV_READ) != TETHER_OK) {
         close(fd);
@@ -1249,6 +1597,7 @@ conn_adopt(iothr *t, int fd)
 struct adopt {
     tt_task task; /* first: the task pointer is the struct's */
     int fd;
+    tt_addr peer;
 };
 
 static void
@@ -1262,7 +1611,7 @@ adopt_task(tt_task *task)
             atomic_fetch_sub(&t->nconns, 1);
         }
     } else {
-        conn_adopt(t, a->fd);
+        conn_adopt(t, a->fd, &a->peer);
     }
     tt_free(a);
 }
@@ -1292,7 +1641,10 @@ on_listener(tt_io *io, unsigned events)
     tether_server *srv = t->srv;
     /* Take a bounded batch so one busy listener cannot starve the rest. */
     for (int i = 0; i < 64 && t->accepting; i++) {
-        int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        tt_addr peer;
+        peer.len = sizeof peer.ss;
+        int fd =
+            accept4(io->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
                 tt_log(TETHER_LOG_WARN, "accept: out of file descriptors");
@@ -1321,10 +1673,11 @@ on_listener(tt_io *io, unsigned events)
         /* Counted at once, so the next accept of this batch sees it. */
         atomic_fetch_add(&dst->nconns, 1);
         if (a == NULL) {
-            conn_adopt(t, fd);
+            conn_adopt(t, fd, &peer);
             continue;
         }
         a->fd = fd;
+        a->peer = peer;
         a->task.fn = adopt_task;
         tt_loop_post(&dst->loop, &a->task);
     }
@@ -1333,7 +1686,7 @@ on_listener(tt_io *io, unsigned events)
 /* ---------------------------------------------------------------------- */
 /* Tasks posted by the stop sequence (drain.c)                            */
 
-#define TASK_THR(task, field) ((iothr *)((char *)(task) - offsetof(iothr, field)))
+#define TASK_THR(task, field) ((iothr *)((char *)(task)-offsetof(iothr, field)))
 
 static void
 task_goaway(tt_task *task)
@@ -1363,16 +1716,8 @@ task_cancel(tt_task *task)
     iothr *t = TASK_THR(task, t_cancel);
     for (conn *c = t->conns; c != NULL; c = c->next) {
         for (struct tether_call *call = c->calls; call != NULL; call = call->next) {
-            if (!call->canceled) {
-                call->canceled = 1;
-                const char *why = "rpc: call canceled: the server stopped before it finished";
-                if (c->codec != NULL) {
-                    tt_server_codec_error(c, call->seq, call->m->name, call->m->name_len,
-                                          TETHER_ECANCELED, why);
-                } else {
-                    write_error(c, call->seq, TETHER_ECANCELED, why);
-                }
-            }
+            call_cancel(call, TETHER_ECANCELED, 1,
+                        "rpc: call canceled: the server stopped before it finished");
         }
     }
 }

@@ -58,8 +58,8 @@ typedef struct conn {
      * the first bytes (NULL: native, or not known yet) and its state. */
     const struct tt_codec_ops *codec;
     void *cstate;
-    int paused;      /* EPOLLIN off: too much unsent output */
-    int zombie;      /* closed with calls in flight: on the thread's zombie list */
+    int paused; /* reading off: too much unsent output */
+    int zombie; /* closed with calls in flight: on the thread's zombie list */
     int goaway_sent;
     int in_dirty;
     size_t need;     /* bytes the partial frame in 'in' needs */
@@ -70,6 +70,7 @@ typedef struct conn {
     struct conn *prev, *next;  /* thread's list of open connections */
     struct conn *dirty_next;   /* thread's list of connections to flush */
     struct conn *reap_next;    /* thread's list of connections to free */
+    tt_addr peer;              /* the client's address, from accept() */
 } conn;
 
 struct tether_call {
@@ -82,14 +83,29 @@ struct tether_call {
     ProtobufCMessage *req;
     uint8_t *body;     /* raw methods: the request bytes */
     size_t body_len;
-    int canceled;      /* answered ECANCELED at the drain deadline */
-    tt_task task;      /* worker pool job, then the answer's trip home */
-    tt_buf ans;        /* an answer built off the I/O thread */
+    int canceled; /* already answered with an error (drain end, deadline,
+                   * client cancel): the handler's answer is dropped */
+    /* The per-call context (native protocol v2). */
+    uint64_t deadline_ns; /* monotonic; 0: the caller sent none */
+    tt_timer dl_tmr;      /* armed while the call is open past its handler */
+    const uint8_t *ctx;   /* request context entries (metadata) */
+    size_t ctx_len;
+    int ctx_heap;    /* ctx was allocated (else it is in the arena) */
+    tt_buf trailers; /* reply trailers, encoded as context entries */
+    /* Cancel as the handler sees it: CST_NONE, CST_FN (a callback is
+     * set), or the tether_err that canceled it.  Changed with CAS so the
+     * callback runs at most once, and never after a failed set. */
+    _Atomic int cstate;
+    tether_cancel_fn cancel_fn;
+    void *cancel_arg;
+    tt_task task;                    /* worker pool job, then the answer's trip home */
+    tt_buf ans;                      /* an answer built off the I/O thread */
     struct tether_call *prev, *next; /* conn's calls in flight / free list */
     uint8_t small[64]; /* small raw request bodies live here */
     /* Copied at launch so that an answer from another thread never reads
      * server memory (the server may be gone by then: see gate). */
     size_t max_frame;
+    size_t max_meta;
     const ProtobufCMessageDescriptor *out_desc;
     /* The call holds a gate reference: it left the I/O thread's hands
      * (worker pool, or a handler that returned without answering). */
@@ -107,7 +123,8 @@ typedef struct iothr {
     int idx;
     pthread_t tid;
     tt_loop loop;
-    tt_io *lios;    /* one per listener */
+    uint64_t now_ns; /* time of the latest read, for deadlines set during it */
+    tt_io *lios;     /* one per listener */
     int accepting;
     int stop;
     conn *conns;
@@ -172,6 +189,10 @@ struct tether_server {
 };
 
 #define TT_IOBUF (64 * 1024)
+
+/* cstate values besides a tether_err (all of which are > 1). */
+#define CST_NONE 0
+#define CST_FN 1
 
 /* drain.c: the control thread that runs the stop sequence. */
 void *tt_server_control_main(void *arg);

@@ -503,7 +503,7 @@ h_add(tether_client *c, int64_t a, int64_t b)
     char *errtext = NULL;
     tether_err e = tether_client_call(c, "Calculator.Add", &args.base,
                                       &google__protobuf__int64_value__descriptor, &reply,
-                                      H_CALL_MS, &errtext);
+                                      TETHER_CALL_TIMEOUT(H_CALL_MS), &errtext);
     if (e != TETHER_OK) {
         fail_msg("Calculator.Add: %s (%s)", tether_err_name(e), errtext ? errtext : "");
     }
@@ -518,7 +518,8 @@ h_raw_u32(tether_client *c, const char *method)
     uint8_t *out = NULL;
     size_t len = 0;
     char *errtext = NULL;
-    tether_err e = tether_client_call_raw(c, method, "", 0, &out, &len, H_CALL_MS, &errtext);
+    tether_err e = tether_client_call_raw(c, method, "", 0, &out, &len,
+                                          TETHER_CALL_TIMEOUT(H_CALL_MS), &errtext);
     if (e != TETHER_OK) {
         fail_msg("%s: %s (%s)", method, tether_err_name(e), errtext ? errtext : "");
     }

@@ -159,7 +159,10 @@ int64_t h_add(tether_client *c, int64_t a, int64_t b);
 uint32_t h_raw_u32(tether_client *c, const char *method);
 
 /* Raw sockets speaking (or abusing) the native protocol by hand. */
-#define H_PREFACE "\xF5TETHER\x01"
+#define H_PREFACE "\xF5TETHER\x02"
+/* Bytes of the context section a client call carries when it sends no
+ * metadata: ctx_len (4) and the deadline entry (7). */
+#define H_CALL_CTX 11
 #define H_PREFACE_LEN 8
 #define H_FRAME_HDR 20
 

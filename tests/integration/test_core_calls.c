@@ -107,8 +107,8 @@ test_thousand_async_calls(void **state)
         slots[i].done = &done;
         slots[i].order = &order;
         H_OK(tether_client_call_async(c, "Calculator.Add", &a.base,
-                                      &google__protobuf__int64_value__descriptor, H_CALL_MS,
-                                      on_typed, &slots[i]));
+                                      &google__protobuf__int64_value__descriptor,
+                                      TETHER_CALL_TIMEOUT(H_CALL_MS), on_typed, &slots[i]));
     }
     H_WAIT(atomic_load(&done) == N, "1000 async replies");
     for (int i = 0; i < N; i++) {
@@ -154,11 +154,11 @@ test_out_of_order(void **state)
         fast[i].done = &fast_done;
         fast[i].order = &order;
         int n = snprintf(tag, sizeof(tag), "slow-%d", i);
-        H_OK(tether_client_call_async_raw(c, "Test.Park", tag, (size_t)n, H_CALL_MS, on_raw,
-                                          &slow[i]));
+        H_OK(tether_client_call_async_raw(c, "Test.Park", tag, (size_t)n,
+                                          TETHER_CALL_TIMEOUT(H_CALL_MS), on_raw, &slow[i]));
         n = snprintf(tag, sizeof(tag), "fast-%d", i);
-        H_OK(tether_client_call_async_raw(c, "Test.Echo", tag, (size_t)n, H_CALL_MS, on_raw,
-                                          &fast[i]));
+        H_OK(tether_client_call_async_raw(c, "Test.Echo", tag, (size_t)n,
+                                          TETHER_CALL_TIMEOUT(H_CALL_MS), on_raw, &fast[i]));
     }
     H_WAIT(atomic_load(&fast_done) == N, "the fast replies");
     /* Nothing has released the slow calls yet. */
@@ -202,9 +202,9 @@ call_calc(tether_client *c, const char *method, int64_t a, int64_t b, int64_t *o
     args.b = b;
     ProtobufCMessage *reply = NULL;
     char *errtext = NULL;
-    tether_err e = tether_client_call(c, method, &args.base,
-                                      &google__protobuf__int64_value__descriptor, &reply,
-                                      H_CALL_MS, &errtext);
+    tether_err e =
+        tether_client_call(c, method, &args.base, &google__protobuf__int64_value__descriptor,
+                           &reply, TETHER_CALL_TIMEOUT(H_CALL_MS), &errtext);
     snprintf(text, cap, "%s", errtext != NULL ? errtext : "");
     tether_free(errtext);
     if (e == TETHER_OK) {
@@ -243,7 +243,7 @@ test_server_error_kinds(void **state)
     size_t out_len = 0;
     char *errtext = NULL;
     H_ERR(tether_client_call_raw(c, "Calculator.Add", garbage, sizeof(garbage), &out, &out_len,
-                                 H_CALL_MS, &errtext),
+                                 TETHER_CALL_TIMEOUT(H_CALL_MS), &errtext),
           TETHER_EBADREQUEST);
     tether_free(errtext);
     tether_free(out);
@@ -275,16 +275,16 @@ test_server_error_kinds(void **state)
         s[i].done = &done;
         s[i].order = &order;
         if (i == K - 1) {
-            H_OK(tether_client_call_async_raw(c, methods[i], garbage, sizeof(garbage), H_CALL_MS,
-                                              on_raw, &s[i]));
+            H_OK(tether_client_call_async_raw(c, methods[i], garbage, sizeof(garbage),
+                                              TETHER_CALL_TIMEOUT(H_CALL_MS), on_raw, &s[i]));
             continue;
         }
         Args a = ARGS__INIT;
         a.a = 40 + i;
         a.b = i == 2 ? 0 : 2;
         H_OK(tether_client_call_async(c, methods[i], &a.base,
-                                      &google__protobuf__int64_value__descriptor, H_CALL_MS,
-                                      on_typed, &s[i]));
+                                      &google__protobuf__int64_value__descriptor,
+                                      TETHER_CALL_TIMEOUT(H_CALL_MS), on_typed, &s[i]));
     }
     H_WAIT(atomic_load(&done) == K, "async error replies");
     for (int i = 0; i < K; i++) {
@@ -361,8 +361,8 @@ mixed_async_thread(void *arg)
         a.a = i;
         a.b = 1;
         if (tether_client_call_async(m->c, "Calculator.Add", &a.base,
-                                     &google__protobuf__int64_value__descriptor, 20000, on_mixed,
-                                     m) != TETHER_OK) {
+                                     &google__protobuf__int64_value__descriptor,
+                                     TETHER_CALL_TIMEOUT(20000), on_mixed, m) != TETHER_OK) {
             atomic_fetch_add(&m->async_bad, 1);
             atomic_fetch_add(&m->async_done, 1);
         }
@@ -408,7 +408,8 @@ parked_sync_thread(void *arg)
     struct parked_sync *ps = arg;
     uint8_t *out = NULL;
     size_t len = 0;
-    ps->err = tether_client_call_raw(ps->c, "Test.Park", "x", 1, &out, &len, 60000, NULL);
+    ps->err = tether_client_call_raw(ps->c, "Test.Park", "x", 1, &out, &len,
+                                     TETHER_CALL_TIMEOUT(60000), NULL);
     tether_free(out);
     return NULL;
 }
@@ -432,8 +433,8 @@ test_sync_reader_hands_async_answers_over(void **state)
             a.a = i;
             a.b = 1;
             H_OK(tether_client_call_async(m.c, "Calculator.Add", &a.base,
-                                          &google__protobuf__int64_value__descriptor, 20000,
-                                          on_mixed, &m));
+                                          &google__protobuf__int64_value__descriptor,
+                                          TETHER_CALL_TIMEOUT(20000), on_mixed, &m));
         }
         H_WAIT(atomic_load(&m.async_done) == base + 64, "a burst of async completions");
     }
@@ -458,13 +459,14 @@ test_refused_arguments(void **state)
         ProtobufCMessage *reply = NULL;
         char *et = NULL;
         H_ERR(tether_client_call(c, "NoDot", &a.base, &google__protobuf__int64_value__descriptor,
-                                 &reply, 1000, &et),
+                                 &reply, TETHER_CALL_TIMEOUT(1000), &et),
               TETHER_EINVAL);
         assert_null(reply);
         assert_null(et);
         uint8_t *out = NULL;
         size_t len = 0;
-        H_ERR(tether_client_call_raw(c, "", "x", 1, &out, &len, 1000, &et), TETHER_EINVAL);
+        H_ERR(tether_client_call_raw(c, "", "x", 1, &out, &len, TETHER_CALL_TIMEOUT(1000), &et),
+              TETHER_EINVAL);
         assert_null(out);
         assert_null(et);
     }

@@ -59,7 +59,8 @@ sync_park(void *arg)
     uint8_t *out = NULL;
     size_t len = 0;
     char *errtext = NULL;
-    s->err = tether_client_call_raw(s->c, "Test.Park", "sync", 4, &out, &len, H_CALL_MS, &errtext);
+    s->err = tether_client_call_raw(s->c, "Test.Park", "sync", 4, &out, &len,
+                                    TETHER_CALL_TIMEOUT(H_CALL_MS), &errtext);
     tether_free(out);
     tether_free(errtext);
     atomic_store(&s->finished, 1);
@@ -86,7 +87,8 @@ server_dies_mid_call(const char *listen)
     memset(p, 0, sizeof(p));
     for (int i = 0; i < N; i++) {
         p[i].done = &done;
-        H_OK(tether_client_call_async_raw(c, "Test.Park", "x", 1, H_CALL_MS, on_reply, &p[i]));
+        H_OK(tether_client_call_async_raw(c, "Test.Park", "x", 1, TETHER_CALL_TIMEOUT(H_CALL_MS),
+                                          on_reply, &p[i]));
     }
     struct sync_call sc = {c, TETHER_OK, 0};
     pthread_t th;
@@ -118,9 +120,9 @@ server_dies_mid_call(const char *listen)
     a.a = 2;
     a.b = 2;
     ProtobufCMessage *reply = NULL;
-    tether_err e = tether_client_call(c, "Calculator.Add", &a.base,
-                                      &google__protobuf__int64_value__descriptor, &reply,
-                                      H_CALL_MS, NULL);
+    tether_err e =
+        tether_client_call(c, "Calculator.Add", &a.base, &google__protobuf__int64_value__descriptor,
+                           &reply, TETHER_CALL_TIMEOUT(H_CALL_MS), NULL);
     assert_int_not_equal(e, TETHER_OK);
     assert_null(reply);
 

@@ -70,7 +70,8 @@ test_blocking_methods_on_worker_pool(void **state)
     memset(s, 0, sizeof(s));
     for (int i = 0; i < N; i++) {
         s[i].done = &done;
-        H_OK(tether_client_call_async_raw(c, "Test.Block", "blk", 3, H_CALL_MS, on_reply, &s[i]));
+        H_OK(tether_client_call_async_raw(c, "Test.Block", "blk", 3, TETHER_CALL_TIMEOUT(H_CALL_MS),
+                                          on_reply, &s[i]));
     }
     H_WAIT(h_raw_u32(c, "Test.Blocked") == N, "four handlers blocked at once on the pool");
     /* Other methods, typed ones included, are still served meanwhile. */
@@ -95,8 +96,8 @@ test_blocking_methods_on_worker_pool(void **state)
         a.b = -3;
         m[i].done = &mdone;
         H_OK(tether_client_call_async(c, "Calculator.Mul", &a.base,
-                                      &google__protobuf__int64_value__descriptor, H_CALL_MS,
-                                      on_reply, &m[i]));
+                                      &google__protobuf__int64_value__descriptor,
+                                      TETHER_CALL_TIMEOUT(H_CALL_MS), on_reply, &m[i]));
     }
     H_WAIT(atomic_load(&mdone) == M, "blocking typed calls");
     for (int i = 0; i < M; i++) {
@@ -125,8 +126,8 @@ test_typed_reply_from_other_thread(void **state)
         a.b = i;
         s[i].done = &done;
         H_OK(tether_client_call_async(c, "Calculator.Sub", &a.base,
-                                      &google__protobuf__int64_value__descriptor, H_CALL_MS,
-                                      on_reply, &s[i]));
+                                      &google__protobuf__int64_value__descriptor,
+                                      TETHER_CALL_TIMEOUT(H_CALL_MS), on_reply, &s[i]));
     }
     H_WAIT(atomic_load(&done) == N, "replies from the handler threads");
     for (int i = 0; i < N; i++) {
@@ -139,7 +140,8 @@ test_typed_reply_from_other_thread(void **state)
     a.b = 8;
     ProtobufCMessage *reply = NULL;
     H_OK(tether_client_call(c, "Calculator.Sub", &a.base,
-                            &google__protobuf__int64_value__descriptor, &reply, H_CALL_MS, NULL));
+                            &google__protobuf__int64_value__descriptor, &reply,
+                            TETHER_CALL_TIMEOUT(H_CALL_MS), NULL));
     assert_int_equal(((Google__Protobuf__Int64Value *)reply)->value, -3);
     tether_msg_free(reply);
     tether_client_destroy(c);
@@ -191,7 +193,8 @@ test_max_inflight_per_conn(void **state)
     memset(s, 0, sizeof(s));
     for (int i = 0; i < N; i++) {
         s[i].done = &done;
-        H_OK(tether_client_call_async_raw(c, "Test.Park", "p", 1, H_CALL_MS, on_reply, &s[i]));
+        H_OK(tether_client_call_async_raw(c, "Test.Park", "p", 1, TETHER_CALL_TIMEOUT(H_CALL_MS),
+                                          on_reply, &s[i]));
     }
     /* The requests arrive in order on one connection: the first LIMIT are
      * admitted and parked, the rest refused at once. */
@@ -230,15 +233,16 @@ test_max_frame_size(void **state)
     tether_client *c = h_client(srv.addr[0]);
     assert_int_equal(h_add(c, 1, 1), 2);
 
-    /* Request frame = 20-byte header + name + body. */
+    /* Request frame = 20-byte header + name + context + body. */
     const char *name = "Test.Echo";
-    size_t at_limit = LIMIT - H_FRAME_HDR - strlen(name);
+    size_t at_limit = LIMIT - H_FRAME_HDR - strlen(name) - H_CALL_CTX;
     uint8_t *body = malloc(at_limit + 1);
     assert_non_null(body);
     memset(body, 'z', at_limit + 1);
     uint8_t *out = NULL;
     size_t out_len = 0;
-    H_OK(tether_client_call_raw(c, name, body, at_limit, &out, &out_len, H_CALL_MS, NULL));
+    H_OK(tether_client_call_raw(c, name, body, at_limit, &out, &out_len,
+                                TETHER_CALL_TIMEOUT(H_CALL_MS), NULL));
     assert_int_equal(out_len, at_limit);
     tether_free(out);
     out = NULL;
@@ -247,7 +251,7 @@ test_max_frame_size(void **state)
      * call fails (it must not hang until its timeout). */
     uint64_t t0 = h_now_ms();
     tether_err e = tether_client_call_raw(c, name, body, at_limit + 1, &out, &out_len,
-                                          H_CALL_MS, NULL);
+                                          TETHER_CALL_TIMEOUT(H_CALL_MS), NULL);
     if (e != TETHER_ECONNRESET && e != TETHER_EMSGSIZE) {
         fail_msg("oversized call: got %s, want TETHER_ECONNRESET or TETHER_EMSGSIZE",
                  tether_err_name(e));

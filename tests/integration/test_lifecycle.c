@@ -430,8 +430,8 @@ add_async(tether_client *c, int64_t a, int64_t b, acall *out)
     args.b = b;
     atomic_store(&out->done, 0);
     H_OK(tether_client_call_async(c, "Calculator.Add", &args.base,
-                                  &google__protobuf__int64_value__descriptor, H_CALL_MS, on_reply,
-                                  out));
+                                  &google__protobuf__int64_value__descriptor,
+                                  TETHER_CALL_TIMEOUT(H_CALL_MS), on_reply, out));
 }
 
 static int
@@ -454,7 +454,7 @@ add_sync(tether_client *c, int64_t a, int64_t b, uint32_t timeout_ms, int64_t *s
     ProtobufCMessage *reply = NULL;
     tether_err e = tether_client_call(c, "Calculator.Add", &args.base,
                                       &google__protobuf__int64_value__descriptor, &reply,
-                                      timeout_ms, NULL);
+                                      TETHER_CALL_TIMEOUT(timeout_ms), NULL);
     if (e == TETHER_OK) {
         *sum = ((Google__Protobuf__Int64Value *)reply)->value;
         tether_msg_free(reply);
@@ -609,7 +609,7 @@ load_main(void *arg)
             atomic_fetch_add(&l->outstanding, 1);
             tether_err e = tether_client_call_async(l->c, "Calculator.Add", &args.base,
                                                     &google__protobuf__int64_value__descriptor,
-                                                    30000, on_load_reply, lc);
+                                                    TETHER_CALL_TIMEOUT(30000), on_load_reply, lc);
             if (e != TETHER_OK) {
                 free(lc);
                 atomic_fetch_sub(&l->outstanding, 1);

@@ -39,9 +39,9 @@ calc(const char *method, int64_t a, int64_t b, tether_err *rc_out, char **text)
     args.a = a;
     args.b = b;
     ProtobufCMessage *reply = NULL;
-    tether_err rc = tether_client_call(cli, method, &args.base,
-                                       &google__protobuf__int64_value__descriptor, &reply, 5000,
-                                       text);
+    tether_err rc =
+        tether_client_call(cli, method, &args.base, &google__protobuf__int64_value__descriptor,
+                           &reply, TETHER_CALL_TIMEOUT(5000), text);
     *rc_out = rc;
     if (rc != TETHER_OK) {
         return 0;
@@ -150,8 +150,8 @@ main(int argc, char **argv)
     in.ok = 1;
     in.opt = &opt;
     ProtobufCMessage *out = NULL;
-    rc = tether_client_call(cli, "Codec.Echo", &in.base, &codectest__rich__descriptor, &out, 5000,
-                            &text);
+    rc = tether_client_call(cli, "Codec.Echo", &in.base, &codectest__rich__descriptor, &out,
+                            TETHER_CALL_TIMEOUT(5000), &text);
     if (rc != TETHER_OK) {
         fail("Codec.Echo", rc, text);
     }
@@ -174,9 +174,9 @@ main(int argc, char **argv)
         args[i] = (Args)ARGS__INIT;
         args[i].a = i;
         args[i].b = 1000;
-        rc = tether_client_call_async(cli, "Calculator.Add", &args[i].base,
-                                      &google__protobuf__int64_value__descriptor, 5000, on_reply,
-                                      (void *)(intptr_t)(i + 1000));
+        rc = tether_client_call_async(
+            cli, "Calculator.Add", &args[i].base, &google__protobuf__int64_value__descriptor,
+            TETHER_CALL_TIMEOUT(5000), on_reply, (void *)(intptr_t)(i + 1000));
         if (rc != TETHER_OK) {
             fail("async call", rc, NULL);
         }
@@ -202,7 +202,8 @@ main(int argc, char **argv)
 
     /* JSON in, JSON out (what `tether call` uses). */
     char *json = NULL;
-    rc = tether_client_call_json(cli, "Calculator.Add", "{\"A\":40,\"B\":2}", &json, 5000, &text);
+    rc = tether_client_call_json(cli, "Calculator.Add", "{\"A\":40,\"B\":2}", &json,
+                                 TETHER_CALL_TIMEOUT(5000), &text);
     if (rc != TETHER_OK || strcmp(json, "42") != 0) {
         if (rc == TETHER_ENOTSUP && cfg.codec == TETHER_CODEC_GOB) {
             printf("ok: call_json over gob needs a tether server (%s)\n", text);

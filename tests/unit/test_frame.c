@@ -66,8 +66,8 @@ test_request_round_trip(void **state)
     (void)state;
     uint8_t buf[256];
     const uint8_t body[] = {0x08, 0x01, 0x10, 0x02};
-    size_t n = build_frame(buf, TT_FRAME_REQUEST, 0x0102030405060708ull, 0, "Calculator.Add",
-                           body, sizeof(body));
+    size_t n = build_frame(buf, TT_FRAME_REQUEST, 0x0102030405060708ull, 0, "Calculator.Add", body,
+                           sizeof(body));
     tt_frame f;
     size_t need;
     assert_int_equal(decode(buf, n, MAX_FRAME, &f, &need), TETHER_OK);
@@ -97,7 +97,7 @@ test_every_type_round_trips(void **state)
 {
     (void)state;
     static const uint8_t types[] = {TT_FRAME_REQUEST, TT_FRAME_REPLY, TT_FRAME_ERROR,
-                                    TT_FRAME_GOAWAY, TT_FRAME_PING, TT_FRAME_PONG,
+                                    TT_FRAME_GOAWAY,  TT_FRAME_PING,  TT_FRAME_PONG,
                                     TT_FRAME_CANCEL};
     for (size_t i = 0; i < sizeof(types); i++) {
         uint8_t buf[128];
@@ -169,13 +169,13 @@ test_truncated_at_every_offset(void **state)
         body[i] = (uint8_t)(i * 7);
     }
     check_every_prefix(buf, build_frame(buf, TT_FRAME_REQUEST, 1, 0, "Calculator.Add", body, 4));
-    check_every_prefix(buf, build_frame(buf, TT_FRAME_REQUEST, 2, 0, "Svc.Method", body,
-                                        sizeof(body)));
+    check_every_prefix(buf,
+                       build_frame(buf, TT_FRAME_REQUEST, 2, 0, "Svc.Method", body, sizeof(body)));
     check_every_prefix(buf, build_frame(buf, TT_FRAME_REQUEST, 3, 0, "S.M", NULL, 0));
     check_every_prefix(buf, build_frame(buf, TT_FRAME_REPLY, 4, 0, NULL, body, 9));
     check_every_prefix(buf, build_frame(buf, TT_FRAME_REPLY, 5, 0, NULL, NULL, 0));
-    check_every_prefix(buf, build_frame(buf, TT_FRAME_ERROR, 6, TETHER_EREMOTE, NULL,
-                                        "divide by zero", 14));
+    check_every_prefix(
+        buf, build_frame(buf, TT_FRAME_ERROR, 6, TETHER_EREMOTE, NULL, "divide by zero", 14));
     check_every_prefix(buf, build_frame(buf, TT_FRAME_PING, 7, 0, NULL, NULL, 0));
 }
 
@@ -278,9 +278,96 @@ test_nonzero_flags(void **state)
         memcpy(buf + TT_FRAME_HDR, "A.B", 3);
         tt_frame f;
         size_t need;
+        /* TT_FRAME_F_CTX is the one flag: here it promises a context
+         * section the frame has no room for. */
         assert_int_equal(decode(buf, TT_FRAME_HDR + 3, MAX_FRAME, &f, &need), TETHER_EPROTO);
-        assert_int_equal(decode(buf, TT_FRAME_HDR, MAX_FRAME, &f, &need), TETHER_EPROTO);
+        assert_int_equal(decode(buf, TT_FRAME_HDR, MAX_FRAME, &f, &need),
+                         flags == TT_FRAME_F_CTX ? TETHER_EAGAIN : TETHER_EPROTO);
     }
+}
+
+/* A request with a context section: the deadline and two metadata pairs
+ * come back entry by entry, and the body starts after them. */
+static void
+test_ctx_section(void **state)
+{
+    (void)state;
+    uint8_t ctx[64];
+    size_t n = tt_ctx_put_deadline(ctx, 1500);
+    n += tt_ctx_put_meta(ctx + n, "trace", 5, "abc", 3);
+    n += tt_ctx_put_meta(ctx + n, "k", 1, "", 0);
+    uint8_t buf[256];
+    tt_frame_put_header_ctx(buf, TT_FRAME_REQUEST, 9, 0, 3, n, 2);
+    memcpy(buf + TT_FRAME_HDR, "A.B", 3);
+    memcpy(buf + TT_FRAME_HDR + 3 + 4, ctx, n);
+    memcpy(buf + TT_FRAME_HDR + 3 + 4 + n, "\x08\x01", 2);
+    size_t total = TT_FRAME_HDR + 3 + 4 + n + 2;
+    tt_frame f;
+    size_t need;
+    assert_int_equal(decode(buf, total, MAX_FRAME, &f, &need), TETHER_OK);
+    assert_int_equal(f.total, total);
+    assert_int_equal(f.ctx_len, n);
+    assert_int_equal(f.body_len, 2);
+    assert_memory_equal(f.body, "\x08\x01", 2);
+    size_t off = 0;
+    tt_ctx_entry e;
+    assert_int_equal(tt_ctx_next(f.ctx, f.ctx_len, &off, &e), 1);
+    assert_int_equal(e.tag, TT_CTX_DEADLINE);
+    assert_int_equal(tt_get_le32(e.val), 1500);
+    assert_int_equal(tt_ctx_next(f.ctx, f.ctx_len, &off, &e), 1);
+    assert_string_equal(e.key, "trace");
+    assert_string_equal(e.value, "abc");
+    assert_int_equal(tt_ctx_next(f.ctx, f.ctx_len, &off, &e), 1);
+    assert_string_equal(e.key, "k");
+    assert_string_equal(e.value, "");
+    assert_int_equal(tt_ctx_next(f.ctx, f.ctx_len, &off, &e), 0);
+
+    /* ctx_len past the frame's end. */
+    tt_put_le32(buf + TT_FRAME_HDR + 3, (uint32_t)(n + 3));
+    assert_int_equal(decode(buf, total, MAX_FRAME, &f, &need), TETHER_EPROTO);
+    /* Context on a frame type that takes none. */
+    uint8_t ping[TT_FRAME_HDR + 4];
+    tt_frame_put_header_ctx(ping, TT_FRAME_PING, 1, 0, 0, 0, 0);
+    assert_int_equal(decode(ping, sizeof ping, MAX_FRAME, &f, &need), TETHER_EPROTO);
+}
+
+/* Malformed entries: cut short, a deadline of the wrong size, metadata
+ * without its NULs, an empty key, a NUL too many. */
+static void
+test_ctx_malformed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } bad[] = {
+        {"\x01\x04\x00\x10", 4},
+        {"\x01\x02\x00\x10\x27", 5},
+        {"\x02\x03\x00"
+         "abc",
+         6},
+        {"\x02\x03\x00"
+         "\0b\0",
+         6},
+        {"\x02\x04\x00"
+         "a\0\0\0",
+         7},
+        {"\x02\x02\x00"
+         "a\0",
+         5},
+        {"\x02", 1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t off = 0;
+        tt_ctx_entry e;
+        assert_int_equal(tt_ctx_next((const uint8_t *)bad[i].bytes, bad[i].len, &off, &e), -1);
+    }
+    /* An unknown tag is skipped, not refused. */
+    size_t off = 0;
+    tt_ctx_entry e;
+    assert_int_equal(tt_ctx_next((const uint8_t *)"\x09\x01\x00z", 4, &off, &e), 1);
+    assert_int_equal(e.tag, 9);
+    assert_int_equal(off, 4);
 }
 
 static void
@@ -435,8 +522,7 @@ test_put_header_layout(void **state)
 {
     (void)state;
     uint8_t hdr[TT_FRAME_HDR];
-    tt_frame_put_header(hdr, TT_FRAME_ERROR, 0x1122334455667788ull, 0xA1B2C3D4u, 0x0102,
-                        0x030405);
+    tt_frame_put_header(hdr, TT_FRAME_ERROR, 0x1122334455667788ull, 0xA1B2C3D4u, 0x0102, 0x030405);
     static const uint8_t want[TT_FRAME_HDR] = {
         0x17, 0x05, 0x03, 0x00,                         /* 16 + 0x0102 + 0x030405 */
         0x03,                                           /* type */
@@ -586,8 +672,7 @@ test_data_vectors(void **state)
         size_t need;
         tether_err e = decode(buf, n, 1u << 20, &f, &need);
         if (e != want) {
-            fail_msg("%s: got %s, want %s", de->d_name, tether_err_name(e),
-                     tether_err_name(want));
+            fail_msg("%s: got %s, want %s", de->d_name, tether_err_name(e), tether_err_name(want));
         }
         if (e == TETHER_OK) {
             /* Each "ok" vector is exactly one frame. */
@@ -611,6 +696,8 @@ main(void)
         cmocka_unit_test(test_length_below_minimum),
         cmocka_unit_test(test_unknown_type),
         cmocka_unit_test(test_nonzero_flags),
+        cmocka_unit_test(test_ctx_section),
+        cmocka_unit_test(test_ctx_malformed),
         cmocka_unit_test(test_name_len_beyond_length),
         cmocka_unit_test(test_name_only_on_requests),
         cmocka_unit_test(test_max_name),

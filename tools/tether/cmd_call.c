@@ -105,7 +105,8 @@ tether_cmd_call(int argc, char **argv)
         return 1;
     }
     char *out = NULL, *errtext = NULL;
-    rc = tether_client_call_json(c, method, json, &out, (uint32_t)timeout_ms, &errtext);
+    rc = tether_client_call_json(c, method, json, &out, TETHER_CALL_TIMEOUT((uint32_t)timeout_ms),
+                                 &errtext);
     tether_client_destroy(c);
     if (rc != TETHER_OK) {
         if (errtext != NULL) {

@@ -35,7 +35,12 @@ tt_frame_decode(const uint8_t *p, size_t n, size_t max_frame, tt_frame *f, size_
     uint8_t type = p[4];
     uint8_t flags = p[5];
     size_t name_len = (size_t)p[6] | (size_t)p[7] << 8;
-    if (type == 0 || type > TT_FRAME_TYPE_MAX || flags != 0) {
+    if (type == 0 || type > TT_FRAME_TYPE_MAX || (flags & ~TT_FRAME_F_CTX) != 0) {
+        return TETHER_EPROTO;
+    }
+    /* Context travels with calls and their answers only. */
+    if ((flags & TT_FRAME_F_CTX) && type != TT_FRAME_REQUEST && type != TT_FRAME_REPLY &&
+        type != TT_FRAME_ERROR) {
         return TETHER_EPROTO;
     }
     if (name_len > TT_FRAME_MAX_NAME || name_len > len - TT_FRAME_MIN_LEN) {
@@ -57,10 +62,96 @@ tt_frame_decode(const uint8_t *p, size_t n, size_t max_frame, tt_frame *f, size_
     f->status = tt_get_le32(p + 16);
     f->name = (const char *)p + TT_FRAME_HDR;
     f->name_len = name_len;
-    f->body = p + TT_FRAME_HDR + name_len;
-    f->body_len = (size_t)total - TT_FRAME_HDR - name_len;
+    size_t at = TT_FRAME_HDR + name_len;
+    size_t rest = (size_t)total - at;
+    f->ctx = NULL;
+    f->ctx_len = 0;
+    if (flags & TT_FRAME_F_CTX) {
+        if (rest < 4) {
+            return TETHER_EPROTO;
+        }
+        uint32_t clen = tt_get_le32(p + at);
+        if (clen > TT_CTX_MAX || clen > rest - 4) {
+            return TETHER_EPROTO;
+        }
+        f->ctx = p + at + 4;
+        f->ctx_len = clen;
+        at += 4 + clen;
+        rest -= 4 + clen;
+    }
+    f->body = p + at;
+    f->body_len = rest;
     f->total = (size_t)total;
     return TETHER_OK;
+}
+
+int
+tt_ctx_next(const uint8_t *ctx, size_t n, size_t *off, tt_ctx_entry *e)
+{
+    size_t o = *off;
+    if (o >= n) {
+        return 0;
+    }
+    if (n - o < 3) {
+        return -1;
+    }
+    size_t len = (size_t)ctx[o + 1] | (size_t)ctx[o + 2] << 8;
+    if (len > n - o - 3) {
+        return -1;
+    }
+    e->tag = ctx[o];
+    e->val = ctx + o + 3;
+    e->len = len;
+    e->key = e->value = NULL;
+    if (e->tag == TT_CTX_DEADLINE && len != 4) {
+        return -1;
+    }
+    if (e->tag == TT_CTX_META) {
+        /* "key\0value\0": exactly two NULs, the last byte one of them. */
+        const uint8_t *nul = len > 0 ? memchr(e->val, 0, len) : NULL;
+        const uint8_t *last = e->val + len - 1;
+        if (nul == NULL || nul == e->val || nul == last || *last != 0 ||
+            memchr(nul + 1, 0, (size_t)(last - (nul + 1))) != NULL) {
+            return -1;
+        }
+        e->key = (const char *)e->val;
+        e->value = (const char *)nul + 1;
+    }
+    *off = o + 3 + len;
+    return 1;
+}
+
+size_t
+tt_ctx_put_deadline(uint8_t *w, uint32_t ms)
+{
+    w[0] = TT_CTX_DEADLINE;
+    w[1] = 4;
+    w[2] = 0;
+    tt_put_le32(w + 3, ms);
+    return 7;
+}
+
+size_t
+tt_ctx_put_meta(uint8_t *w, const char *key, size_t klen, const char *value, size_t vlen)
+{
+    size_t len = klen + 1 + vlen + 1;
+    w[0] = TT_CTX_META;
+    w[1] = (uint8_t)len;
+    w[2] = (uint8_t)(len >> 8);
+    memcpy(w + 3, key, klen);
+    w[3 + klen] = 0;
+    memcpy(w + 4 + klen, value, vlen);
+    w[4 + klen + vlen] = 0;
+    return 3 + len;
+}
+
+void
+tt_frame_put_header_ctx(uint8_t *hdr, uint8_t type, uint64_t seq, uint32_t status, size_t name_len,
+                        size_t ctx_len, size_t body_len)
+{
+    tt_frame_put_header(hdr, type, seq, status, name_len, 4 + ctx_len + body_len);
+    hdr[5] = TT_FRAME_F_CTX;
+    tt_put_le32(hdr + TT_FRAME_HDR + name_len, (uint32_t)ctx_len);
 }
 
 void

@@ -5,14 +5,22 @@
  * both sides exchange frames:
  *
  *   off size field
- *    0   4   length    bytes that follow this field (16 + name_len + body)
+ *    0   4   length    bytes that follow this field
  *    4   1   type      TT_FRAME_*
- *    5   1   flags     0 (reserved)
+ *    5   1   flags     TT_FRAME_F_CTX or 0; other bits reserved
  *    6   2   name_len  method name length (requests), else 0
  *    8   8   seq       call sequence number chosen by the client
  *   16   4   status    tether_err of an error frame, else 0
  *   20   -   name      "Service.Method" (name_len bytes, no NUL)
+ *    -   4   ctx_len   with TT_FRAME_F_CTX only: bytes of context that follow
+ *    -   -   ctx       context entries (requests, replies, errors)
  *    -   -   body      protobuf (request/reply) or UTF-8 text (error)
+ *
+ * A context entry is tag (1 byte), len (2 bytes), value (len bytes):
+ *   TT_CTX_DEADLINE  value: u32, the caller's remaining time in ms
+ *   TT_CTX_META      value: key NUL value NUL (request metadata, reply
+ *                    trailers); key non-empty, neither holds a NUL
+ * Unknown tags are skipped, so later versions can add entries.
  *
  * All integers little-endian.  The decoder works on a byte range and never
  * reads past it; every length is checked against limits before use.
@@ -26,11 +34,17 @@
 
 #include "tether/tether.h"
 
-#define TT_PREFACE "\xF5TETHER\x01"
+#define TT_PREFACE "\xF5TETHER\x02"
 #define TT_PREFACE_LEN 8
-#define TT_FRAME_HDR 20       /* fixed header bytes, length field included */
-#define TT_FRAME_MIN_LEN 16   /* smallest value of the length field */
+#define TT_PROTOCOL_VERSION 2  /* the preface's last byte */
+#define TT_FRAME_HDR 20        /* fixed header bytes, length field included */
+#define TT_FRAME_MIN_LEN 16    /* smallest value of the length field */
 #define TT_FRAME_MAX_NAME 1024 /* longest method name accepted */
+
+#define TT_FRAME_F_CTX 0x01u    /* a context section follows the name */
+#define TT_CTX_MAX (64u * 1024) /* largest context section the decoder takes */
+
+enum tt_ctx_tag { TT_CTX_DEADLINE = 1, TT_CTX_META = 2 };
 
 enum tt_frame_type {
     TT_FRAME_REQUEST = 1,  /* client -> server: call name with body */
@@ -50,10 +64,41 @@ typedef struct tt_frame {
     uint32_t status;
     const char *name; /* points into the input; not NUL-terminated */
     size_t name_len;
+    const uint8_t *ctx; /* context entries (NULL, 0 without TT_FRAME_F_CTX) */
+    size_t ctx_len;
     const uint8_t *body; /* points into the input */
     size_t body_len;
     size_t total; /* bytes the whole frame occupies */
 } tt_frame;
+
+/* One context entry, as tt_ctx_next() walks them. */
+typedef struct tt_ctx_entry {
+    uint8_t tag;
+    const uint8_t *val;
+    size_t len;
+    /* TT_CTX_META: key and value, NUL-terminated in the input. */
+    const char *key;
+    const char *value;
+} tt_ctx_entry;
+
+/*
+ * tt_ctx_next - the entry at ctx[*off..n), advancing *off.  1: *e is the
+ * next entry; 0: no more; -1: malformed (an entry running past the end, a
+ * DEADLINE that is not 4 bytes, a META entry not "key\0value\0").
+ */
+int tt_ctx_next(const uint8_t *ctx, size_t n, size_t *off, tt_ctx_entry *e);
+
+/* tt_ctx_size_meta - bytes one META entry for key and value takes. */
+static inline size_t
+tt_ctx_size_meta(size_t klen, size_t vlen)
+{
+    return 3 + klen + 1 + vlen + 1;
+}
+
+/* tt_ctx_put_deadline / tt_ctx_put_meta - write one entry at w; return
+ * the bytes written (7, or tt_ctx_size_meta()). */
+size_t tt_ctx_put_deadline(uint8_t *w, uint32_t ms);
+size_t tt_ctx_put_meta(uint8_t *w, const char *key, size_t klen, const char *value, size_t vlen);
 
 /*
  * tt_frame_decode - decode the frame at p[0..n).
@@ -68,10 +113,18 @@ tether_err tt_frame_decode(const uint8_t *p, size_t n, size_t max_frame, tt_fram
 
 /*
  * tt_frame_put_header - write the 20-byte header for a frame with the given
- * fields into hdr.
+ * fields into hdr (no context section).
  */
 void tt_frame_put_header(uint8_t *hdr, uint8_t type, uint64_t seq, uint32_t status,
                          size_t name_len, size_t body_len);
+
+/*
+ * tt_frame_put_header_ctx - the header of a frame with a context section
+ * of ctx_len bytes: the 20-byte header and the 4-byte ctx_len after a name
+ * of name_len bytes go at hdr and hdr + 20 + name_len.
+ */
+void tt_frame_put_header_ctx(uint8_t *hdr, uint8_t type, uint64_t seq, uint32_t status,
+                             size_t name_len, size_t ctx_len, size_t body_len);
 
 static inline uint32_t
 tt_get_le32(const uint8_t *p)

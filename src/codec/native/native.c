@@ -49,12 +49,16 @@ native_decode_reply(void *state, const uint8_t *p, size_t n, size_t *used, tt_rp
     case TT_FRAME_REPLY:
         m->body = f.body;
         m->body_len = f.body_len;
+        m->ctx = f.ctx;
+        m->ctx_len = f.ctx_len;
         return TETHER_OK;
     case TT_FRAME_ERROR:
         m->kind = f.seq == 0 ? TT_MSG_CONN_ERROR : TT_MSG_CALL;
         m->status = status_err(f.status);
         m->errtext = (const char *)f.body;
         m->errtext_len = f.body_len;
+        m->ctx = f.ctx;
+        m->ctx_len = f.ctx_len;
         return TETHER_OK;
     case TT_FRAME_GOAWAY:
         m->kind = TT_MSG_GOAWAY;
@@ -103,16 +107,82 @@ native_encode_request(void *state, tt_buf *out, uint64_t seq, const char *method
     return put_request(state, out, seq, method, mlen, msg, NULL, 0);
 }
 
+/* A request with its context: the deadline always (every call has one),
+ * then the metadata pairs in the caller's order. */
 static tether_err
-native_encode_request_raw(void *state, tt_buf *out, uint64_t seq, const char *method,
-                          size_t mlen, const void *data, size_t len)
+native_encode_call(void *state, tt_buf *out, uint64_t seq, const char *method, size_t mlen,
+                   const ProtobufCMessage *msg, const void *data, size_t len,
+                   const tt_call_ctx *ctx)
+{
+    size_t clen = ctx->timeout_ms > 0 ? 7 : 0;
+    for (size_t i = 0; i < ctx->nmeta; i++) {
+        size_t kl = strlen(ctx->meta[i].key);
+        size_t vl = strlen(ctx->meta[i].value);
+        if (kl == 0 || kl + vl + 2 > 0xffff) {
+            return TETHER_ELIMIT;
+        }
+        clen += tt_ctx_size_meta(kl, vl);
+    }
+    if (clen == 0) {
+        return put_request(state, out, seq, method, mlen, msg, data, len);
+    }
+    if (clen > TT_CTX_MAX) {
+        return TETHER_ELIMIT;
+    }
+    if (msg != NULL) {
+        len = protobuf_c_message_get_packed_size(msg);
+    }
+    size_t total = TT_FRAME_HDR + mlen + 4 + clen + len;
+    if (total > *(size_t *)state) {
+        return TETHER_EMSGSIZE;
+    }
+    tether_err rc = tt_buf_reserve(out, total);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    uint8_t *w = out->data + out->len;
+    tt_frame_put_header_ctx(w, TT_FRAME_REQUEST, seq, 0, mlen, clen, len);
+    memcpy(w + TT_FRAME_HDR, method, mlen);
+    uint8_t *c = w + TT_FRAME_HDR + mlen + 4;
+    if (ctx->timeout_ms > 0) {
+        c += tt_ctx_put_deadline(c, ctx->timeout_ms);
+    }
+    for (size_t i = 0; i < ctx->nmeta; i++) {
+        const char *k = ctx->meta[i].key;
+        const char *v = ctx->meta[i].value;
+        c += tt_ctx_put_meta(c, k, strlen(k), v, strlen(v));
+    }
+    if (msg != NULL) {
+        protobuf_c_message_pack(msg, c);
+    } else if (len > 0) {
+        memcpy(c, data, len);
+    }
+    out->len += total;
+    return TETHER_OK;
+}
+
+static tether_err
+native_encode_cancel(void *state, tt_buf *out, uint64_t seq)
+{
+    (void)state;
+    tether_err rc = tt_buf_reserve(out, TT_FRAME_HDR);
+    if (rc == TETHER_OK) {
+        tt_frame_put_header(out->data + out->len, TT_FRAME_CANCEL, seq, 0, 0, 0);
+        out->len += TT_FRAME_HDR;
+    }
+    return rc;
+}
+
+static tether_err
+native_encode_request_raw(void *state, tt_buf *out, uint64_t seq, const char *method, size_t mlen,
+                          const void *data, size_t len)
 {
     return put_request(state, out, seq, method, mlen, NULL, data, len);
 }
 
 static tether_err
-native_unpack(void *state, const ProtobufCMessageDescriptor *desc, const uint8_t *body,
-              size_t len, ProtobufCMessage **out)
+native_unpack(void *state, const ProtobufCMessageDescriptor *desc, const uint8_t *body, size_t len,
+              ProtobufCMessage **out)
 {
     (void)state;
     *out = protobuf_c_message_unpack(desc, &tt_pb_allocator, len, body);
@@ -138,5 +208,7 @@ const tt_codec_ops tt_codec_native = {
     .preface_len = TT_PREFACE_LEN,
     .flags = TT_CODEC_RAW_BYTES,
     .encode_request_raw = native_encode_request_raw,
+    .encode_call = native_encode_call,
+    .encode_cancel = native_encode_cancel,
     .last_error = native_last_error,
 };
