@@ -778,6 +778,129 @@ m_open(tether_call *call, const uint8_t *req, size_t len, void *arg)
     reply_u32(call, 0);
 }
 
+/* ---- the call context (native protocol v2) ---- */
+
+/* Test.Deadline: the caller's remaining time as the handler sees it, in
+ * ms (0xFFFFFFFF: no deadline). */
+static void
+m_deadline(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    uint64_t d = tether_call_deadline(call);
+    uint64_t now = h_now_ms();
+    reply_u32(call, d == 0 ? 0xFFFFFFFFu : d > now ? (uint32_t)(d - now) : 0);
+}
+
+/* Test.Meta: the request metadata as "k=v\n" lines in the caller's order;
+ * each pair also goes back as the trailer "echo-k". */
+static void
+m_meta(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    char out[4096];
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < tether_call_meta_count(call); i++) {
+        tether_meta m;
+        if (tether_call_meta_at(call, i, &m) != TETHER_OK) {
+            tether_call_fail(call, "meta_at failed");
+            return;
+        }
+        n += (size_t)snprintf(out + n, sizeof out - n, "%s=%s\n", m.key, m.value);
+        char key[300];
+        snprintf(key, sizeof key, "echo-%s", m.key);
+        tether_call_set_trailer(call, key, m.value);
+        if (n >= sizeof out) {
+            break;
+        }
+    }
+    const char *first = tether_call_get_meta(call, "trace");
+    if (first != NULL) {
+        tether_call_set_trailer(call, "get-trace", first);
+    }
+    tether_call_reply_raw(call, out, strlen(out));
+}
+
+/* Test.Peer: the caller's address as the server sees it. */
+static void
+m_peer(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    char buf[128];
+    if (tether_call_get_peer(call, buf, sizeof buf) != TETHER_OK) {
+        tether_call_fail(call, "no peer");
+        return;
+    }
+    tether_call_reply_raw(call, buf, strlen(buf));
+}
+
+/* Test.FailCode: an error that travels as a code. */
+static void
+m_fail_code(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    tether_call_fail_code(call, TETHER_ENOENT, "no such thing");
+}
+
+/* Test.Hold (worker pool): run until canceled, polling like a long
+ * handler would; Test.HoldStats tells what the handlers learnt. */
+static uint32_t hold_now, hold_canceled, hold_timedout, hold_told;
+
+static void
+on_hold_cancel(tether_call *call, tether_err why, void *arg)
+{
+    (void)call;
+    (void)why;
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    hold_told++;
+    pthread_mutex_unlock(&mu);
+}
+
+static void
+m_hold(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    tether_call_on_cancel(call, on_hold_cancel, NULL);
+    pthread_mutex_lock(&mu);
+    hold_now++;
+    pthread_mutex_unlock(&mu);
+    uint64_t end = h_now_ms() + H_TIMEOUT_MS;
+    tether_err why;
+    while ((why = tether_call_canceled(call)) == TETHER_OK && h_now_ms() < end) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&mu);
+    hold_now--;
+    hold_canceled += why == TETHER_ECANCELED;
+    hold_timedout += why == TETHER_ETIMEDOUT;
+    pthread_mutex_unlock(&mu);
+    tether_call_fail(call, "held");
+}
+
+static void
+m_hold_stats(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    uint32_t v[4] = {hold_now, hold_canceled, hold_timedout, hold_told};
+    pthread_mutex_unlock(&mu);
+    tether_call_reply_raw(call, v, sizeof v);
+}
+
 static void
 reply_int(tether_call *call, int64_t v)
 {
@@ -905,6 +1028,9 @@ h_child_main(int argc, char **argv)
         {"Test.Parked", m_parked, 0},   {"Test.Release", m_release, 0},
         {"Test.Block", m_block, TETHER_METHOD_BLOCKING},
         {"Test.Blocked", m_blocked, 0}, {"Test.Open", m_open, 0},
+        {"Test.Deadline", m_deadline, 0}, {"Test.Meta", m_meta, 0},
+        {"Test.Peer", m_peer, 0},         {"Test.FailCode", m_fail_code, 0},
+        {"Test.Hold", m_hold, TETHER_METHOD_BLOCKING}, {"Test.HoldStats", m_hold_stats, 0},
     };
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         e = tether_server_add_raw_method(srv, raw[i].name, raw[i].fn, raw[i].flags, NULL);

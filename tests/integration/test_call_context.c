@@ -1,0 +1,362 @@
+/*
+ * test_call_context.c - the per-call context of native protocol v2
+ * against a real server process: the handler sees the caller's deadline,
+ * a call past its deadline is canceled on the server and its handler told,
+ * a client that gives up (timeout, CANCEL, destroy) cancels the handler,
+ * metadata goes both ways within its limit, codes travel as codes, the
+ * handler sees its peer, and a version-1 client gets a clear error.
+ * Raw-socket cases build frames by hand from docs/protocol.md.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static h_proc srv;
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    h_kill(&srv);
+    return 0;
+}
+
+/* What Test.HoldStats says: handlers holding now, and how many learnt of a
+ * cancel by polling (ECANCELED, ETIMEDOUT) and by their callback. */
+struct hold_stats {
+    uint32_t now, canceled, timedout, told;
+};
+
+static struct hold_stats
+hold_stats(tether_client *c)
+{
+    uint8_t *out = NULL;
+    size_t len = 0;
+    H_OK(tether_client_call_raw(c, "Test.HoldStats", "", 0, &out, &len,
+                                TETHER_CALL_TIMEOUT(H_CALL_MS), NULL));
+    assert_int_equal(len, sizeof(struct hold_stats));
+    struct hold_stats s;
+    memcpy(&s, out, sizeof s);
+    tether_free(out);
+    return s;
+}
+
+/* A raw REQUEST with a context section holding a deadline of ms (none
+ * when ms is 0), for the cases that must not depend on the library's own
+ * client.  Returns its size. */
+static size_t
+put_request_ctx(uint8_t *out, uint64_t seq, const char *name, uint32_t ms)
+{
+    uint8_t ctx[7] = {
+        1, 4, 0, (uint8_t)ms, (uint8_t)(ms >> 8), (uint8_t)(ms >> 16), (uint8_t)(ms >> 24)};
+    uint8_t body[4 + sizeof ctx];
+    size_t clen = ms > 0 ? sizeof ctx : 0;
+    body[0] = (uint8_t)clen;
+    body[1] = body[2] = body[3] = 0;
+    memcpy(body + 4, ctx, clen);
+    size_t n = h_put_frame(out, 1, seq, name, body, 4 + clen);
+    out[5] = 1; /* TT_FRAME_F_CTX */
+    return n;
+}
+
+static void
+test_handler_sees_deadline(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *c = h_client(srv.addr[0]);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    H_OK(tether_client_call_raw(c, "Test.Deadline", "", 0, &out, &len, TETHER_CALL_TIMEOUT(5000),
+                                NULL));
+    assert_int_equal(len, 4);
+    uint32_t left;
+    memcpy(&left, out, 4);
+    tether_free(out);
+    /* Sent with 5000 ms to go: the handler sees at most that, and more
+     * than nothing (it ran well within the call's time). */
+    assert_true(left > 0 && left <= 5000);
+    tether_client_destroy(c);
+}
+
+/* A call whose handler is still running when its deadline passes: the
+ * server answers TETHER_ETIMEDOUT itself and tells the handler, which
+ * learns it both ways (callback and polling).  The raw client never sends
+ * CANCEL, so only the server's own deadline can do this. */
+static void
+test_deadline_cancels_on_server(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *c = h_client(srv.addr[0]);
+    int fd = h_raw_connect(srv.addr[0]);
+    uint8_t buf[512];
+    assert_int_equal(h_raw_send(fd, H_PREFACE, H_PREFACE_LEN), 0);
+    size_t n = put_request_ctx(buf, 1, "Test.Hold", 300);
+    assert_int_equal(h_raw_send(fd, buf, n), 0);
+    n = h_raw_frame(fd, buf, sizeof buf, H_TIMEOUT_MS);
+    assert_true(n >= H_FRAME_HDR);
+    assert_int_equal(buf[4], 3);          /* ERROR */
+    assert_int_equal(h_le32(buf + 8), 1); /* seq 1 */
+    assert_int_equal(h_le32(buf + 16), TETHER_ETIMEDOUT);
+    assert_true(n - H_FRAME_HDR == strlen("rpc: deadline exceeded"));
+    assert_memory_equal(buf + H_FRAME_HDR, "rpc: deadline exceeded", n - H_FRAME_HDR);
+    H_WAIT(hold_stats(c).timedout == 1, "the handler to see its deadline pass");
+    struct hold_stats s = hold_stats(c);
+    assert_int_equal(s.now, 0);
+    assert_int_equal(s.told, 1);
+    assert_int_equal(s.canceled, 0);
+    close(fd);
+    tether_client_destroy(c);
+}
+
+/* CANCEL for a call in flight: the handler is told TETHER_ECANCELED, and
+ * its answer is dropped (the next frame on the connection is the PONG of a
+ * PING sent after the handler finished). */
+static void
+test_cancel_frame(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *c = h_client(srv.addr[0]);
+    int fd = h_raw_connect(srv.addr[0]);
+    uint8_t buf[512];
+    assert_int_equal(h_raw_send(fd, H_PREFACE, H_PREFACE_LEN), 0);
+    size_t n = put_request_ctx(buf, 7, "Test.Hold", 0);
+    assert_int_equal(h_raw_send(fd, buf, n), 0);
+    H_WAIT(hold_stats(c).now == 1, "the handler to start");
+    n = h_put_frame(buf, 7, 7, NULL, NULL, 0); /* CANCEL seq 7 */
+    assert_int_equal(h_raw_send(fd, buf, n), 0);
+    H_WAIT(hold_stats(c).canceled == 1, "the handler to learn of the cancel");
+    H_WAIT(hold_stats(c).now == 0, "the handler to finish");
+    assert_int_equal(hold_stats(c).told, 1);
+    n = h_put_frame(buf, 5, 99, NULL, NULL, 0); /* PING seq 99 */
+    assert_int_equal(h_raw_send(fd, buf, n), 0);
+    n = h_raw_frame(fd, buf, sizeof buf, H_TIMEOUT_MS);
+    assert_true(n >= H_FRAME_HDR);
+    assert_int_equal(buf[4], 6); /* PONG, not an answer to seq 7 */
+    assert_int_equal(h_le32(buf + 8), 99);
+    close(fd);
+    tether_client_destroy(c);
+}
+
+/* A client call that times out cancels its handler (CANCEL, or the
+ * server's deadline, whichever comes first: both say the caller is gone). */
+static void
+test_cancel_on_client_timeout(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *c = h_client(srv.addr[0]);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    H_ERR(tether_client_call_raw(c, "Test.Hold", "", 0, &out, &len, TETHER_CALL_TIMEOUT(200), NULL),
+          TETHER_ETIMEDOUT);
+    H_WAIT(hold_stats(c).now == 0, "the handler to stop");
+    struct hold_stats s = hold_stats(c);
+    assert_int_equal(s.canceled + s.timedout, 1);
+    assert_int_equal(s.told, 1);
+    tether_client_destroy(c);
+}
+
+static atomic_int closed_calls;
+
+static void
+on_closed(tether_client *c, const tether_reply *r, void *arg)
+{
+    (void)c;
+    (void)arg;
+    if (r->err == TETHER_ECLOSED) {
+        atomic_fetch_add(&closed_calls, 1);
+    }
+}
+
+/* Destroying a client with a call in flight cancels its handler. */
+static void
+test_cancel_on_client_destroy(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *probe = h_client(srv.addr[0]);
+    tether_client *c = h_client(srv.addr[0]);
+    H_OK(tether_client_call_async_raw(c, "Test.Hold", "", 0, TETHER_CALL_TIMEOUT(H_CALL_MS),
+                                      on_closed, NULL));
+    H_WAIT(hold_stats(probe).now == 1, "the handler to start");
+    tether_client_destroy(c);
+    assert_int_equal(atomic_load(&closed_calls), 1);
+    H_WAIT(hold_stats(probe).canceled == 1, "the handler to learn its caller left");
+    H_WAIT(hold_stats(probe).now == 0, "the handler to stop");
+    assert_int_equal(hold_stats(probe).told, 1);
+    tether_client_destroy(probe);
+}
+
+static void
+test_metadata_round_trip(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *c = h_client(srv.addr[0]);
+    const tether_meta meta[] = {{"trace", "abc-123"}, {"user", "bob"}, {"empty", ""}};
+    tether_meta *tr = NULL;
+    size_t ntr = 0;
+    tether_call_opts opts = {
+        .timeout_ms = H_CALL_MS, .meta = meta, .nmeta = 3, .trailers = &tr, .ntrailers = &ntr};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    H_OK(tether_client_call_raw(c, "Test.Meta", "", 0, &out, &len, &opts, NULL));
+    const char *want = "trace=abc-123\nuser=bob\nempty=\n";
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(out, want, len);
+    tether_free(out);
+    assert_int_equal(ntr, 4);
+    assert_string_equal(tr[0].key, "echo-trace");
+    assert_string_equal(tr[0].value, "abc-123");
+    assert_string_equal(tr[1].key, "echo-user");
+    assert_string_equal(tr[1].value, "bob");
+    assert_string_equal(tr[2].key, "echo-empty");
+    assert_string_equal(tr[2].value, "");
+    assert_string_equal(tr[3].key, "get-trace");
+    assert_string_equal(tr[3].value, "abc-123");
+    tether_free(tr);
+
+    /* No metadata: no trailers. */
+    tr = (tether_meta *)&opts; /* must be overwritten */
+    opts.nmeta = 0;
+    H_OK(tether_client_call_raw(c, "Test.Meta", "", 0, &out, &len, &opts, NULL));
+    assert_int_equal(len, 0);
+    assert_null(tr);
+    assert_int_equal(ntr, 0);
+    tether_free(out);
+    tether_client_destroy(c);
+}
+
+static atomic_int meta_async_ok;
+
+static void
+on_meta_reply(tether_client *c, const tether_reply *r, void *arg)
+{
+    (void)c;
+    (void)arg;
+    /* Trailers: echo-k, echo-trace, get-trace. */
+    if (r->err == TETHER_OK && r->ntrailers == 3 && strcmp(r->trailers[0].key, "echo-k") == 0 &&
+        strcmp(r->trailers[0].value, "v") == 0 && strcmp(r->trailers[2].key, "get-trace") == 0 &&
+        r->len == 12 && memcmp(r->data, "k=v\ntrace=t\n", 12) == 0) {
+        atomic_fetch_add(&meta_async_ok, 1);
+    } else {
+        atomic_fetch_add(&meta_async_ok, 1000);
+    }
+}
+
+static void
+test_metadata_async(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *c = h_client(srv.addr[0]);
+    const tether_meta meta[] = {{"k", "v"}, {"trace", "t"}};
+    tether_call_opts opts = {.timeout_ms = H_CALL_MS, .meta = meta, .nmeta = 2};
+    for (int i = 0; i < 10; i++) {
+        H_OK(tether_client_call_async_raw(c, "Test.Meta", "", 0, &opts, on_meta_reply, NULL));
+    }
+    H_WAIT(atomic_load(&meta_async_ok) >= 10, "ten async answers with trailers");
+    tether_client_destroy(c);
+    assert_int_equal(atomic_load(&meta_async_ok), 10);
+}
+
+/* Metadata over the server's limit fails that call with a clear error and
+ * the connection stays; bad metadata is refused before sending. */
+static void
+test_metadata_limit(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *c = h_client(srv.addr[0]);
+    char *big = malloc(9001);
+    assert_non_null(big);
+    memset(big, 'x', 9000);
+    big[9000] = '\0';
+    const tether_meta meta[] = {{"big", big}};
+    tether_call_opts opts = {.timeout_ms = H_CALL_MS, .meta = meta, .nmeta = 1};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char *et = NULL;
+    H_ERR(tether_client_call_raw(c, "Test.Meta", "", 0, &out, &len, &opts, &et), TETHER_ELIMIT);
+    assert_non_null(et);
+    assert_non_null(strstr(et, "over the server's limit of 8192"));
+    tether_free(et);
+    free(big);
+    /* The same connection serves on. */
+    assert_int_equal(h_add(c, 2, 3), 5);
+    const tether_meta bad[] = {{"", "v"}};
+    opts.meta = bad;
+    H_ERR(tether_client_call_raw(c, "Test.Meta", "", 0, &out, &len, &opts, NULL), TETHER_EINVAL);
+    tether_client_destroy(c);
+}
+
+static void
+test_fail_code_and_peer(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *c = h_client(srv.addr[0]);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char *et = NULL;
+    H_ERR(tether_client_call_raw(c, "Test.FailCode", "", 0, &out, &len, NULL, &et), TETHER_ENOENT);
+    assert_string_equal(et, "no such thing");
+    tether_free(et);
+    H_OK(tether_client_call_raw(c, "Test.Peer", "", 0, &out, &len, NULL, NULL));
+    char peer[128];
+    assert_true(len > 0 && len < sizeof peer);
+    memcpy(peer, out, len);
+    peer[len] = '\0';
+    tether_free(out);
+    assert_true(strncmp(peer, "127.0.0.1:", 10) == 0);
+    assert_true(strtol(peer + 10, NULL, 10) > 0);
+    tether_client_destroy(c);
+}
+
+/* A version-1 client is told why it is refused. */
+static void
+test_v1_client_refused(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    int fd = h_raw_connect(srv.addr[0]);
+    assert_int_equal(h_raw_send(fd, "\xF5TETHER\x01", 8), 0);
+    uint8_t buf[512];
+    size_t n = h_raw_frame(fd, buf, sizeof buf - 1, H_TIMEOUT_MS);
+    assert_true(n > H_FRAME_HDR);
+    assert_int_equal(buf[4], 3);          /* ERROR */
+    assert_int_equal(h_le32(buf + 8), 0); /* the connection */
+    assert_int_equal(h_le32(buf + 16), TETHER_EPROTO);
+    buf[n] = '\0';
+    assert_non_null(strstr((char *)buf + H_FRAME_HDR, "version 1 is not supported"));
+    assert_true(h_raw_closed(fd, H_TIMEOUT_MS));
+    close(fd);
+}
+
+int
+main(int argc, char **argv)
+{
+    h_child_main(argc, argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_handler_sees_deadline, teardown),
+        cmocka_unit_test_teardown(test_deadline_cancels_on_server, teardown),
+        cmocka_unit_test_teardown(test_cancel_frame, teardown),
+        cmocka_unit_test_teardown(test_cancel_on_client_timeout, teardown),
+        cmocka_unit_test_teardown(test_cancel_on_client_destroy, teardown),
+        cmocka_unit_test_teardown(test_metadata_round_trip, teardown),
+        cmocka_unit_test_teardown(test_metadata_async, teardown),
+        cmocka_unit_test_teardown(test_metadata_limit, teardown),
+        cmocka_unit_test_teardown(test_fail_code_and_peer, teardown),
+        cmocka_unit_test_teardown(test_v1_client_refused, teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    h_cleanup();
+    return rc;
+}
