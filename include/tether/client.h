@@ -49,6 +49,29 @@ typedef enum tether_codec {
 } tether_codec;
 
 /*
+ * tether_client_interceptor - hooks around every call a client makes
+ * (sync and async, typed and raw, by address or by name).
+ *  before  runs in the calling thread before the call is sent; an error
+ *          return refuses the call: the call function returns that code
+ *          (an async call's callback then never runs) and the
+ *          interceptors after it are skipped.  NULL: none.
+ *  after   runs once the call ended (in the caller's thread for sync
+ *          calls, on the I/O thread before the callback for async ones)
+ *          with its outcome and the time since before, in ns; only for
+ *          interceptors whose before let the call through, last first.
+ *          NULL: none.
+ *  arg     passed to both.
+ * method is the call's "Service.Method", valid during the hook.  Neither
+ * may block or start a synchronous call.
+ */
+typedef struct tether_client_interceptor {
+    tether_err (*before)(tether_client *c, const char *method, void *arg);
+    void (*after)(tether_client *c, const char *method, tether_err status, uint64_t duration_ns,
+                  void *arg);
+    void *arg;
+} tether_client_interceptor;
+
+/*
  * tether_client_config - creation-time settings; zero means default
  * (tether_client_config_init() writes them out).
  */
@@ -65,6 +88,13 @@ typedef struct tether_client_config {
      * "rpc: can't find method X" become TETHER_ENOSERVICE and
      * TETHER_ENOMETHOD); "going away" does not exist in these codecs. */
     tether_codec codec;
+    /* Metadata sent with every call, before the call's own (an auth token,
+     * say); copied at creation.  Native protocol only.  At most 16 pairs. */
+    const tether_meta *meta;
+    size_t nmeta;
+    /* Interceptors, run in this order (copied at creation; at most 16). */
+    const tether_client_interceptor *interceptors;
+    size_t ninterceptors;
 } tether_client_config;
 
 /* tether_client_config_init - fill cfg with the documented defaults. */

@@ -88,6 +88,41 @@ TETHER_API tether_err tether_server_add_raw_method(tether_server *srv, const cha
                                                    void *arg);
 
 /*
+ * tether_server_interceptor - hooks around every call the server runs, of
+ * every codec, so logging, metrics, auth and tracing are written once.
+ *  before  runs on the I/O thread after the method is found and the
+ *          request decoded, before the handler.  It reads what the call
+ *          carries (tether_call_method(), tether_call_get_meta(),
+ *          tether_call_get_peer(), tether_call_deadline()) and returns
+ *          TETHER_OK to let the call through, or an error code to refuse
+ *          it: the caller gets that code with *why as its text (why starts
+ *          as NULL: then "rpc: call refused"), the handler never runs, and
+ *          the interceptors after it are skipped.  NULL: none.
+ *  after   runs on the I/O thread once the call is finished (answered,
+ *          refused or canceled) with the code the caller got (TETHER_OK, or
+ *          the error) and the time from before to the answer, in ns.
+ *          Interceptors whose before let the call through see it, last
+ *          added first.  NULL:
+ *          none.
+ *  arg     passed to both.
+ * Neither may block or answer the call.
+ */
+typedef struct tether_server_interceptor {
+    tether_err (*before)(tether_call *call, const char **why, void *arg);
+    void (*after)(const tether_call *call, tether_err status, uint64_t duration_ns, void *arg);
+    void *arg;
+} tether_server_interceptor;
+
+/*
+ * tether_server_add_interceptor - add ic (copied) to srv's chain: befores
+ * run in the order added, afters in reverse.  Only before
+ * tether_server_start().  Errors: TETHER_EINVAL, TETHER_ESTATE (started),
+ * TETHER_ELIMIT (more than 16), TETHER_ENOMEM.
+ */
+TETHER_API tether_err tether_server_add_interceptor(tether_server *srv,
+                                                    const tether_server_interceptor *ic);
+
+/*
  * tether_server_listen - bind and listen on addr, at once.  Accepted forms:
  * "host:port" (IPv4 or a name), "[v6addr]:port", ":port" (all IPv4
  * addresses), "unix:/path" (an existing socket file at path is replaced).

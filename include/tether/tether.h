@@ -60,7 +60,8 @@ extern "C" {
     X(EREGISTRY, 23, "registry error")                                                \
     X(ELEASE, 24, "registry lease lost")                                              \
     X(EAGAIN, 25, "try again")                                                        \
-    X(EINTERNAL, 26, "internal error")
+    X(EINTERNAL, 26, "internal error")                                                \
+    X(EPERM, 27, "permission denied")
 
 /* tether_err - every error the library returns.  OS errors that have no
  * better mapping are returned as (TETHER_ESYSERR | errno). */

@@ -13,6 +13,7 @@
 #include "codec/jsonrpc/jsonrpc.h"
 #include "codec/native/frame.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "net/loop_pool.h"
 #include "rpc/client_int.h"
 
@@ -25,8 +26,8 @@ tether_client_config_init(tether_client_config *cfg)
     cfg->call_timeout_ms = 10000;
 }
 
-void
-tt_client_config_resolve(tether_client_config *dst, const tether_client_config *cfg)
+static void
+config_resolve(tether_client_config *dst, const tether_client_config *cfg)
 {
     tether_client_config_init(dst);
     if (cfg == NULL) {
@@ -43,6 +44,61 @@ tt_client_config_resolve(tether_client_config *dst, const tether_client_config *
     }
     dst->balance = cfg->balance;
     dst->codec = cfg->codec;
+}
+
+tether_err
+tt_client_init(tether_client *c, const tt_client_ops *ops, const tether_client_config *cfg)
+{
+    c->ops = ops;
+    config_resolve(&c->cfg, cfg);
+    if (cfg == NULL) {
+        return TETHER_OK;
+    }
+    if (cfg->nmeta > TT_CLIENT_MAX_EXTRAS || cfg->ninterceptors > TT_CLIENT_MAX_EXTRAS ||
+        (cfg->nmeta > 0 && cfg->meta == NULL) ||
+        (cfg->ninterceptors > 0 && cfg->interceptors == NULL)) {
+        return TETHER_EINVAL;
+    }
+    /* Metadata: one block holding the array and every string. */
+    size_t bytes = cfg->nmeta * sizeof(tether_meta);
+    for (size_t i = 0; i < cfg->nmeta; i++) {
+        const tether_meta *m = &cfg->meta[i];
+        if (m->key == NULL || m->key[0] == '\0' || m->value == NULL) {
+            return TETHER_EINVAL;
+        }
+        bytes += strlen(m->key) + strlen(m->value) + 2;
+    }
+    if (cfg->nmeta > 0) {
+        c->meta_copy = tt_malloc(bytes);
+        if (c->meta_copy == NULL) {
+            return TETHER_ENOMEM;
+        }
+        char *w = (char *)(c->meta_copy + cfg->nmeta);
+        for (size_t i = 0; i < cfg->nmeta; i++) {
+            size_t kl = strlen(cfg->meta[i].key) + 1;
+            size_t vl = strlen(cfg->meta[i].value) + 1;
+            memcpy(w, cfg->meta[i].key, kl);
+            c->meta_copy[i].key = w;
+            memcpy(w + kl, cfg->meta[i].value, vl);
+            c->meta_copy[i].value = w + kl;
+            w += kl + vl;
+        }
+    }
+    c->cfg.meta = c->meta_copy;
+    c->cfg.nmeta = cfg->nmeta;
+    for (size_t i = 0; i < cfg->ninterceptors; i++) {
+        c->ics[i] = cfg->interceptors[i];
+    }
+    c->cfg.interceptors = c->ics;
+    c->cfg.ninterceptors = cfg->ninterceptors;
+    return TETHER_OK;
+}
+
+void
+tt_client_fini(tether_client *c)
+{
+    tt_free(c->meta_copy);
+    c->meta_copy = NULL;
 }
 
 tether_err
@@ -84,6 +140,7 @@ static void
 direct_destroy(tether_client *c)
 {
     tt_engine_destroy(((direct_client *)c)->e);
+    tt_client_fini(c);
     tt_free(c);
 }
 
@@ -119,11 +176,12 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
     if (dc == NULL) {
         return TETHER_ENOMEM;
     }
-    tt_client_config_resolve(&dc->base.cfg, cfg);
-    dc->base.ops = &direct_ops;
+    tether_err rc = tt_client_init(&dc->base, &direct_ops, cfg);
     dc->base.codec = codec_for(dc->base.cfg.codec);
     tt_addr a;
-    tether_err rc = dc->base.codec != NULL ? tt_addr_parse(addr, &a) : TETHER_EINVAL;
+    if (rc == TETHER_OK) {
+        rc = dc->base.codec != NULL ? tt_addr_parse(addr, &a) : TETHER_EINVAL;
+    }
     if (rc == TETHER_OK) {
         tt_engine_config ec = {.ops = dc->base.codec,
                                .max_frame = dc->base.cfg.max_frame_size,
@@ -138,6 +196,7 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
         }
     }
     if (rc != TETHER_OK) {
+        tt_client_fini(&dc->base);
         tt_free(dc);
         return rc;
     }
@@ -178,12 +237,20 @@ tether_client_pending(const tether_client *c)
 /* ---------------------------------------------------------------------- */
 /* Calls                                                                  */
 
+/* What a call needs beyond its request: the merged metadata (the
+ * client's defaults, then the call's own) when both exist. */
+typedef struct call_scratch {
+    tether_meta stack[32];
+    tether_meta *heap;
+} call_scratch;
+
 /* Fill rq from the public arguments; TETHER_EINVAL if they are wrong. */
 static tether_err
 make_req(tether_client *c, tt_call_req *rq, const char *method, const ProtobufCMessage *msg,
          const void *data, size_t len, const ProtobufCMessageDescriptor *desc,
-         const tether_call_opts *opts)
+         const tether_call_opts *opts, call_scratch *sc)
 {
+    sc->heap = NULL;
     if (c == NULL || method == NULL || (data == NULL && len > 0)) {
         return TETHER_EINVAL;
     }
@@ -204,17 +271,132 @@ make_req(tether_client *c, tt_call_req *rq, const char *method, const ProtobufCM
             return TETHER_EINVAL;
         }
     }
+    const tether_meta *meta = opts->meta;
+    size_t nmeta = opts->nmeta;
+    if (c->cfg.nmeta > 0) {
+        size_t n = c->cfg.nmeta + opts->nmeta;
+        tether_meta *m = sc->stack;
+        if (n > sizeof sc->stack / sizeof sc->stack[0]) {
+            m = sc->heap = tt_malloc(n * sizeof *m);
+            if (m == NULL) {
+                return TETHER_ENOMEM;
+            }
+        }
+        memcpy(m, c->cfg.meta, c->cfg.nmeta * sizeof *m);
+        if (opts->nmeta > 0) {
+            memcpy(m + c->cfg.nmeta, opts->meta, opts->nmeta * sizeof *m);
+        }
+        meta = m;
+        nmeta = n;
+    }
     *rq = (tt_call_req){.method = method,
                         .method_len = mlen,
                         .msg = msg,
                         .data = data,
                         .len = len,
                         .desc = desc,
-                        .timeout_ms =
-                            opts->timeout_ms != 0 ? opts->timeout_ms : c->cfg.call_timeout_ms,
-                        .meta = opts->meta,
-                        .nmeta = opts->nmeta};
+                        .timeout_ms = opts->timeout_ms != 0 ? opts->timeout_ms
+                                                            : c->cfg.call_timeout_ms,
+                        .meta = meta,
+                        .nmeta = nmeta};
     return TETHER_OK;
+}
+
+/* Run the interceptors' befores; returns the refusal, and in *passed how
+ * many let the call through (their afters run at the end). */
+static tether_err
+run_befores(tether_client *c, const char *method, size_t *passed)
+{
+    *passed = 0;
+    for (size_t i = 0; i < c->cfg.ninterceptors; i++) {
+        const tether_client_interceptor *ic = &c->ics[i];
+        tether_err rc = ic->before != NULL ? ic->before(c, method, ic->arg) : TETHER_OK;
+        if (rc != TETHER_OK) {
+            return rc;
+        }
+        *passed = i + 1;
+    }
+    return TETHER_OK;
+}
+
+static void
+run_afters(tether_client *c, const char *method, size_t passed, tether_err status,
+           uint64_t start_ns)
+{
+    uint64_t took = tt_now_ns() - start_ns;
+    for (size_t i = passed; i-- > 0;) {
+        const tether_client_interceptor *ic = &c->ics[i];
+        if (ic->after != NULL) {
+            ic->after(c, method, status, took, ic->arg);
+        }
+    }
+}
+
+/* A synchronous call through the interceptors. */
+static tether_err
+sync_call(tether_client *c, const tt_call_req *rq, const char *key, tt_call_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (c->cfg.ninterceptors == 0) {
+        return c->ops->call(c, rq, key, res);
+    }
+    uint64_t start = tt_now_ns();
+    size_t passed;
+    tether_err rc = run_befores(c, rq->method, &passed);
+    if (rc == TETHER_OK) {
+        rc = c->ops->call(c, rq, key, res);
+    } else {
+        res->err = rc;
+    }
+    run_afters(c, rq->method, passed, rc, start);
+    return rc;
+}
+
+/* An asynchronous call through the interceptors: the callback is wrapped
+ * so the afters run before it (one allocation, only with interceptors). */
+typedef struct async_wrap {
+    tether_reply_fn fn;
+    void *arg;
+    size_t passed;
+    uint64_t start_ns;
+    char method[];
+} async_wrap;
+
+static void
+wrapped_done(tether_client *c, const tether_reply *r, void *arg)
+{
+    async_wrap *w = arg;
+    run_afters(c, w->method, w->passed, r->err, w->start_ns);
+    w->fn(c, r, w->arg);
+    tt_free(w);
+}
+
+static tether_err
+async_call(tether_client *c, const tt_call_req *rq, const char *key, tether_reply_fn fn,
+           void *arg)
+{
+    if (c->cfg.ninterceptors == 0) {
+        return c->ops->call_async(c, rq, key, fn, arg);
+    }
+    async_wrap *w = tt_malloc(sizeof *w + rq->method_len + 1);
+    if (w == NULL) {
+        return TETHER_ENOMEM;
+    }
+    memcpy(w->method, rq->method, rq->method_len + 1);
+    w->fn = fn;
+    w->arg = arg;
+    w->start_ns = tt_now_ns();
+    tether_err rc = run_befores(c, rq->method, &w->passed);
+    if (rc == TETHER_OK) {
+        rc = c->ops->call_async(c, rq, key, wrapped_done, w);
+    }
+    if (rc != TETHER_OK) {
+        /* Refused, or it could not start: the callback never runs, but
+         * the interceptors that let it through hear how it ended. */
+        run_afters(c, w->method, w->passed, rc, w->start_ns);
+        tt_free(w);
+    }
+    return rc;
 }
 
 /* Raw bytes have no form in Go's codecs. */
@@ -257,6 +439,12 @@ reset_outputs(const tether_call_opts *opts, char **errtext)
     }
 }
 
+static const char *
+key_of(const tether_call_opts *opts)
+{
+    return opts != NULL ? opts->key : NULL;
+}
+
 tether_err
 tether_client_call(tether_client *c, const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
@@ -268,12 +456,14 @@ tether_client_call(tether_client *c, const char *method, const ProtobufCMessage 
     }
     *reply = NULL;
     tt_call_req rq;
-    tether_err rc = make_req(c, &rq, method, req, NULL, 0, reply_desc, opts);
+    call_scratch sc;
+    tether_err rc = make_req(c, &rq, method, req, NULL, 0, reply_desc, opts, &sc);
     if (rc != TETHER_OK) {
         return rc;
     }
     tt_call_result res;
-    rc = c->ops->call(c, &rq, opts != NULL ? opts->key : NULL, &res);
+    rc = sync_call(c, &rq, key_of(opts), &res);
+    tt_free(sc.heap);
     if (rc == TETHER_OK) {
         *reply = res.msg;
         res.msg = NULL;
@@ -289,12 +479,14 @@ call_bytes(tether_client *c, const char *method, const void *req, size_t req_len
            size_t *out_len, const tether_call_opts *opts, char **errtext)
 {
     tt_call_req rq;
-    tether_err rc = make_req(c, &rq, method, NULL, req, req_len, NULL, opts);
+    call_scratch sc;
+    tether_err rc = make_req(c, &rq, method, NULL, req, req_len, NULL, opts, &sc);
     if (rc != TETHER_OK) {
         return rc;
     }
     tt_call_result res;
-    rc = c->ops->call(c, &rq, opts != NULL ? opts->key : NULL, &res);
+    rc = sync_call(c, &rq, key_of(opts), &res);
+    tt_free(sc.heap);
     if (rc == TETHER_OK) {
         *out = res.data;
         *out_len = res.len;
@@ -307,7 +499,8 @@ call_bytes(tether_client *c, const char *method, const void *req, size_t req_len
 
 tether_err
 tether_client_call_raw(tether_client *c, const char *method, const void *req, size_t req_len,
-                       uint8_t **out, size_t *out_len, const tether_call_opts *opts, char **errtext)
+                       uint8_t **out, size_t *out_len, const tether_call_opts *opts,
+                       char **errtext)
 {
     reset_outputs(opts, errtext);
     if (out == NULL || out_len == NULL) {
@@ -322,8 +515,8 @@ tether_client_call_raw(tether_client *c, const char *method, const void *req, si
 }
 
 tether_err
-tt_client_call_json_text(tether_client *c, const char *method, const char *json_in, char **json_out,
-                         const tether_call_opts *opts, char **errtext)
+tt_client_call_json_text(tether_client *c, const char *method, const char *json_in,
+                         char **json_out, const tether_call_opts *opts, char **errtext)
 {
     if (c->cfg.codec != TETHER_CODEC_JSONRPC) {
         return TETHER_ENOTSUP;
@@ -336,27 +529,32 @@ tt_client_call_json_text(tether_client *c, const char *method, const char *json_
 
 tether_err
 tether_client_call_async(tether_client *c, const char *method, const ProtobufCMessage *req,
-                         const ProtobufCMessageDescriptor *reply_desc, const tether_call_opts *opts,
-                         tether_reply_fn fn, void *arg)
+                         const ProtobufCMessageDescriptor *reply_desc,
+                         const tether_call_opts *opts, tether_reply_fn fn, void *arg)
 {
     tt_call_req rq;
+    call_scratch sc;
     if (req == NULL || fn == NULL ||
-        make_req(c, &rq, method, req, NULL, 0, reply_desc, opts) != TETHER_OK) {
+        make_req(c, &rq, method, req, NULL, 0, reply_desc, opts, &sc) != TETHER_OK) {
         return TETHER_EINVAL;
     }
-    return c->ops->call_async(c, &rq, opts != NULL ? opts->key : NULL, fn, arg);
+    /* The request (metadata included) is encoded before this returns. */
+    tether_err rc = async_call(c, &rq, key_of(opts), fn, arg);
+    tt_free(sc.heap);
+    return rc;
 }
 
 tether_err
-tether_client_call_async_raw(tether_client *c, const char *method, const void *req, size_t req_len,
-                             const tether_call_opts *opts, tether_reply_fn fn, void *arg)
+tether_client_call_async_raw(tether_client *c, const char *method, const void *req,
+                             size_t req_len, const tether_call_opts *opts, tether_reply_fn fn,
+                             void *arg)
 {
     tt_call_req rq;
-    if (fn == NULL || make_req(c, &rq, method, NULL, req, req_len, NULL, opts) != TETHER_OK) {
+    call_scratch sc;
+    if (fn == NULL || make_req(c, &rq, method, NULL, req, req_len, NULL, opts, &sc) != TETHER_OK) {
         return TETHER_EINVAL;
     }
-    if (!raw_ok(c)) {
-        return TETHER_ENOTSUP;
-    }
-    return c->ops->call_async(c, &rq, opts != NULL ? opts->key : NULL, fn, arg);
+    tether_err rc = raw_ok(c) ? async_call(c, &rq, key_of(opts), fn, arg) : TETHER_ENOTSUP;
+    tt_free(sc.heap);
+    return rc;
 }

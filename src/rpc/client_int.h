@@ -26,15 +26,25 @@ typedef struct tt_client_ops {
 
 /* The part of every client the public functions use; each kind embeds it
  * first. */
+#define TT_CLIENT_MAX_EXTRAS 16 /* default metadata pairs, interceptors */
+
 struct tether_client {
     const tt_client_ops *ops;
-    tether_client_config cfg; /* resolved: no zero sizes or timeouts */
+    /* Resolved: no zero sizes or timeouts; meta and interceptors point at
+     * the copies below. */
+    tether_client_config cfg;
     const tt_codec_ops *codec;
+    tether_meta *meta_copy; /* one block: the array, then the strings */
+    tether_client_interceptor ics[TT_CLIENT_MAX_EXTRAS];
 };
 
-/* dst = the defaults, with what cfg sets (zero means default; cfg may be
- * NULL). */
-void tt_client_config_resolve(tether_client_config *dst, const tether_client_config *cfg);
+/* tt_client_init - fill the shared part of a new client: cfg resolved
+ * (zero means default; cfg may be NULL) and its metadata and interceptors
+ * copied.  TETHER_EINVAL (too many, or a bad pair), TETHER_ENOMEM.
+ * tt_client_fini frees what it copied. */
+tether_err tt_client_init(tether_client *c, const tt_client_ops *ops,
+                          const tether_client_config *cfg);
+void tt_client_fini(tether_client *c);
 
 /* discovery.c: a client by service name. */
 tether_err tt_disc_create(const char *url, const char *service, const tether_client_config *cfg,

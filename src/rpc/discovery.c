@@ -617,8 +617,12 @@ tt_disc_create(const char *url, const char *service, const tether_client_config 
     if (d == NULL) {
         return TETHER_ENOMEM;
     }
-    d->base.ops = &disc_ops;
-    tt_client_config_resolve(&d->base.cfg, cfg);
+    tether_err rc = tt_client_init(&d->base, &disc_ops, cfg);
+    if (rc != TETHER_OK) {
+        tt_client_fini(&d->base);
+        tt_free(d);
+        return rc;
+    }
     d->base.cfg.codec = TETHER_CODEC_NATIVE; /* instances are tether servers */
     d->base.codec = &tt_codec_native;
     switch (d->base.cfg.balance) {
@@ -642,7 +646,7 @@ tt_disc_create(const char *url, const char *service, const tether_client_config 
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->cv, &ca);
     pthread_condattr_destroy(&ca);
-    tether_err rc = tether_registry_open(url, &d->reg);
+    rc = tether_registry_open(url, &d->reg);
     if (rc == TETHER_OK) {
         rc = tether_registry_watch(d->reg, service, on_watch, d, &d->watch);
     }
@@ -650,6 +654,7 @@ tt_disc_create(const char *url, const char *service, const tether_client_config 
         tether_registry_close(d->reg);
         pthread_mutex_destroy(&d->mu);
         pthread_cond_destroy(&d->cv);
+        tt_client_fini(&d->base);
         tt_free(d);
         return rc;
     }
@@ -687,5 +692,6 @@ disc_destroy(tether_client *c)
     tether_registry_close(d->reg);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
+    tt_client_fini(&d->base);
     tt_free(d);
 }

@@ -314,6 +314,22 @@ tether_server_add_raw_method(tether_server *srv, const char *full_name, tether_r
 }
 
 tether_err
+tether_server_add_interceptor(tether_server *srv, const tether_server_interceptor *ic)
+{
+    if (srv == NULL || ic == NULL || (ic->before == NULL && ic->after == NULL)) {
+        return TETHER_EINVAL;
+    }
+    if (atomic_load(&srv->state) != SRV_NEW) {
+        return TETHER_ESTATE;
+    }
+    if (srv->nics == TT_MAX_INTERCEPTORS) {
+        return TETHER_ELIMIT;
+    }
+    srv->ics[srv->nics++] = *ic;
+    return TETHER_OK;
+}
+
+tether_err
 tether_server_listen(tether_server *srv, const char *addr)
 {
     if (srv == NULL || addr == NULL) {
@@ -638,6 +654,8 @@ call_alloc(conn *c, const method_ent *m, uint64_t seq)
     call->trailers.off = call->trailers.len = 0;
     atomic_store_explicit(&call->cstate, CST_NONE, memory_order_relaxed);
     call->cancel_fn = NULL;
+    call->nic = 0;
+    call->status = TETHER_OK;
     tt_timer_init(&call->dl_tmr, NULL);
     return call;
 }
@@ -721,6 +739,18 @@ call_finish(struct tether_call *call)
     iothr *t = call->t;
     conn *c = call->c;
     gate *g = call->g;
+    if (call->nic > 0) {
+        /* The interceptors that let the call in see how it ended, last
+         * first, while its method and metadata are still there. */
+        uint64_t took = tt_now_ns() - call->ic_start_ns;
+        const tether_server_interceptor *ics = t->srv->ics;
+        for (int i = call->nic - 1; i >= 0; i--) {
+            if (ics[i].after != NULL) {
+                ics[i].after(call, call->status, took, ics[i].arg);
+            }
+        }
+        call->nic = 0;
+    }
     TT_DLIST_REMOVE(&c->calls, call);
     c->inflight--;
     bump(&t->st_completed);
@@ -854,6 +884,10 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
             len = max - TT_FRAME_HDR;
         }
     }
+    if (!call->canceled) {
+        /* What the caller gets, for the interceptors' after hooks. */
+        call->status = type == TT_FRAME_ERROR ? (tether_err)status : TETHER_OK;
+    }
     iothr *t = call->t;
     if (tls_thr == t) {
         /* On the call's own I/O thread: straight into the output buffer. */
@@ -930,13 +964,22 @@ tether_call_fail(tether_call *call, const char *msg)
     return call_answer(call, TT_FRAME_ERROR, TETHER_EREMOTE, NULL, msg, strlen(msg));
 }
 
+/* Whether code can travel in an ERROR frame: a tether error of the list,
+ * not OK, not a wrapped system error. */
+static int
+wire_code(tether_err code)
+{
+    return code != TETHER_OK && ((unsigned)code & (unsigned)TETHER_ESYSERR) == 0 &&
+           strcmp(tether_err_name(code), "TETHER_E?") != 0;
+}
+
 tether_err
 tether_call_fail_code(tether_call *call, tether_err code, const char *text)
 {
     if (call == NULL) {
         return TETHER_EINVAL;
     }
-    if (code == TETHER_OK || (unsigned)code >= TETHER_ESYSERR || tether_err_name(code)[0] == '?') {
+    if (!wire_code(code)) {
         call_answer(call, TT_FRAME_ERROR, TETHER_EINTERNAL, NULL,
                     "rpc: handler failed with an invalid code",
                     strlen("rpc: handler failed with an invalid code"));
@@ -1025,6 +1068,7 @@ call_cancel(struct tether_call *call, tether_err why, int answer_caller, const c
         return;
     }
     call->canceled = 1;
+    call->status = why;
     if (answer_caller && !c->closed) {
         if (c->codec != NULL) {
             tt_server_codec_error(c, call->seq, call->m->name, call->m->name_len, why, text);
@@ -1220,6 +1264,32 @@ unknown_method(conn *c, const tt_frame *f)
     }
 }
 
+/* Run the interceptors' befores in order; 0 if one refused the call (it
+ * is then answered with that one's code). */
+static int
+run_befores(tether_server *srv, struct tether_call *call)
+{
+    call->ic_start_ns = tt_now_ns();
+    for (int i = 0; i < srv->nics; i++) {
+        const char *why = NULL;
+        tether_err rc = srv->ics[i].before != NULL
+                            ? srv->ics[i].before(call, &why, srv->ics[i].arg)
+                            : TETHER_OK;
+        if (rc != TETHER_OK) {
+            if (why == NULL) {
+                why = "rpc: call refused";
+            }
+            if (!wire_code(rc)) {
+                rc = TETHER_EINTERNAL;
+            }
+            call_answer(call, TT_FRAME_ERROR, (uint32_t)rc, NULL, why, strlen(why));
+            return 0;
+        }
+        call->nic = i + 1;
+    }
+    return 1;
+}
+
 /* Put a filled-in call in flight (linked to its connection, counted) and
  * run its handler: inline, or on the worker pool for blocking methods. */
 static inline void
@@ -1237,6 +1307,9 @@ call_launch(conn *c, struct tether_call *call)
     atomic_store_explicit(&t->inflight,
                           atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    if (t->srv->nics > 0 && !run_befores(t->srv, call)) {
+        return; /* refused: answered already */
+    }
     if (m->flags & TETHER_METHOD_BLOCKING) {
         /* Leaves the thread: the gate must outlive the server for it. */
         atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);

@@ -106,6 +106,11 @@ struct tether_call {
      * server memory (the server may be gone by then: see gate). */
     size_t max_frame;
     size_t max_meta;
+    /* Interceptors: how many befores let the call through (their afters
+     * run at the end), when the call started, and the answer's code. */
+    int nic;
+    uint64_t ic_start_ns;
+    tether_err status;
     const ProtobufCMessageDescriptor *out_desc;
     /* The call holds a gate reference: it left the I/O thread's hands
      * (worker pool, or a handler that returned without answering). */
@@ -153,8 +158,12 @@ typedef struct listener {
 
 enum { SRV_NEW, SRV_RUNNING, SRV_DRAINING, SRV_STOPPED };
 
+#define TT_MAX_INTERCEPTORS 16
+
 struct tether_server {
     tether_server_config cfg;
+    tether_server_interceptor ics[TT_MAX_INTERCEPTORS];
+    int nics;
     method_ent *methods;
     size_t nmethods;
     char **services;  /* wire service names, for "unknown service" vs "method" */

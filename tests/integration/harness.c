@@ -265,7 +265,7 @@ read_report(h_proc *p, int fd)
 void
 h_spawn_server(h_proc *p, const h_server_opts *opts)
 {
-    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0};
+    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0};
     if (opts == NULL) {
         opts = &defaults;
     }
@@ -301,6 +301,8 @@ h_spawn_server(h_proc *p, const h_server_opts *opts)
     snprintf(args[k], sizeof(args[k]), "max_inflight=%u", opts->max_inflight_per_conn);
     argv[n++] = args[k++];
     snprintf(args[k], sizeof(args[k]), "max_conns=%u", opts->max_connections);
+    argv[n++] = args[k++];
+    snprintf(args[k], sizeof(args[k]), "ic=%d", opts->interceptors);
     argv[n++] = args[k++];
     argv[n] = NULL;
     p->pid = h_spawn(argv, NULL, pfd[1], -1, -1);
@@ -901,6 +903,93 @@ m_hold_stats(tether_call *call, const uint8_t *req, size_t len, void *arg)
     tether_call_reply_raw(call, v, sizeof v);
 }
 
+/* ---- interceptors: a log of what they saw, read by Test.IcLog ---- */
+
+static char ic_log[4096];
+static size_t ic_len;
+
+static void
+ic_note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&mu);
+    if (ic_len < sizeof ic_log - 128) {
+        int n = vsnprintf(ic_log + ic_len, sizeof ic_log - ic_len, fmt, ap);
+        ic_len += n > 0 ? (size_t)n : 0;
+    }
+    pthread_mutex_unlock(&mu);
+    va_end(ap);
+}
+
+static int
+is_log_call(const tether_call *call)
+{
+    return strcmp(tether_call_method(call), "Test.IcLog") == 0;
+}
+
+static tether_err
+ic_before_a(tether_call *call, const char **why, void *arg)
+{
+    (void)arg;
+    if (is_log_call(call)) {
+        return TETHER_OK;
+    }
+    const char *deny = tether_call_get_meta(call, "deny");
+    ic_note("a(%s)", tether_call_method(call));
+    if (deny != NULL && strcmp(deny, "yes") == 0) {
+        *why = "denied by policy";
+        return TETHER_EPERM;
+    }
+    return TETHER_OK;
+}
+
+static void
+ic_after_a(const tether_call *call, tether_err status, uint64_t ns, void *arg)
+{
+    (void)arg;
+    (void)ns;
+    if (!is_log_call(call)) {
+        ic_note("A%d;", (int)status);
+    }
+}
+
+static tether_err
+ic_before_b(tether_call *call, const char **why, void *arg)
+{
+    (void)arg;
+    (void)why;
+    if (!is_log_call(call)) {
+        ic_note("b");
+    }
+    return TETHER_OK;
+}
+
+static void
+ic_after_b(const tether_call *call, tether_err status, uint64_t ns, void *arg)
+{
+    (void)arg;
+    (void)ns;
+    if (!is_log_call(call)) {
+        ic_note("B%d", (int)status);
+    }
+}
+
+static void
+m_ic_log(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    char copy[sizeof ic_log];
+    size_t n = ic_len;
+    memcpy(copy, ic_log, n);
+    ic_len = 0;
+    pthread_mutex_unlock(&mu);
+    tether_call_reply_raw(call, copy, n);
+}
+
 static void
 reply_int(tether_call *call, int64_t v)
 {
@@ -979,6 +1068,7 @@ h_child_main(int argc, char **argv)
         return;
     }
     int fd = (int)opt_num(argv[2]);
+    int want_ic = 0;
     tether_server_config cfg;
     tether_server_config_init(&cfg);
     const char *listen[4] = {NULL, NULL, NULL, NULL};
@@ -1000,6 +1090,8 @@ h_child_main(int argc, char **argv)
             cfg.max_frame_size = (size_t)opt_num(v);
         } else if (strncmp(a, "max_inflight=", 13) == 0 && opt_num(v) > 0) {
             cfg.max_inflight_per_conn = (uint32_t)opt_num(v);
+        } else if (strncmp(a, "ic=", 3) == 0 && opt_num(v) > 0) {
+            want_ic = 1;
         } else if (strncmp(a, "max_conns=", 10) == 0 && opt_num(v) > 0) {
             cfg.max_connections = (uint32_t)opt_num(v);
         }
@@ -1019,6 +1111,19 @@ h_child_main(int argc, char **argv)
     if (e != TETHER_OK) {
         child_die(fd, "add_service", e, tether_server_errmsg(srv));
     }
+    if (want_ic) {
+        /* a refuses calls whose metadata says deny=yes; b only logs. */
+        static const tether_server_interceptor ics[] = {
+            {ic_before_a, ic_after_a, NULL},
+            {ic_before_b, ic_after_b, NULL},
+        };
+        for (size_t i = 0; i < 2; i++) {
+            e = tether_server_add_interceptor(srv, &ics[i]);
+            if (e != TETHER_OK) {
+                child_die(fd, "add_interceptor", e, NULL);
+            }
+        }
+    }
     static const struct {
         const char *name;
         tether_raw_handler_fn fn;
@@ -1031,6 +1136,7 @@ h_child_main(int argc, char **argv)
         {"Test.Deadline", m_deadline, 0}, {"Test.Meta", m_meta, 0},
         {"Test.Peer", m_peer, 0},         {"Test.FailCode", m_fail_code, 0},
         {"Test.Hold", m_hold, TETHER_METHOD_BLOCKING}, {"Test.HoldStats", m_hold_stats, 0},
+        {"Test.IcLog", m_ic_log, 0},
     };
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         e = tether_server_add_raw_method(srv, raw[i].name, raw[i].fn, raw[i].flags, NULL);

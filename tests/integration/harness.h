@@ -64,6 +64,7 @@ typedef struct h_server_opts {
     size_t max_frame_size;
     uint32_t max_inflight_per_conn;
     uint32_t max_connections;
+    int interceptors; /* install the test interceptors (Test.IcLog tells what they saw) */
 } h_server_opts;
 
 /* h_child_main - when argv asks for server mode, run the test server and

@@ -340,6 +340,172 @@ test_v1_client_refused(void **state)
     close(fd);
 }
 
+static char *
+ic_log(tether_client *c)
+{
+    uint8_t *out = NULL;
+    size_t len = 0;
+    H_OK(tether_client_call_raw(c, "Test.IcLog", "", 0, &out, &len, NULL, NULL));
+    char *s = malloc(len + 1);
+    assert_non_null(s);
+    memcpy(s, out, len);
+    s[len] = '\0';
+    tether_free(out);
+    return s;
+}
+
+static void
+expect_log(tether_client *c, const char *want)
+{
+    char *got = ic_log(c);
+    if (strcmp(got, want) != 0) {
+        fail_msg("interceptor log: got \"%s\", want \"%s\"", got, want);
+    }
+    free(got);
+}
+
+/* Server interceptors run around every call, of every codec: befores in
+ * order, afters in reverse with the caller's status; a refusal answers
+ * with its code and text and skips the rest. */
+static void
+test_server_interceptors(void **state)
+{
+    (void)state;
+    h_server_opts opts = {.interceptors = 1};
+    h_spawn_server(&srv, &opts);
+    tether_client *c = h_client(srv.addr[0]);
+    assert_int_equal(h_add(c, 1, 2), 3);
+    expect_log(c, "a(Calculator.Add)bB0A0;");
+
+    const tether_meta deny[] = {{"deny", "yes"}};
+    tether_call_opts o = {.meta = deny, .nmeta = 1};
+    uint8_t *out = NULL;
+    size_t len = 0;
+    char *et = NULL;
+    H_ERR(tether_client_call_raw(c, "Test.Echo", "x", 1, &out, &len, &o, &et), TETHER_EPERM);
+    assert_string_equal(et, "denied by policy");
+    tether_free(et);
+    expect_log(c, "a(Test.Echo)");
+
+    /* A handler's error is what the afters see. */
+    H_ERR(tether_client_call_raw(c, "Test.FailCode", "", 0, &out, &len, NULL, NULL),
+          TETHER_ENOENT);
+    expect_log(c, "a(Test.FailCode)bB19A19;");
+
+    /* Go's codecs go through the same chain. */
+    for (int codec = TETHER_CODEC_GOB; codec <= TETHER_CODEC_JSONRPC; codec++) {
+        tether_client_config cfg;
+        tether_client_config_init(&cfg);
+        cfg.codec = (tether_codec)codec;
+        tether_client *g = NULL;
+        H_OK(tether_client_create(srv.addr[0], &cfg, &g));
+        assert_int_equal(h_add(g, 2, 2), 4);
+        tether_client_destroy(g);
+        expect_log(c, "a(Calculator.Add)bB0A0;");
+    }
+    tether_client_destroy(c);
+}
+
+static char cic_log[256];
+static size_t cic_len;
+
+static tether_err
+cic_before_1(tether_client *c, const char *method, void *arg)
+{
+    (void)c;
+    (void)arg;
+    cic_len += (size_t)snprintf(cic_log + cic_len, sizeof cic_log - cic_len, "1");
+    return strcmp(method, "Test.Peer") == 0 ? TETHER_EPERM : TETHER_OK;
+}
+
+static void
+cic_after_1(tether_client *c, const char *method, tether_err st, uint64_t ns, void *arg)
+{
+    (void)c;
+    (void)method;
+    (void)arg;
+    cic_len += (size_t)snprintf(cic_log + cic_len, sizeof cic_log - cic_len, "!1:%d%s;", (int)st,
+                                ns > 0 ? "" : "(0ns)");
+}
+
+static tether_err
+cic_before_2(tether_client *c, const char *method, void *arg)
+{
+    (void)c;
+    (void)method;
+    (void)arg;
+    cic_len += (size_t)snprintf(cic_log + cic_len, sizeof cic_log - cic_len, "2");
+    return TETHER_OK;
+}
+
+static void
+cic_after_2(tether_client *c, const char *method, tether_err st, uint64_t ns, void *arg)
+{
+    (void)c;
+    (void)method;
+    (void)arg;
+    (void)ns;
+    cic_len += (size_t)snprintf(cic_log + cic_len, sizeof cic_log - cic_len, "!2:%d", (int)st);
+}
+
+static atomic_int cic_async;
+
+static void
+on_cic_reply(tether_client *c, const tether_reply *r, void *arg)
+{
+    (void)c;
+    (void)arg;
+    /* The afters ran before this callback. */
+    if (r->err == TETHER_OK && strstr(cic_log, "!1:0;") != NULL) {
+        atomic_store(&cic_async, 1);
+    } else {
+        atomic_store(&cic_async, -1);
+    }
+}
+
+/* Client interceptors: order, refusal before sending, async afters before
+ * the callback; the client's default metadata goes with every call. */
+static void
+test_client_interceptors(void **state)
+{
+    (void)state;
+    h_server_opts sopts = {.interceptors = 1};
+    h_spawn_server(&srv, &sopts);
+    const tether_client_interceptor ics[] = {{cic_before_1, cic_after_1, NULL},
+                                             {cic_before_2, cic_after_2, NULL}};
+    tether_client_config cfg;
+    tether_client_config_init(&cfg);
+    cfg.interceptors = ics;
+    cfg.ninterceptors = 2;
+    tether_client *c = NULL;
+    H_OK(tether_client_create(srv.addr[0], &cfg, &c));
+    assert_int_equal(h_add(c, 1, 1), 2);
+    assert_string_equal(cic_log, "12!2:0!1:0;");
+    free(ic_log(c)); /* the server's log starts empty */
+    cic_len = 0;
+    cic_log[0] = '\0';
+    uint8_t *out = NULL;
+    size_t len = 0;
+    H_ERR(tether_client_call_raw(c, "Test.Peer", "", 0, &out, &len, NULL, NULL), TETHER_EPERM);
+    assert_string_equal(cic_log, "1");
+    expect_log(c, ""); /* it never reached the server */
+    cic_len = 0;
+    cic_log[0] = '\0';
+    H_OK(tether_client_call_async_raw(c, "Test.Echo", "x", 1, NULL, on_cic_reply, NULL));
+    H_WAIT(atomic_load(&cic_async) != 0, "the async call's callback");
+    assert_int_equal(atomic_load(&cic_async), 1);
+    tether_client_destroy(c);
+
+    /* Default metadata: every call of this client says deny=yes. */
+    const tether_meta deny[] = {{"deny", "yes"}};
+    tether_client_config_init(&cfg);
+    cfg.meta = deny;
+    cfg.nmeta = 1;
+    H_OK(tether_client_create(srv.addr[0], &cfg, &c));
+    H_ERR(tether_client_call_raw(c, "Test.Echo", "x", 1, &out, &len, NULL, NULL), TETHER_EPERM);
+    tether_client_destroy(c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -355,6 +521,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_metadata_limit, teardown),
         cmocka_unit_test_teardown(test_fail_code_and_peer, teardown),
         cmocka_unit_test_teardown(test_v1_client_refused, teardown),
+        cmocka_unit_test_teardown(test_server_interceptors, teardown),
+        cmocka_unit_test_teardown(test_client_interceptors, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h_cleanup();

@@ -75,7 +75,7 @@ static void
 server_dies_mid_call(const char *listen)
 {
     enum { N = 20 };
-    h_server_opts opts = {{listen, NULL, NULL, NULL}, 0, 0, 0, 0, 0};
+    h_server_opts opts = {{listen, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     char addr[256];
     snprintf(addr, sizeof(addr), "%s", srv.addr[0]);
@@ -127,7 +127,7 @@ server_dies_mid_call(const char *listen)
     assert_null(reply);
 
     /* Same address again: the next call reconnects. */
-    h_server_opts again = {{addr, NULL, NULL, NULL}, 0, 0, 0, 0, 0};
+    h_server_opts again = {{addr, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0};
     h_spawn_server(&srv, &again);
     assert_string_equal(srv.addr[0], addr);
     assert_int_equal(h_add(c, 20, 22), 42);
@@ -232,7 +232,7 @@ static void
 test_misbehaving_clients(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     tether_client *good = h_client(addr);

@@ -165,7 +165,7 @@ test_timers_order_rearm_cancel(void **state)
     assert_int_equal(tt_timer_arm(&l, &t[0].t, now + 1000000), TETHER_OK);
     assert_int_equal(tt_timer_arm(&l, &t[2].t, now + 500000), TETHER_OK);
     assert_int_equal(tt_timer_arm(&l, &t[3].t, now + 100000), TETHER_OK);
-    assert_int_equal(tt_timer_arm(&l, &t[2].t, now + 3000000), TETHER_OK);
+    assert_int_equal(tt_timer_arm(&l, &t[2].t, now + 300000000), TETHER_OK);
     tt_timer_cancel(&l, &t[3].t);
     assert_false(tt_timer_armed(&t[3].t));
     t[1].rearm = 2;

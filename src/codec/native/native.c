@@ -28,7 +28,8 @@ native_fini(void *state)
 static tether_err
 status_err(uint32_t status)
 {
-    if (status == TETHER_OK || (status > TETHER_EINTERNAL && status < TETHER_ESYSERR)) {
+    if (status == TETHER_OK || (status & TETHER_ESYSERR) != 0 ||
+        strcmp(tether_err_name((tether_err)status), "TETHER_E?") == 0) {
         return TETHER_EPROTO;
     }
     return (tether_err)status;
