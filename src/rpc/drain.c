@@ -90,13 +90,14 @@ tt_server_control_main(void *arg)
     if (!immediate) {
         /* Step 4: no new connections. */
         tt_server_post_all(srv, offsetof(iothr, t_stop_accept));
-        /* Step 5: let calls in flight finish, until the deadline. */
+        /* Step 5: let calls in flight finish, until the deadline.  Each
+         * I/O thread checks itself once (t_drain_check) and from then on
+         * reports when its last call finishes, so this waits for events
+         * only: a report, a second stop request, or the deadline. */
+        tt_server_post_all(srv, offsetof(iothr, t_drain_check));
         uint64_t deadline = tt_now_ms() + srv->cfg.drain_timeout_ms;
         while (!immediate && tt_server_inflight(srv) > 0 && remaining_ms(deadline) > 0) {
-            /* Wake at least every 50 ms: the drained notice can race with
-             * the count read above. */
-            int wait = remaining_ms(deadline);
-            immediate = wait_events(srv, wait < 50 ? wait : 50, 1) > 0;
+            immediate = wait_events(srv, remaining_ms(deadline), 1) > 0;
         }
         /* Step 6: cancel what is left. */
         long left = tt_server_inflight(srv);

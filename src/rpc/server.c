@@ -40,6 +40,15 @@
 static __thread iothr *tls_thr; /* the I/O thread running on this thread */
 
 static void conn_close(conn *c);
+
+/* Tell the control thread this I/O thread has no call left (draining). */
+static void
+report_drained(iothr *t)
+{
+    uint64_t one = 1;
+    ssize_t w = write(t->srv->drained_fd, &one, sizeof one);
+    (void)w;
+}
 static void call_finish(struct tether_call *call);
 static void call_cancel_notify(struct tether_call *call, tether_err why);
 
@@ -759,10 +768,11 @@ call_finish(struct tether_call *call)
     }
     long left = atomic_load_explicit(&t->inflight, memory_order_relaxed) - 1;
     atomic_store_explicit(&t->inflight, left, memory_order_relaxed);
+    /* Once this thread ran its drain check (task_drain_check), it sees
+     * DRAINING here and reports its last call; the control thread then
+     * needs no polling. */
     if (left == 0 && atomic_load(&t->srv->state) == SRV_DRAINING) {
-        uint64_t one = 1;
-        ssize_t w = write(t->srv->drained_fd, &one, sizeof one);
-        (void)w;
+        report_drained(t);
     }
     call_release_body(call);
     call->canceled = 0;
@@ -1783,6 +1793,19 @@ task_stop_accept(tt_task *task)
     }
 }
 
+/* The drain step asks each thread, on the thread itself, whether it is
+ * idle: a thread's own count is exact there, so a last call that finished
+ * just before the stop began is not missed (the control thread, reading
+ * the counters from outside, could see a stale one). */
+static void
+task_drain_check(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_drain_check);
+    if (atomic_load_explicit(&t->inflight, memory_order_relaxed) == 0) {
+        report_drained(t);
+    }
+}
+
 static void
 task_cancel(tt_task *task)
 {
@@ -1926,6 +1949,7 @@ tether_server_start(tether_server *srv)
         t->t_goaway.fn = task_goaway;
         t->t_stop_accept.fn = task_stop_accept;
         t->t_cancel.fn = task_cancel;
+        t->t_drain_check.fn = task_drain_check;
         t->t_stop.fn = task_stop;
         t->scratch = tt_malloc(TT_IOBUF);
         t->lios = tt_calloc((size_t)srv->nlisteners, sizeof *t->lios);

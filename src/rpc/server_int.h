@@ -147,7 +147,7 @@ typedef struct iothr {
     _Atomic uint64_t st_accepted, st_started, st_completed, st_failed, st_proto;
     _Atomic long inflight;
     _Atomic long nconns;
-    tt_task t_goaway, t_stop_accept, t_cancel, t_stop;
+    tt_task t_goaway, t_stop_accept, t_drain_check, t_cancel, t_stop;
 } iothr;
 
 typedef struct listener {
