@@ -228,6 +228,17 @@ for run in $(seq 1 "$RUNS"); do
                     [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
                     record "pipe_$conns.$impl" "$v"
                 done
+                if [ "$impl" = tether ]; then
+                    # The call context's price: three small metadata pairs.
+                    r=$(run_client tether "$placement" --mode seq --calls "$SEQ_CALLS" \
+                        --warmup "$SEQ_WARMUP" --meta 3)
+                    record "seq_p50_meta.tether" "$(field "$r" p50_us)"
+                    r=$(run_client tether "$placement" --mode pipe --conns 1 --depth 64 \
+                        --seconds "$PIPE_SECONDS" --warmup-ms "$PIPE_WARMUP_MS" --meta 3)
+                    v=$(field "$r" calls_per_s)
+                    [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
+                    record "pipe_1_meta.tether" "$v"
+                fi
                 if [ "$impl" != floor ]; then
                     # After the load: does the server give its buffers back?
                     sleep 0.5
@@ -432,7 +443,7 @@ CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "  machine   $(nproc) CPUs ($CPU_MODEL), kernel $(uname -r)"
 echo "  load      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min load average at the end)"
 echo "  build     $BUILD_TYPE${SANITIZE:+, TETHER_SANITIZE=$SANITIZE}; Go ${GOVERSION:-not run}"
-echo "  bytes     request frame 38 B, reply frame 22 B per call (tether's frames; the floor"
+echo "  bytes     request frame 49 B, reply frame 22 B per call (tether's frames; the floor"
 echo "            sends the same sizes)"
 echo "  runs      $RUNS; latency: $SEQ_CALLS calls after $SEQ_WARMUP warm-up;"
 echo "            throughput: ${PIPE_SECONDS} s after ${PIPE_WARMUP_MS} ms warm-up"
@@ -442,12 +453,22 @@ printf '%-24s %-18s %-22s %-22s %-22s %-8s %-8s %-8s\n' \
     "figure" "CPU placement" "raw TCP floor" "tether" "Go net/rpc" "t/floor" "target" "Go/t"
 PIN=$(placement_label pinned)
 UNP=$(placement_label unpinned)
-row "seq p50 (us)" "$UNP" seq_p50_unpinned "<=1.15"
+row "seq p50 (us)" "$UNP" seq_p50_unpinned "<=1.05"
 row "seq p99 (us)" "$UNP" seq_p99_unpinned "<=1.50"
-row "seq p50 (us)" "$PIN" seq_p50_pinned "<=1.15"
+row "seq p50 (us)" "$PIN" seq_p50_pinned "<=1.05"
 row "seq p99 (us)" "$PIN" seq_p99_pinned "<=1.50"
-row "1 conn x 64 (k calls/s)" "$UNP" pipe_1 ">=0.45"
-row "4 conns x 64 (k calls/s)" "$UNP" pipe_4 ">=0.45"
+row "1 conn x 64 (k calls/s)" "$UNP" pipe_1 ">=0.80"
+row "4 conns x 64 (k calls/s)" "$UNP" pipe_4 ">=0.60"
+echo
+echo "call context: tether with 3 small metadata pairs per call against tether bare ($UNP)"
+printf '  %-26s %-22s %-22s %-8s %-8s
+' "figure" "bare" "3 metadata pairs" "ratio" "target"
+printf '  %-26s %-22s %-22s %-8s %-8s
+' "seq p50 (us)" "$(stat seq_p50_unpinned.tether)" \
+    "$(stat seq_p50_meta.tether)" "$(ratio seq_p50_meta.tether seq_p50_unpinned.tether)" "<=1.10"
+printf '  %-26s %-22s %-22s %-8s %-8s
+' "1 conn x 64 (k calls/s)" "$(stat pipe_1.tether)" \
+    "$(stat pipe_1_meta.tether)" "$(ratio pipe_1.tether pipe_1_meta.tether)" "<=1.10"
 echo
 printf '%-44s %-22s %-22s %-10s\n' "memory (server, $UNP)" "tether" "Go net/rpc" "target"
 mrow() { # LABEL KEY TARGET [int]

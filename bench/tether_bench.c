@@ -12,6 +12,9 @@
  *       C tether_clients (one connection each), D calls in flight on each:
  *       every completion callback starts the next call, so the window
  *       stays full without any client-side batching logic.
+ *   --meta N (either mode)
+ *       send N small metadata pairs ("k1"="v1", ...) with every call, to
+ *       price the call context against a bare call.
  *   --ctl FIFO (either mode, may be given twice)
  *       after warm-up write "mark" to FIFO, after the measured calls
  *       "report"; bench/alloccount.c, preloaded into the server (or this
@@ -30,6 +33,12 @@
 
 /* The request all calls send; read-only, so every thread can share it. */
 static Args add_args = ARGS__INIT;
+
+/* The call options every call passes: metadata only with --meta. */
+#define MAX_META 16
+static tether_meta meta[MAX_META];
+static tether_call_opts call_opts;
+static const tether_call_opts *opts_p; /* NULL without --meta: a bare call */
 
 #define MAX_CTL 2
 static const char *ctl_paths[MAX_CTL];
@@ -82,7 +91,7 @@ run_seq(tether_client *c, long calls, long warmup)
         uint64_t t0 = bench_now_ns();
         tether_err err =
             tether_client_call(c, BENCH_METHOD, &add_args.base,
-                               &google__protobuf__int64_value__descriptor, &reply, NULL, &errtext);
+                               &google__protobuf__int64_value__descriptor, &reply, opts_p, &errtext);
         uint64_t t1 = bench_now_ns();
         if (err != TETHER_OK || !check_reply(reply)) {
             fprintf(stderr, "tether-bench-client: call %ld: %s%s%s\n", i, tether_strerror(err),
@@ -136,7 +145,7 @@ on_reply(tether_client *c, const tether_reply *r, void *arg)
     }
     tether_err err =
         tether_client_call_async(c, BENCH_METHOD, &add_args.base,
-                                 &google__protobuf__int64_value__descriptor, NULL, on_reply, pc);
+                                 &google__protobuf__int64_value__descriptor, opts_p, on_reply, pc);
     if (err != TETHER_OK) {
         int none = 0;
         atomic_compare_exchange_strong(&pc->first_err, &none, (int)err);
@@ -172,7 +181,7 @@ run_pipe(const char *addr, int conns, int depth, double seconds, long warmup_ms)
         for (int d = 0; d < depth; d++) {
             tether_err err = tether_client_call_async(pcs[i].client, BENCH_METHOD, &add_args.base,
                                                       &google__protobuf__int64_value__descriptor,
-                                                      NULL, on_reply, &pcs[i]);
+                                                      opts_p, on_reply, &pcs[i]);
             if (err != TETHER_OK) {
                 fprintf(stderr, "tether-bench-client: call_async: %s\n", tether_strerror(err));
                 return 1;
@@ -231,7 +240,8 @@ usage(void)
             "usage: tether-bench-client --addr HOST:PORT --mode seq [--calls N] [--warmup N]\n"
             "       tether-bench-client --addr HOST:PORT --mode pipe [--conns C] [--depth D]\n"
             "                           [--seconds S] [--warmup-ms W]\n"
-            "       either mode: [--ctl FIFO]... (allocation counting, see bench/README.md)\n");
+            "       either mode: [--meta N] [--ctl FIFO]... (allocation counting, see\n"
+            "                    bench/README.md)\n");
 }
 
 int
@@ -247,6 +257,18 @@ main(int argc, char **argv)
         }
         if (strcmp(k, "--ctl") == 0 && n_ctl < MAX_CTL) {
             ctl_paths[n_ctl++] = v;
+        } else if (strcmp(k, "--meta") == 0 && strtol(v, NULL, 10) >= 0 &&
+                   strtol(v, NULL, 10) <= MAX_META) {
+            static char kv[MAX_META][2][8];
+            call_opts.nmeta = (size_t)strtol(v, NULL, 10);
+            for (size_t j = 0; j < call_opts.nmeta; j++) {
+                snprintf(kv[j][0], sizeof kv[j][0], "k%zu", j + 1);
+                snprintf(kv[j][1], sizeof kv[j][1], "v%zu", j + 1);
+                meta[j].key = kv[j][0];
+                meta[j].value = kv[j][1];
+            }
+            call_opts.meta = meta;
+            opts_p = call_opts.nmeta > 0 ? &call_opts : NULL;
         } else {
             usage();
             return 2;
@@ -270,7 +292,7 @@ main(int argc, char **argv)
     size_t req_len =
         BENCH_HDR_LEN + strlen(BENCH_METHOD) + BENCH_CTX_LEN + args__get_packed_size(&add_args);
     size_t rep_len = BENCH_HDR_LEN + google__protobuf__int64_value__get_packed_size(&three);
-    if (req_len != BENCH_REQ_LEN || rep_len != BENCH_REPLY_LEN) {
+    if (opts_p == NULL && (req_len != BENCH_REQ_LEN || rep_len != BENCH_REPLY_LEN)) {
         fprintf(stderr, "tether-bench-client: frame sizes %zu/%zu differ from the floor's %d/%d\n",
                 req_len, rep_len, BENCH_REQ_LEN, BENCH_REPLY_LEN);
         return 1;
