@@ -15,4 +15,10 @@
  */
 int tt_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
+/* TT_THREAD_LOCAL - a thread-local variable of the library.  The
+ * initial-exec model reaches it with one instruction instead of a call to
+ * __tls_get_addr() on every access from the shared library (the hot path
+ * reads a few of them per call); the library's static TLS is small. */
+#define TT_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
+
 #endif

@@ -29,7 +29,7 @@ static pool_thread *pool_threads;
 static unsigned pool_n;       /* threads running now */
 static unsigned pool_users;   /* acquires minus releases */
 static unsigned pool_want;    /* size asked for (0: default) */
-static __thread int on_pool_thread;
+static TT_THREAD_LOCAL int on_pool_thread;
 
 static void
 on_stop(tt_task *t)

@@ -15,8 +15,12 @@
  * The reader is also the only user of the codec's decoding state, so gob's
  * per-connection type table needs no lock.
  *
- * Time.  Asynchronous deadlines sit in a heap under e->mu; one loop timer
- * is armed for the earliest.  A connect runs in the background (the socket
+ * Time.  Asynchronous deadlines sit under e->mu in a list kept in order
+ * (calls with the same timeout arrive in deadline order, so appending is
+ * the common case: O(1) in and out) with a heap for the calls that would
+ * break the order; one loop timer is armed for the earliest.  Deadlines
+ * are read from the coarse clock (one vDSO read less per call) and padded
+ * by its resolution, so a call never times out early.  A connect runs in the background (the socket
  * is non-blocking until it is up) with a timer for its timeout, so no
  * thread ever blocks in connect() with a lock held.  Synchronous callers
  * wait on their own deadline (SO_RCVTIMEO, poll or a timed condition).
@@ -40,6 +44,7 @@
 #include "core/heap.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "net/loop.h"
 #include "net/loop_pool.h"
 #include "rpc/engine.h"
@@ -55,7 +60,10 @@ typedef struct pending {
     struct pending *hnext;       /* hash chain */
     struct pending *prev, *next; /* all pending calls */
     struct pending *cnext;       /* completed list (async, for the loop thread) */
-    tt_heap_node dl;             /* async deadline, in e->deadlines */
+    tt_heap_node dl;             /* async deadline out of order: in e->deadlines */
+    struct pending *dprev, *dnext; /* async deadline in order: in e->dl_head list */
+    uint64_t deadline;
+    int in_dlist;
     int in_table;                /* still findable by seq (not taken by a dispatcher) */
     tether_reply_fn fn;          /* async callback; NULL for a sync call */
     tether_client *owner;
@@ -99,6 +107,8 @@ struct tt_engine {
     size_t npending;
     _Atomic size_t npending_pub; /* npending for lock-free readers (balancing) */
     tt_heap deadlines;
+    pending *dl_head, *dl_tail;
+    uint64_t timer_at; /* when call_tmr is armed for; 0: not armed */
     tt_timer call_tmr;    /* earliest async deadline */
     tt_timer connect_tmr; /* connect timeout */
     tt_buf out;           /* request bytes not yet sent (under mu) */
@@ -141,6 +151,76 @@ rehash_locked(tt_engine *e, size_t n)
     e->nbuckets = n;
 }
 
+/* Async deadlines: the in-order list or, for a deadline earlier than the
+ * list's last, the heap. */
+static tether_err
+dl_add(tt_engine *e, pending *p, uint64_t deadline)
+{
+    p->deadline = deadline;
+    if (e->dl_tail == NULL || deadline >= e->dl_tail->deadline) {
+        p->dprev = e->dl_tail;
+        p->dnext = NULL;
+        if (e->dl_tail != NULL) {
+            e->dl_tail->dnext = p;
+        } else {
+            e->dl_head = p;
+        }
+        e->dl_tail = p;
+        p->in_dlist = 1;
+        return TETHER_OK;
+    }
+    return tt_heap_push(&e->deadlines, &p->dl, deadline);
+}
+
+static void
+dl_del(tt_engine *e, pending *p)
+{
+    if (p->in_dlist) {
+        if (p->dprev != NULL) {
+            p->dprev->dnext = p->dnext;
+        } else {
+            e->dl_head = p->dnext;
+        }
+        if (p->dnext != NULL) {
+            p->dnext->dprev = p->dprev;
+        } else {
+            e->dl_tail = p->dprev;
+        }
+        p->in_dlist = 0;
+    } else {
+        tt_heap_remove(&e->deadlines, &p->dl);
+    }
+}
+
+/* The call with the earliest deadline, or NULL. */
+static pending *
+dl_first(tt_engine *e)
+{
+    tt_heap_node *top = tt_heap_top(&e->deadlines);
+    pending *h = top != NULL ? (pending *)((char *)top - offsetof(pending, dl)) : NULL;
+    if (e->dl_head == NULL || (h != NULL && h->deadline < e->dl_head->deadline)) {
+        return h;
+    }
+    return e->dl_head;
+}
+
+/* The coarse clock's step, added to deadlines read from it. */
+static uint64_t
+coarse_step_ns(void)
+{
+    static _Atomic uint64_t step;
+    uint64_t v = atomic_load_explicit(&step, memory_order_relaxed);
+    if (v == 0) {
+        struct timespec ts;
+        v = clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0
+                ? (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec
+                : 10000000ull;
+        v = v > 0 ? v : 1;
+        atomic_store_explicit(&step, v, memory_order_relaxed);
+    }
+    return v;
+}
+
 static void
 pend_insert(tt_engine *e, pending *p)
 {
@@ -169,7 +249,7 @@ pend_remove(tt_engine *e, pending *p)
         }
         p->in_table = 0;
     }
-    tt_heap_remove(&e->deadlines, &p->dl);
+    dl_del(e, p);
     TT_DLIST_REMOVE(&e->all, p);
     e->npending--;
     atomic_store_explicit(&e->npending_pub, e->npending, memory_order_relaxed);
@@ -489,7 +569,7 @@ notify_state(tt_engine *e, tether_err err)
  * connection holds no read buffer at all. */
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static __thread uint8_t *tls_scratch;
+static TT_THREAD_LOCAL uint8_t *tls_scratch;
 
 static void
 scratch_free(void *p)
@@ -704,7 +784,9 @@ read_some(tt_engine *e, pending *me, int *got, int block)
     *got = 0;
     uint8_t *dst;
     size_t space;
-    int direct = tt_buf_size(&e->in) == 0;
+    /* The engine's own buffer once it has one (a busy connection keeps it),
+     * the thread's scratch buffer otherwise. */
+    int direct = e->in.cap == 0;
     if (direct) {
         dst = scratch_get();
         space = READ_CHUNK;
@@ -735,7 +817,8 @@ read_some(tt_engine *e, pending *me, int *got, int block)
     if (direct) {
         size_t used = dispatch_all(e, dst, (size_t)n, me, &rc);
         if (rc == TETHER_OK && used < (size_t)n &&
-            tt_buf_append(&e->in, dst + used, (size_t)n - used) != TETHER_OK) {
+            (tt_buf_reserve(&e->in, READ_CHUNK) != TETHER_OK ||
+             tt_buf_append(&e->in, dst + used, (size_t)n - used) != TETHER_OK)) {
             rc = TETHER_ENOMEM;
         }
         return rc;
@@ -743,8 +826,9 @@ read_some(tt_engine *e, pending *me, int *got, int block)
     e->in.len += (size_t)n;
     size_t used = dispatch_all(e, tt_buf_head(&e->in), tt_buf_size(&e->in), me, &rc);
     tt_buf_consume(&e->in, used);
-    if (tt_buf_size(&e->in) == 0) {
-        tt_buf_free(&e->in); /* idle connections keep no buffer */
+    if (tt_buf_size(&e->in) == 0 &&
+        atomic_load_explicit(&e->npending_pub, memory_order_relaxed) == 0) {
+        tt_buf_free(&e->in); /* an idle connection keeps no buffer */
     }
     return rc;
 }
@@ -805,15 +889,16 @@ on_call_timer(tt_timer *t)
     tt_engine *e = (tt_engine *)((char *)t - offsetof(tt_engine, call_tmr));
     uint64_t now = tt_now_ns();
     pthread_mutex_lock(&e->mu);
-    tt_heap_node *top;
-    while ((top = tt_heap_top(&e->deadlines)) != NULL && top->key <= now) {
-        pending *p = (pending *)((char *)top - offsetof(pending, dl));
+    pending *p;
+    while ((p = dl_first(e)) != NULL && p->deadline <= now) {
         pend_remove(e, p);
         queue_cancel_locked(e, p->seq);
         fail_locked(e, p, TETHER_ETIMEDOUT);
     }
-    if (top != NULL) {
-        tt_timer_arm(e->loop, &e->call_tmr, top->key);
+    e->timer_at = 0;
+    if (p != NULL) {
+        e->timer_at = p->deadline;
+        tt_timer_arm(e->loop, &e->call_tmr, p->deadline);
     }
     if (e->reader == READER_NONE) {
         flush_locked(e);
@@ -1153,10 +1238,14 @@ tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn, te
     p->owner = owner;
     p->arg = arg;
     p->desc = rq->desc;
-    uint64_t deadline = tt_now_ns() + (uint64_t)rq->timeout_ms * 1000000ull;
-    rc = queue_request_locked(e, p->seq, rq);
+    uint64_t deadline =
+        tt_now_coarse_ns() + coarse_step_ns() + (uint64_t)rq->timeout_ms * 1000000ull;
+    rc = dl_add(e, p, deadline);
     if (rc == TETHER_OK) {
-        rc = tt_heap_push(&e->deadlines, &p->dl, deadline);
+        rc = queue_request_locked(e, p->seq, rq);
+        if (rc != TETHER_OK) {
+            dl_del(e, p);
+        }
     }
     if (rc != TETHER_OK) {
         pend_free_locked(e, p);
@@ -1164,7 +1253,10 @@ tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn, te
         return rc;
     }
     pend_insert(e, p);
-    if (tt_heap_top(&e->deadlines) == &p->dl) {
+    /* The timer only ever moves earlier here; a call that completes leaves
+     * it be, and a timer that finds nothing due re-arms for what is. */
+    if (e->timer_at == 0 || deadline < e->timer_at) {
+        e->timer_at = deadline;
         tt_timer_arm(e->loop, &e->call_tmr, deadline);
     }
     if (e->reader == READER_IO && tt_loop_on_thread(e->loop)) {

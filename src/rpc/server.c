@@ -37,7 +37,7 @@
 #define OUT_LOW (1u * 1024 * 1024)
 #define MAX_FREE_CALLS 1024
 
-static __thread iothr *tls_thr; /* the I/O thread running on this thread */
+static TT_THREAD_LOCAL iothr *tls_thr; /* the I/O thread running on this thread */
 
 static void conn_close(conn *c);
 
