@@ -38,6 +38,8 @@
 #include <tether/registry.h>
 #include <tether/tether.h>
 
+static tether_err bench_client_by_name(const char *url, const char *service, tether_client **c);
+
 static uint64_t
 now_ns(void)
 {
@@ -379,7 +381,7 @@ rolling(double before_s, int prestart)
         srv_start(&old[i], "bench-roll");
         wait_state(old[i].addr, 1);
     }
-    if (tether_client_create_service(regurl, "bench-roll", NULL, &cli) != TETHER_OK) {
+    if (bench_client_by_name(regurl, "bench-roll", &cli) != TETHER_OK) {
         die("cannot create the client");
     }
     pthread_t th[THREADS];
@@ -426,6 +428,19 @@ rolling(double before_s, int prestart)
     tether_registry_close(reg);
     free(lats);
     return 0;
+}
+
+/* A client by name: the registry handle goes with the client. */
+static tether_err
+bench_client_by_name(const char *url, const char *service, tether_client **c)
+{
+    tether_registry *reg = NULL;
+    tether_err rc = tether_registry_open(url, &reg);
+    if (rc == TETHER_OK) {
+        rc = tether_client_create_service(reg, service, NULL, c);
+        tether_registry_close(reg);
+    }
+    return rc;
 }
 
 int

@@ -113,6 +113,19 @@ run_loop(tether_client *c, long interval_ms, double duration_s)
     return failed == 0 ? 0 : 1;
 }
 
+/* A client for every instance of service in the registry at url. */
+static tether_err
+open_by_name(const char *url, const char *service, tether_client **c)
+{
+    tether_registry *reg = NULL;
+    tether_err rc = tether_registry_open(url, &reg);
+    if (rc == TETHER_OK) {
+        rc = tether_client_create_service(reg, service, NULL, c);
+        tether_registry_close(reg); /* the client holds its own reference */
+    }
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -145,7 +158,7 @@ main(int argc, char **argv)
             usage();
         }
         tether_client *c;
-        tether_err rc = tether_client_create_service(registry, service, NULL, &c);
+        tether_err rc = open_by_name(registry, service, &c);
         if (rc != TETHER_OK) {
             fprintf(stderr, "calculator-client: registry %s: %s\n", registry,
                     tether_strerror(rc));
@@ -178,7 +191,7 @@ main(int argc, char **argv)
         return 2;
     }
     tether_client *c;
-    tether_err rc = registry != NULL ? tether_client_create_service(registry, service, NULL, &c)
+    tether_err rc = registry != NULL ? open_by_name(registry, service, &c)
                                      : tether_client_create(addr, NULL, &c);
     if (rc != TETHER_OK) {
         fprintf(stderr, "calculator-client: cannot reach %s: %s\n",

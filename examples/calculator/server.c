@@ -118,7 +118,8 @@ main(int argc, char **argv)
     if (registry_url != NULL) {
         rc = tether_registry_open(registry_url, &reg);
         if (rc == TETHER_OK) {
-            rc = tether_server_set_registry(the_server, reg, name, NULL, 0, 1);
+            tether_instance tmpl = {.service = name, .weight = 1};
+            rc = tether_server_set_registry(the_server, reg, &tmpl);
         }
         if (rc != TETHER_OK) {
             fprintf(stderr, "calculator-server: registry %s: %s\n", registry_url,

@@ -123,8 +123,9 @@ TETHER_API tether_err tether_client_create(const char *addr, const tether_client
 
 /*
  * tether_client_create_service - a client for every instance of service
- * listed in the registry at registry_url ("local:", "local:/dir",
- * "static:h:p,h:p", ...).  It follows the registry's watch: instances that
+ * listed in registry reg (tether_registry_open(): "local:", "etcd://...",
+ * "static:h:p,h:p", ...).  The client takes its own reference to reg, so
+ * the caller may close its handle at any time.  It follows the registry's watch: instances that
  * appear get calls, instances that are removed, draining, or that sent
  * "going away" get no new calls while their calls in flight complete.  Each
  * call goes to one instance picked by cfg->balance.  A call that failed
@@ -137,7 +138,7 @@ TETHER_API tether_err tether_client_create(const char *addr, const tether_client
  * registry never listed any).  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
  * registry's errors.
  */
-TETHER_API tether_err tether_client_create_service(const char *registry_url, const char *service,
+TETHER_API tether_err tether_client_create_service(tether_registry *reg, const char *service,
                                                    const tether_client_config *cfg,
                                                    tether_client **out);
 

@@ -185,20 +185,21 @@ TETHER_API void tether_server_destroy(tether_server *srv);
 TETHER_API const char *tether_server_errmsg(const tether_server *srv);
 
 /*
- * tether_server_set_registry - register this server in registry r as an
- * instance of service (for example "calculator"), once per listener, with
- * the listener's address, the metadata meta[0..nmeta-1] (copied) and weight
- * (0 means 1).  Registration happens in tether_server_start(), after the
- * I/O threads serve, so an instance is never listed before it can answer;
- * if called after start it registers at once.  The graceful stop begins by
- * deregistering each registration, before clients
- * are told to go away and before the listener closes.  r must outlive the
- * server.  Errors: TETHER_EINVAL, TETHER_ENOMEM, TETHER_ESTATE (stopping),
- * and the registry's errors when registering at once.
+ * tether_server_set_registry - register this server in registry r, once
+ * per listener, as the instance tmpl describes: tmpl->service (required,
+ * for example "calculator"), tmpl->meta[0..meta_count-1] and tmpl->weight
+ * (0 means 1); the address is each listener's, and tmpl's address, state,
+ * id and pid are ignored.  Everything is copied.  Registration happens in
+ * tether_server_start(), after the I/O threads serve, so an instance is
+ * never listed before it can answer; if called after start it registers
+ * at once.  The graceful stop begins by deregistering each registration,
+ * before clients are told to go away and before the listener closes.  r
+ * must outlive the server.  Errors: TETHER_EINVAL, TETHER_ENOMEM,
+ * TETHER_ESTATE (stopping), and the registry's errors when registering at
+ * once.
  */
 TETHER_API tether_err tether_server_set_registry(tether_server *srv, tether_registry *r,
-                                                 const char *service, const tether_meta *meta,
-                                                 size_t nmeta, uint32_t weight);
+                                                 const tether_instance *tmpl);
 
 /*
  * tether_server_run - the opt-in run helper: start the server if it is not

@@ -205,13 +205,13 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
 }
 
 tether_err
-tether_client_create_service(const char *registry_url, const char *service,
+tether_client_create_service(tether_registry *reg, const char *service,
                              const tether_client_config *cfg, tether_client **out)
 {
-    if (registry_url == NULL || service == NULL || out == NULL) {
+    if (reg == NULL || service == NULL || out == NULL) {
         return TETHER_EINVAL;
     }
-    return tt_disc_create(registry_url, service, cfg, out);
+    return tt_disc_create(reg, service, cfg, out);
 }
 
 tether_codec

@@ -47,8 +47,8 @@ tether_err tt_client_init(tether_client *c, const tt_client_ops *ops,
 void tt_client_fini(tether_client *c);
 
 /* discovery.c: a client by service name. */
-tether_err tt_disc_create(const char *url, const char *service, const tether_client_config *cfg,
-                          tether_client **out);
+tether_err tt_disc_create(tether_registry *reg, const char *service,
+                          const tether_client_config *cfg, tether_client **out);
 
 /* describe.c: the built-in method every server answers, its message type. */
 #define TT_DESCRIBE_SERVICE "_tether"

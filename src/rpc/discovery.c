@@ -32,6 +32,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "net/loop_pool.h"
+#include "registry/registry.h"
 #include "rpc/client_int.h"
 
 #define BACKOFF_MIN_MS 100
@@ -610,7 +611,7 @@ static const tt_client_ops disc_ops = {
 };
 
 tether_err
-tt_disc_create(const char *url, const char *service, const tether_client_config *cfg,
+tt_disc_create(tether_registry *reg, const char *service, const tether_client_config *cfg,
                tether_client **out)
 {
     struct tt_disc *d = tt_calloc(1, sizeof *d);
@@ -646,10 +647,11 @@ tt_disc_create(const char *url, const char *service, const tether_client_config 
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->cv, &ca);
     pthread_condattr_destroy(&ca);
-    rc = tether_registry_open(url, &d->reg);
-    if (rc == TETHER_OK) {
-        rc = tether_registry_watch(d->reg, service, on_watch, d, &d->watch);
-    }
+    /* The client holds its own reference: the caller may close its
+     * handle at once. */
+    tt_registry_ref(reg);
+    d->reg = reg;
+    rc = tether_registry_watch(d->reg, service, on_watch, d, &d->watch);
     if (rc != TETHER_OK) {
         tether_registry_close(d->reg);
         pthread_mutex_destroy(&d->mu);

@@ -31,13 +31,18 @@ on_stop_hook(tether_server *srv, void *arg)
 }
 
 tether_err
-tether_server_set_registry(tether_server *srv, tether_registry *r, const char *service,
-                           const tether_meta *meta, size_t nmeta, uint32_t weight)
+tether_server_set_registry(tether_server *srv, tether_registry *r,
+                           const tether_instance *tmpl)
 {
-    if (srv == NULL || r == NULL || service == NULL || service[0] == '\0' ||
-        (meta == NULL && nmeta > 0) || srv->registry != NULL) {
+    if (srv == NULL || r == NULL || tmpl == NULL || tmpl->service == NULL ||
+        tmpl->service[0] == '\0' || (tmpl->meta == NULL && tmpl->meta_count > 0) ||
+        srv->registry != NULL) {
         return TETHER_EINVAL;
     }
+    const char *service = tmpl->service;
+    const tether_meta *meta = tmpl->meta;
+    size_t nmeta = tmpl->meta_count;
+    uint32_t weight = tmpl->weight;
     int state = atomic_load(&srv->state);
     if (state == SRV_DRAINING || state == SRV_STOPPED) {
         return TETHER_ESTATE;

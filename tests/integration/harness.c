@@ -481,6 +481,19 @@ h_run(char *const argv[], char *out, char *err, size_t cap)
 /* ------------------------------------------------------------------ */
 /* Client helpers                                                      */
 
+tether_err
+h_client_by_name(const char *url, const char *service, const tether_client_config *cfg,
+                 tether_client **out)
+{
+    tether_registry *reg = NULL;
+    tether_err rc = tether_registry_open(url, &reg);
+    if (rc == TETHER_OK) {
+        rc = tether_client_create_service(reg, service, cfg, out);
+        tether_registry_close(reg);
+    }
+    return rc;
+}
+
 tether_client *
 h_client(const char *addr)
 {

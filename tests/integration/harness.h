@@ -147,6 +147,11 @@ void h_kill(h_proc *p);
  * finish within H_TIMEOUT_MS. */
 int h_run(char *const argv[], char *out, char *err, size_t cap);
 
+/* h_client_by_name - tether_registry_open(url) and
+ * tether_client_create_service() on it (the client keeps the registry). */
+tether_err h_client_by_name(const char *url, const char *service, const tether_client_config *cfg,
+                            tether_client **out);
+
 /* h_client - connect a tether client to addr, failing the test if that
  * does not work. */
 tether_client *h_client(const char *addr);

@@ -99,7 +99,7 @@ test_thousand_instances_fixed_threads(void **state)
     int before = thread_count();
     long rss_before = rss_kb();
     tether_client *c = NULL;
-    H_OK(tether_client_create_service(url, "calculator", NULL, &c));
+    H_OK(h_client_by_name(url, "calculator", NULL, &c));
     /* Every instance gets calls: round robin goes through all of them. */
     for (int i = 0; i < 2 * N; i++) {
         assert_int_equal(h_add(c, i, 1), i + 1);
@@ -160,7 +160,7 @@ test_blackholed_instance_delays_nobody(void **state)
     cfg.connect_timeout_ms = 120000;
     uint64_t t0 = h_now_ms();
     tether_client *c = NULL;
-    H_OK(tether_client_create_service(url, "calculator", &cfg, &c));
+    H_OK(h_client_by_name(url, "calculator", &cfg, &c));
     for (int i = 0; i < 200; i++) {
         assert_int_equal(h_add(c, i, 2), i + 2);
     }
@@ -214,7 +214,7 @@ test_async_hash_spreads_by_key(void **state)
     tether_client_config_init(&cfg);
     cfg.balance = TETHER_BALANCE_HASH;
     tether_client *c = NULL;
-    H_OK(tether_client_create_service(url, "calculator", &cfg, &c));
+    H_OK(h_client_by_name(url, "calculator", &cfg, &c));
     tether_client *a = h_client(srv.addr[0]);
     tether_client *b = h_client(srv2.addr[0]);
     /* Park one async call per key; each server counts what it holds. */

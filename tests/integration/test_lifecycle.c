@@ -650,7 +650,7 @@ test_rolling_restart(void **state)
     tether_client_config cfg;
     tether_client_config_init(&cfg);
     cfg.call_timeout_ms = 30000;
-    H_OK(tether_client_create_service(regurl, "life-roll", &cfg, &l.c));
+    H_OK(h_client_by_name(regurl, "life-roll", &cfg, &l.c));
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, load_main, &l), 0);
     H_WAIT(atomic_load(&l.ok) >= 50, "calls before the restart");
@@ -881,7 +881,7 @@ test_failover_refused(void **state)
     tether_client_config cfg;
     tether_client_config_init(&cfg);
     cfg.call_timeout_ms = 30000;
-    H_OK(tether_client_create_service(regurl, "life-fail", &cfg, &c));
+    H_OK(h_client_by_name(regurl, "life-fail", &cfg, &c));
     /* Calls for at least 1.5 s: with a growing backoff from 100 ms, the
      * refusing instance gets a handful of connection attempts; tried on
      * every pick it would get about one per two calls. */
@@ -952,7 +952,7 @@ test_async_right_after_create(void **state)
     }
     for (int round = 0; round < 30; round++) {
         tether_client *c = NULL;
-        H_OK(tether_client_create_service(regurl, "life-first", NULL, &c));
+        H_OK(h_client_by_name(regurl, "life-first", NULL, &c));
         acall call;
         add_async(c, round, 1, &call);
         H_WAIT(atomic_load(&call.done), "the first call");

@@ -98,7 +98,12 @@ tether_cmd_call(int argc, char **argv)
                 codec);
         return 2;
     } else {
-        rc = tether_client_create_service(cli_registry_url(reg), target, &cfg, &c);
+        tether_registry *r = cli_open_registry("call", cli_registry_url(reg));
+        if (r == NULL) {
+            return 1;
+        }
+        rc = tether_client_create_service(r, target, &cfg, &c);
+        tether_registry_close(r); /* the client keeps its own reference */
     }
     if (rc != TETHER_OK) {
         fprintf(stderr, "tether call: %s: %s\n", target, tether_strerror(rc));
