@@ -11,6 +11,7 @@ PKGS=(
     etcd-server etcd-client golang-go
     iproute2 procps psmisc openssl
     dpkg-dev file          # cpack -G DEB: dpkg-shlibdeps, file
+    systemd                # systemd-analyze verify (examples/systemd)
 )
 
 missing=()
