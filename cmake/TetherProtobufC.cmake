@@ -8,10 +8,16 @@
 # target_include_directories(<t> PRIVATE ${CMAKE_CURRENT_BINARY_DIR}).
 # A proto's directory is always on its own import path; the system proto
 # directory (google/protobuf/*.proto) is added when present.
-# Reusable by applications: include(TetherProtobufC) after installing tether.
-find_program(TETHER_PROTOC_C protoc-c REQUIRED)
+# Reusable by applications: find_package(tether CONFIG) includes it.
+# protoc-c (Debian: protobuf-c-compiler) is needed only when the function
+# is called, so a project that links tether without generating code
+# does not need it.
+find_program(TETHER_PROTOC_C protoc-c)
 
 function(tether_protobuf_c out_var)
+    if(NOT TETHER_PROTOC_C)
+        message(FATAL_ERROR "tether_protobuf_c: protoc-c not found (Debian: protobuf-c-compiler)")
+    endif()
     cmake_parse_arguments(ARG "" "PROTO_ROOT" "IMPORT_DIRS" ${ARGN})
     set(srcs)
     foreach(proto IN LISTS ARG_UNPARSED_ARGUMENTS)

@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# build/ with the default compiler (scripts/test.sh uses build-test/ and
+# build-asan/, so neither changes the other's cache).
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" --target calculator-server calculator-client tether-cli >/dev/null
 BIN=$PWD/build/bin

@@ -10,6 +10,8 @@ PKGS=(
     libclang-rt-14-dev
     etcd-server etcd-client golang-go
     iproute2 procps psmisc openssl
+    dpkg-dev file          # cpack -G DEB: dpkg-shlibdeps, file
+    systemd                # systemd-analyze verify (examples/systemd)
 )
 
 missing=()
