@@ -16,11 +16,11 @@
 #include "registry/local/local.h"
 #include "registry/static.h"
 
-#if defined(__has_include)
-#if __has_include("registry/etcd/etcd.h")
+/* The etcd backend is built with TETHER_WITH_ETCD (CMake option, on by
+ * default). */
+#ifdef TETHER_WITH_ETCD
 #include "registry/etcd/etcd.h"
 #define TT_HAVE_ETCD_REGISTRY 1
-#endif
 #endif
 
 /* Every backend built into the library, looked up by scheme. */
@@ -145,6 +145,13 @@ tether_registry_open(const char *url, tether_registry **out)
             return TETHER_OK;
         }
     }
+#ifndef TT_HAVE_ETCD_REGISTRY
+    if (slen == 4 && strncmp(url, "etcd", 4) == 0) {
+        TT_ERROR("registry: this build of tether has no etcd backend (built with "
+                 "TETHER_WITH_ETCD=OFF)");
+        return TETHER_ENOTSUP;
+    }
+#endif
     TT_ERROR("registry: no backend for scheme '%.*s' in '%s'", (int)slen, url, url);
     return TETHER_ENOTSUP;
 }

@@ -46,7 +46,7 @@ main(void)
         goto done;
     }
     req.v = 21;
-    e = tether_client_call(cli, "Twice.Of", &req.base, &num__descriptor, &reply, 5000, &err);
+    e = tether_client_call(cli, "Twice.Of", &req.base, &num__descriptor, &reply, TETHER_CALL_TIMEOUT(5000), &err);
     if (e != TETHER_OK) {
         fprintf(stderr, "call: %s %s\n", tether_strerror(e), err ? err : "");
         goto done;
