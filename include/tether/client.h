@@ -169,6 +169,8 @@ TETHER_API void tether_client_destroy(tether_client *c);
  *              cannot carry it).  Over the server's max_metadata_size the
  *              call fails with TETHER_ELIMIT and the connection stays.
  *  flags       TETHER_CALL_* (TETHER_CALL_IDEMPOTENT).
+ *  id          asynchronous calls: if not NULL, *id receives the call's id
+ *              (never 0) for tether_client_cancel().
  *  trailers    synchronous calls: if not NULL, *trailers receives the
  *              metadata the server attached to its answer, *ntrailers
  *              pairs in one block the caller frees with tether_free()
@@ -183,6 +185,7 @@ typedef struct tether_call_opts {
     unsigned flags;
     tether_meta **trailers;
     size_t *ntrailers;
+    uint64_t *id;
 } tether_call_opts;
 
 /* TETHER_CALL_TIMEOUT - call options with only a timeout, as an
@@ -288,6 +291,16 @@ TETHER_API tether_err tether_client_call_async_raw(tether_client *c, const char 
 TETHER_API tether_err tether_client_call_json(tether_client *c, const char *method,
                                               const char *json_in, char **json_out,
                                               const tether_call_opts *opts, char **errtext);
+
+/*
+ * tether_client_cancel - give up on the asynchronous call whose id a call
+ * option returned: its callback runs once with TETHER_ECANCELED (on an I/O
+ * thread, never inside this function), and the server is told, so its
+ * handler can stop (native protocol).  Errors: TETHER_EINVAL, TETHER_ENOENT
+ * (the call already completed or never existed; its callback runs or ran
+ * as usual).  Thread-safe; callable from callbacks.
+ */
+TETHER_API tether_err tether_client_cancel(tether_client *c, uint64_t id);
 
 /*
  * tether_client_pending - number of calls started and not yet completed.

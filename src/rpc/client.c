@@ -124,10 +124,16 @@ direct_call(tether_client *c, const tt_call_req *rq, const char *key, tt_call_re
 
 static tether_err
 direct_call_async(tether_client *c, const tt_call_req *rq, const char *key, tether_reply_fn fn,
-                  void *arg)
+                  void *arg, uint64_t *id)
 {
     (void)key;
-    return tt_engine_call_async(((direct_client *)c)->e, rq, fn, c, arg);
+    return tt_engine_call_async(((direct_client *)c)->e, rq, fn, c, arg, id);
+}
+
+static tether_err
+direct_cancel(tether_client *c, uint64_t id)
+{
+    return tt_engine_cancel(((direct_client *)c)->e, id);
 }
 
 static size_t
@@ -147,6 +153,7 @@ direct_destroy(tether_client *c)
 static const tt_client_ops direct_ops = {
     .call = direct_call,
     .call_async = direct_call_async,
+    .cancel = direct_cancel,
     .pending = direct_pending,
     .destroy = direct_destroy,
 };
@@ -226,6 +233,15 @@ tether_client_destroy(tether_client *c)
     if (c != NULL) {
         c->ops->destroy(c);
     }
+}
+
+tether_err
+tether_client_cancel(tether_client *c, uint64_t id)
+{
+    if (c == NULL || id == 0) {
+        return TETHER_EINVAL;
+    }
+    return c->ops->cancel(c, id);
 }
 
 size_t
@@ -372,11 +388,13 @@ wrapped_done(tether_client *c, const tether_reply *r, void *arg)
 }
 
 static tether_err
-async_call(tether_client *c, const tt_call_req *rq, const char *key, tether_reply_fn fn,
-           void *arg)
+async_call(tether_client *c, const tt_call_req *rq, const tether_call_opts *opts,
+           tether_reply_fn fn, void *arg)
 {
+    const char *key = opts != NULL ? opts->key : NULL;
+    uint64_t *id = opts != NULL ? opts->id : NULL;
     if (c->cfg.ninterceptors == 0) {
-        return c->ops->call_async(c, rq, key, fn, arg);
+        return c->ops->call_async(c, rq, key, fn, arg, id);
     }
     async_wrap *w = tt_malloc(sizeof *w + rq->method_len + 1);
     if (w == NULL) {
@@ -388,7 +406,7 @@ async_call(tether_client *c, const tt_call_req *rq, const char *key, tether_repl
     w->start_ns = tt_now_ns();
     tether_err rc = run_befores(c, rq->method, &w->passed);
     if (rc == TETHER_OK) {
-        rc = c->ops->call_async(c, rq, key, wrapped_done, w);
+        rc = c->ops->call_async(c, rq, key, wrapped_done, w, id);
     }
     if (rc != TETHER_OK) {
         /* Refused, or it could not start: the callback never runs, but
@@ -539,7 +557,7 @@ tether_client_call_async(tether_client *c, const char *method, const ProtobufCMe
         return TETHER_EINVAL;
     }
     /* The request (metadata included) is encoded before this returns. */
-    tether_err rc = async_call(c, &rq, key_of(opts), fn, arg);
+    tether_err rc = async_call(c, &rq, opts, fn, arg);
     tt_free(sc.heap);
     return rc;
 }
@@ -554,7 +572,7 @@ tether_client_call_async_raw(tether_client *c, const char *method, const void *r
     if (fn == NULL || make_req(c, &rq, method, NULL, req, req_len, NULL, opts, &sc) != TETHER_OK) {
         return TETHER_EINVAL;
     }
-    tether_err rc = raw_ok(c) ? async_call(c, &rq, key_of(opts), fn, arg) : TETHER_ENOTSUP;
+    tether_err rc = raw_ok(c) ? async_call(c, &rq, opts, fn, arg) : TETHER_ENOTSUP;
     tt_free(sc.heap);
     return rc;
 }

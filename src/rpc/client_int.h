@@ -17,7 +17,9 @@ typedef struct tt_client_ops {
                        tt_call_result *res);
     /* call_async - start a call; error: fn never runs; OK: exactly once. */
     tether_err (*call_async)(tether_client *c, const tt_call_req *rq, const char *key,
-                             tether_reply_fn fn, void *arg);
+                             tether_reply_fn fn, void *arg, uint64_t *id);
+    /* cancel - give up on async call id (TETHER_ENOENT: not pending). */
+    tether_err (*cancel)(tether_client *c, uint64_t id);
     /* pending - calls in flight. */
     size_t (*pending)(const tether_client *c);
     /* destroy - fail what is pending with TETHER_ECLOSED and free c. */

@@ -30,6 +30,7 @@
 #include "balance/balance.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "net/loop_pool.h"
 #include "registry/registry.h"
@@ -69,6 +70,8 @@ struct tt_disc {
     int ever_listed;
     unsigned long nremoved; /* REMOVED reports so far (tt_disc_create's wait) */
     int closing;
+    struct dcall *active; /* async calls in flight, for tt_client cancel */
+    uint64_t next_id;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -415,6 +418,10 @@ typedef struct dcall {
     void *arg;
     uint64_t deadline_ns;
     ep *cur;
+    uint64_t id;      /* the caller's handle for tether_client_cancel() */
+    uint64_t cur_seq; /* the call's seq on cur's engine */
+    int canceled;
+    struct dcall *prev, *next; /* d->active */
     ep *tried[MAX_TRIED];
     int ntried;
 } dcall;
@@ -456,7 +463,7 @@ dcall_issue(dcall *dc)
                           .timeout_ms = (uint32_t)((dc->deadline_ns - now + 999999) / 1000000)};
         e->refs++;
         dc->cur = e;
-        tether_err rc = tt_engine_call_async(e->eng, &rq, dcall_done, &d->base, dc);
+        tether_err rc = tt_engine_call_async(e->eng, &rq, dcall_done, &d->base, dc, &dc->cur_seq);
         if (rc == TETHER_OK) {
             pthread_mutex_unlock(&d->mu);
             return TETHER_OK;
@@ -485,13 +492,22 @@ dcall_done(tether_client *cli, const tether_reply *r, void *arg)
     ep *e = dc->cur;
     e->refs--;
     note_outcome_locked(e, r->err);
-    int retry = r->err != TETHER_OK && retryable(r->err, e) && tt_now_ns() < dc->deadline_ns;
+    int retry = r->err != TETHER_OK && !dc->canceled && retryable(r->err, e) &&
+                tt_now_ns() < dc->deadline_ns;
     if (retry && dc->ntried < MAX_TRIED) {
         dc->tried[dc->ntried++] = e;
+    }
+    if (!retry) {
+        TT_DLIST_REMOVE(&d->active, dc);
     }
     pthread_mutex_unlock(&d->mu);
     if (retry && dcall_issue(dc) == TETHER_OK) {
         return;
+    }
+    if (retry) {
+        pthread_mutex_lock(&d->mu);
+        TT_DLIST_REMOVE(&d->active, dc);
+        pthread_mutex_unlock(&d->mu);
     }
     tether_reply out = *r;
     if (r->err == TETHER_OK && dc->desc != NULL) {
@@ -506,7 +522,7 @@ dcall_done(tether_client *cli, const tether_reply *r, void *arg)
 
 static tether_err
 disc_call_async(tether_client *c, const tt_call_req *rq, const char *key, tether_reply_fn fn,
-                void *arg)
+                void *arg, uint64_t *id)
 {
     struct tt_disc *d = (struct tt_disc *)c;
     dcall *dc = tt_calloc(1, sizeof *dc);
@@ -532,10 +548,52 @@ disc_call_async(tether_client *c, const tt_call_req *rq, const char *key, tether
     } else if (rq->len > 0) {
         memcpy(dc->body, rq->data, rq->len);
     }
+    /* Listed before it is sent: its callback may run before this
+     * returns to the caller, and takes it off the list. */
+    pthread_mutex_lock(&d->mu);
+    dc->id = ++d->next_id;
+    TT_DLIST_PUSH(&d->active, dc);
+    pthread_mutex_unlock(&d->mu);
+    uint64_t my_id = dc->id;
     tether_err rc = dcall_issue(dc);
     if (rc != TETHER_OK) {
+        pthread_mutex_lock(&d->mu);
+        TT_DLIST_REMOVE(&d->active, dc);
+        pthread_mutex_unlock(&d->mu);
         dcall_free(dc);
+        return rc;
     }
+    if (id != NULL) {
+        *id = my_id;
+    }
+    return TETHER_OK;
+}
+
+/* Cancel by the id the caller got: the engine call in flight for it is
+ * canceled (no retry follows).  The endpoint is held so it cannot go to
+ * the grave while its engine is told. */
+static tether_err
+disc_cancel(tether_client *c, uint64_t id)
+{
+    struct tt_disc *d = (struct tt_disc *)c;
+    pthread_mutex_lock(&d->mu);
+    dcall *dc = d->active;
+    while (dc != NULL && dc->id != id) {
+        dc = dc->next;
+    }
+    if (dc == NULL || dc->cur == NULL) {
+        pthread_mutex_unlock(&d->mu);
+        return TETHER_ENOENT;
+    }
+    dc->canceled = 1;
+    ep *e = dc->cur;
+    uint64_t seq = dc->cur_seq;
+    e->refs++;
+    pthread_mutex_unlock(&d->mu);
+    tether_err rc = tt_engine_cancel(e->eng, seq);
+    pthread_mutex_lock(&d->mu);
+    e->refs--;
+    pthread_mutex_unlock(&d->mu);
     return rc;
 }
 
@@ -606,6 +664,7 @@ static void disc_destroy(tether_client *c);
 static const tt_client_ops disc_ops = {
     .call = disc_call,
     .call_async = disc_call_async,
+    .cancel = disc_cancel,
     .pending = disc_pending,
     .destroy = disc_destroy,
 };

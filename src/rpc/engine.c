@@ -1222,7 +1222,7 @@ queue_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
 
 tether_err
 tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn, tether_client *owner,
-                     void *arg)
+                     void *arg, uint64_t *seq)
 {
     tether_err rc = lock_connected(e);
     if (rc != TETHER_OK) {
@@ -1234,6 +1234,9 @@ tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn, te
         return TETHER_ENOMEM;
     }
     p->seq = e->next_seq++;
+    if (seq != NULL) {
+        *seq = p->seq;
+    }
     p->fn = fn;
     p->owner = owner;
     p->arg = arg;
@@ -1268,6 +1271,29 @@ tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn, te
     }
     pthread_mutex_unlock(&e->mu);
     return TETHER_OK;
+}
+
+tether_err
+tt_engine_cancel(tt_engine *e, uint64_t seq)
+{
+    tether_err rc = TETHER_ENOENT;
+    pthread_mutex_lock(&e->mu);
+    for (pending *p = e->buckets[seq & (e->nbuckets - 1)]; p != NULL; p = p->hnext) {
+        if (p->seq == seq && p->fn != NULL) {
+            pend_remove(e, p);
+            queue_cancel_locked(e, seq);
+            fail_locked(e, p, TETHER_ECANCELED);
+            if (e->reader == READER_NONE) {
+                flush_locked(e);
+            } else {
+                arm_locked(e);
+            }
+            rc = TETHER_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
 }
 
 /* The fast path: the caller reads until its answer is in.  The first wait

@@ -100,7 +100,12 @@ tether_err tt_engine_call(tt_engine *e, const tt_call_req *rq, tt_call_result *r
  * error return means fn never runs; TETHER_OK means it runs exactly once,
  * on the loop thread, never inside this call. */
 tether_err tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn,
-                                tether_client *owner, void *arg);
+                                tether_client *owner, void *arg, uint64_t *seq);
+
+/* tt_engine_cancel - give up on async call seq: the server is told
+ * (CANCEL) and the callback runs with TETHER_ECANCELED on the loop thread.
+ * TETHER_ENOENT when seq is not pending (it completed already). */
+tether_err tt_engine_cancel(tt_engine *e, uint64_t seq);
 
 /* tt_engine_destroy - fail what is pending with TETHER_ECLOSED (callbacks
  * run before it returns) and free e.  NULL is a no-op. */

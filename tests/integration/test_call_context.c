@@ -194,6 +194,47 @@ test_cancel_on_client_destroy(void **state)
     tether_client_destroy(probe);
 }
 
+static atomic_int canceled_calls;
+
+static void
+on_canceled(tether_client *c, const tether_reply *r, void *arg)
+{
+    (void)c;
+    (void)arg;
+    atomic_fetch_add(&canceled_calls, r->err == TETHER_ECANCELED ? 1 : 1000);
+}
+
+/* An explicit cancel of an async call, by address and by name: the
+ * callback gets TETHER_ECANCELED at once and the handler is told. */
+static void
+test_explicit_cancel(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    tether_client *probe = h_client(srv.addr[0]);
+    char url[300];
+    snprintf(url, sizeof url, "static:%s", srv.addr[0]);
+    tether_client *byname = NULL;
+    H_OK(h_client_by_name(url, "calculator", NULL, &byname));
+    tether_client *clients[2] = {h_client(srv.addr[0]), byname};
+    for (int i = 0; i < 2; i++) {
+        uint64_t id = 0;
+        tether_call_opts o = {.timeout_ms = H_CALL_MS, .id = &id};
+        H_OK(tether_client_call_async_raw(clients[i], "Test.Hold", "", 0, &o, on_canceled, NULL));
+        assert_true(id != 0);
+        H_WAIT(hold_stats(probe).now == 1, "the handler to start");
+        H_OK(tether_client_cancel(clients[i], id));
+        H_WAIT(atomic_load(&canceled_calls) == i + 1, "the callback with TETHER_ECANCELED");
+        H_WAIT(hold_stats(probe).canceled == (uint32_t)i + 1, "the handler to learn of it");
+        H_WAIT(hold_stats(probe).now == 0, "the handler to stop");
+        /* Done: a second cancel finds nothing. */
+        H_ERR(tether_client_cancel(clients[i], id), TETHER_ENOENT);
+        tether_client_destroy(clients[i]);
+    }
+    assert_int_equal(atomic_load(&canceled_calls), 2);
+    tether_client_destroy(probe);
+}
+
 static void
 test_metadata_round_trip(void **state)
 {
@@ -516,6 +557,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_cancel_frame, teardown),
         cmocka_unit_test_teardown(test_cancel_on_client_timeout, teardown),
         cmocka_unit_test_teardown(test_cancel_on_client_destroy, teardown),
+        cmocka_unit_test_teardown(test_explicit_cancel, teardown),
         cmocka_unit_test_teardown(test_metadata_round_trip, teardown),
         cmocka_unit_test_teardown(test_metadata_async, teardown),
         cmocka_unit_test_teardown(test_metadata_limit, teardown),
