@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "codec/native/frame.h"
+#include "codec/pbjson/pbutil.h"
 #include "core/alloc.h"
 #include "core/list.h"
 #include "core/log.h"
@@ -1061,6 +1062,17 @@ start_call(conn *c, const tt_frame *f)
         call->pb_alloc.free = arena_free;
         call->pb_alloc.allocator_data = call;
         call->req_in_arena = 1;
+        /* protobuf-c's unpack recurses without a limit: a recursive type
+         * gets its nesting checked first (flat types skip this). */
+        if (tt_pb_static_depth(m->md->input) > TT_PB_MAX_DEPTH &&
+            tt_pb_check_depth(m->md->input, f->body, f->body_len, TT_PB_MAX_DEPTH) != TETHER_OK) {
+            char text[TT_FRAME_MAX_NAME + 96];
+            snprintf(text, sizeof text, "rpc: request for %s nests deeper than %d messages",
+                     m->name, TT_PB_MAX_DEPTH);
+            write_error(c, f->seq, TETHER_EBADREQUEST, text);
+            call_unused(t, call);
+            return;
+        }
         call->pb_budget = TT_UNPACK_FACTOR * f->body_len + TT_UNPACK_SLACK;
         call->pb_over = 0;
         call->req = protobuf_c_message_unpack(m->md->input, &call->pb_alloc, f->body_len, f->body);
