@@ -331,6 +331,49 @@ test_misbehaving_clients(void **state)
     assert_true(h_alive(&srv));
 }
 
+/* A native Calculator.Add made of a million 2-byte unknown fields: the
+ * unpack budget refuses it with TETHER_EBADREQUEST (protobuf-c would hold
+ * about 50 bytes per byte), and the connection keeps working. */
+static void
+test_unknown_field_flood(void **state)
+{
+    (void)state;
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0};
+    h_spawn_server(&srv, &opts);
+    const char *addr = srv.addr[0];
+    size_t blen = 2u << 20;
+    uint8_t *body = malloc(blen);
+    uint8_t *frame = malloc(blen + 256);
+    assert_non_null(body);
+    assert_non_null(frame);
+    for (size_t i = 0; i < blen; i += 2) {
+        body[i] = 0x28; /* field 5, varint: unknown to Args */
+        body[i + 1] = 0x01;
+    }
+    int fd = h_raw_connect(addr);
+    assert_int_equal(h_raw_send(fd, H_PREFACE, H_PREFACE_LEN), 0);
+    size_t n = h_put_frame(frame, 1, 9, "Calculator.Add", body, blen);
+    assert_int_equal(h_raw_send(fd, frame, n), 0);
+    uint8_t in[512];
+    size_t got = h_raw_frame(fd, in, sizeof in, H_TIMEOUT_MS * 4);
+    assert_true(got >= H_FRAME_HDR);
+    assert_int_equal(in[4], 3);        /* error frame */
+    assert_true(h_le64(in + 8) == 9);  /* for that call */
+    assert_int_equal(h_le32(in + 16), TETHER_EBADREQUEST);
+    /* The same connection still serves a normal call. */
+    static const uint8_t args12[] = {0x08, 0x01, 0x10, 0x02};
+    n = h_put_frame(frame, 1, 10, "Calculator.Add", args12, sizeof args12);
+    assert_int_equal(h_raw_send(fd, frame, n), 0);
+    got = h_raw_frame(fd, in, sizeof in, H_TIMEOUT_MS);
+    assert_int_equal(got, H_FRAME_HDR + 2);
+    assert_int_equal(in[4], 2);
+    assert_int_equal(in[H_FRAME_HDR + 1], 0x03);
+    close(fd);
+    free(body);
+    free(frame);
+    assert_true(h_alive(&srv));
+}
+
 /* Read from fd until a newline or ms pass; the bytes read, NUL-ended. */
 static size_t
 read_line(int fd, char *buf, size_t cap, int ms)
@@ -444,6 +487,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_server_dies_mid_call_tcp, teardown),
         cmocka_unit_test_teardown(test_misbehaving_clients, teardown),
         cmocka_unit_test_teardown(test_codec_limits, teardown),
+        cmocka_unit_test_teardown(test_unknown_field_flood, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h_cleanup();
