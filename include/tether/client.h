@@ -76,7 +76,7 @@ typedef struct tether_client_interceptor {
  * (tether_client_config_init() writes them out).
  */
 typedef struct tether_client_config {
-    size_t max_frame_size;       /* largest reply accepted; default 16 MiB */
+    size_t max_frame_size;       /* largest reply accepted; default 4 MiB */
     uint32_t connect_timeout_ms; /* default 5000 */
     uint32_t call_timeout_ms;    /* used when a call passes timeout 0; default 10000 */
     tether_balance balance;      /* clients by service name only */

@@ -39,7 +39,7 @@ typedef struct tether_server tether_server;
 typedef struct tether_server_config {
     int io_threads;                 /* I/O threads; default: online CPUs */
     int worker_threads;             /* pool for TETHER_METHOD_BLOCKING; default 4 */
-    size_t max_frame_size;          /* largest frame accepted or sent; default 16 MiB */
+    size_t max_frame_size;          /* largest frame accepted or sent; default 4 MiB */
     uint32_t max_inflight_per_conn; /* calls in flight per connection; default 4096 */
     uint32_t max_connections;       /* open connections; default 65536 */
     uint32_t drain_timeout_ms;      /* graceful stop: wait for calls; default 10000 */

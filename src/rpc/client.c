@@ -21,7 +21,7 @@ void
 tether_client_config_init(tether_client_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->max_frame_size = 16u * 1024 * 1024;
+    cfg->max_frame_size = 4u * 1024 * 1024;
     cfg->connect_timeout_ms = 5000;
     cfg->call_timeout_ms = 10000;
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "codec/native/frame.h"
+#include "codec/pbjson/pbutil.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/list.h"
@@ -62,7 +63,7 @@ tether_server_config_init(tether_server_config *cfg)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->io_threads = n > 0 ? (int)n : 1;
     cfg->worker_threads = 4;
-    cfg->max_frame_size = 16u * 1024 * 1024;
+    cfg->max_frame_size = 4u * 1024 * 1024; /* gRPC's default */
     cfg->max_inflight_per_conn = 4096;
     cfg->max_metadata_size = 8192;
     cfg->max_connections = 65536;
@@ -679,6 +680,18 @@ call_unused(iothr *t, struct tether_call *call)
 }
 
 /* The per-call bump allocator behind native request unpacking. */
+/* Unpack budget: what protobuf-c may hold for one request beyond the
+ * arena, counted live (a block's size plus TT_UNPACK_OVERHEAD, refunded
+ * when it is freed), is at most TT_UNPACK_FACTOR times the body plus
+ * TT_UNPACK_SLACK.  Past it the allocation fails, so the unpack does and
+ * the call gets TETHER_EBADREQUEST: a body made of millions of tiny
+ * fields (unknown ones cost protobuf-c about 50 bytes of memory per wire
+ * byte) cannot balloon.  Blocks beyond the arena carry their size in a
+ * 16-byte prefix for the refund. */
+#define TT_UNPACK_FACTOR 32
+#define TT_UNPACK_SLACK (64 * 1024)
+#define TT_UNPACK_OVERHEAD 16
+
 static void *
 arena_alloc(void *data, size_t size)
 {
@@ -689,7 +702,18 @@ arena_alloc(void *data, size_t size)
         call->arena_off += need;
         return p;
     }
-    return tt_malloc(size);
+    size_t cost = size + TT_UNPACK_OVERHEAD;
+    if (size > SIZE_MAX - 16 || cost > call->pb_budget) {
+        call->pb_over = 1;
+        return NULL;
+    }
+    size_t *p = tt_malloc(size + 16);
+    if (p == NULL) {
+        return NULL;
+    }
+    call->pb_budget -= cost;
+    p[0] = size;
+    return (uint8_t *)p + 16;
 }
 
 static void
@@ -697,10 +721,12 @@ arena_free(void *data, void *ptr)
 {
     struct tether_call *call = data;
     uint8_t *p = ptr;
-    if (p >= call->arena && p < call->arena + sizeof call->arena) {
+    if (p == NULL || (p >= call->arena && p < call->arena + sizeof call->arena)) {
         return; /* the whole arena is reset when the call is recycled */
     }
-    tt_free(ptr);
+    size_t *h = (size_t *)(void *)(p - 16);
+    call->pb_budget += h[0] + TT_UNPACK_OVERHEAD;
+    tt_free(h);
 }
 
 static void
@@ -1447,11 +1473,30 @@ start_call(conn *c, const tt_frame *f)
         call->pb_alloc.free = arena_free;
         call->pb_alloc.allocator_data = call;
         call->req_in_arena = 1;
+        /* protobuf-c's unpack recurses without a limit: a recursive type
+         * gets its nesting checked first (flat types skip this). */
+        if (tt_pb_static_depth(m->md->input) > TT_PB_MAX_DEPTH &&
+            tt_pb_check_depth(m->md->input, f->body, f->body_len, TT_PB_MAX_DEPTH) != TETHER_OK) {
+            char text[TT_FRAME_MAX_NAME + 96];
+            snprintf(text, sizeof text, "rpc: request for %s nests deeper than %d messages",
+                     m->name, TT_PB_MAX_DEPTH);
+            write_error(c, f->seq, TETHER_EBADREQUEST, text);
+            call_unused(t, call);
+            return;
+        }
+        call->pb_budget = TT_UNPACK_FACTOR * f->body_len + TT_UNPACK_SLACK;
+        call->pb_over = 0;
         call->req = protobuf_c_message_unpack(m->md->input, &call->pb_alloc, f->body_len, f->body);
         if (call->req == NULL) {
-            char text[TT_FRAME_MAX_NAME + 64];
-            snprintf(text, sizeof text, "rpc: cannot decode request for %s as %s", m->name,
-                     m->md->input->name);
+            char text[TT_FRAME_MAX_NAME + 96];
+            if (call->pb_over) {
+                bump(&t->st_unpack_limit);
+                tt_log(TETHER_LOG_DEBUG, "%s: request needs more than %d times its size to unpack",
+                       m->name, TT_UNPACK_FACTOR);
+            }
+            snprintf(text, sizeof text, "rpc: cannot decode request for %s as %s%s", m->name,
+                     m->md->input->name,
+                     call->pb_over ? " (it needs too much memory: too many tiny fields)" : "");
             write_error(c, f->seq, TETHER_EBADREQUEST, text);
             call_release_body(call);
             call_unused(t, call);

@@ -15,8 +15,10 @@
  * (call->ans, built by server.c) and is unpacked and re-encoded here.  The
  * native path never comes through this file.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec/gob/gob.h"
 #include "codec/jsonrpc/jsonrpc.h"
@@ -35,6 +37,11 @@ static const tt_codec_ops *const codecs[] = {&tt_codec_jsonrpc, &tt_codec_gob};
 /* Room reserved in the output before an encode: the codecs grow the buffer
  * themselves, this only makes it start from one of the thread's spares. */
 #define OUT_MIN 512
+
+/* Bytes a codec connection may hold unconsumed beyond the message limit:
+ * a request's header and type definitions travel in front of its body, so
+ * the buffer may hold a little more than one message (docs/codecs.md). */
+#define IN_SLACK (64 * 1024)
 
 static inline void
 cbump(_Atomic uint64_t *c)
@@ -192,6 +199,38 @@ pick_codec(conn *c, const uint8_t *p, size_t n)
     return 1;
 }
 
+/* Limits a peer runs into are logged at WARN, at most once a second for
+ * the whole process (a flood of bad connections must not flood the log);
+ * the lines left out are counted and reported with the next one. */
+static void
+log_limit(const conn *c, const char *why)
+{
+    static _Atomic long last;
+    static _Atomic unsigned long dropped;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    long now = (long)ts.tv_sec;
+    long prev = atomic_load_explicit(&last, memory_order_relaxed);
+    if (prev == now ||
+        !atomic_compare_exchange_strong_explicit(&last, &prev, now, memory_order_relaxed,
+                                                 memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+        return;
+    }
+    unsigned long d = atomic_exchange_explicit(&dropped, 0, memory_order_relaxed);
+    tt_log(TETHER_LOG_WARN, "%s connection closed at a limit: %s (%lu more not logged)",
+           c->codec->name, why, d);
+}
+
+/* The codec's own words for a broken stream, when it has some. */
+static const char *
+stream_error(const conn *c)
+{
+    const char *t = c->codec == &tt_codec_jsonrpc ? tt_jsonrpc_last_error(c->cstate)
+                                                  : tt_gob_last_error(c->cstate);
+    return t != NULL && t[0] != '\0' ? t : NULL;
+}
+
 size_t
 tt_server_codec_process(conn *c, const uint8_t *p, size_t n)
 {
@@ -215,9 +254,14 @@ tt_server_codec_process(conn *c, const uint8_t *p, size_t n)
             break;
         }
         if (rc != TETHER_OK) {
-            char why[96];
-            snprintf(why, sizeof why, "rpc: broken %s stream: %s", c->codec->name,
-                     tether_strerror(rc));
+            char why[256];
+            const char *detail = stream_error(c);
+            snprintf(why, sizeof why, "rpc: broken %s stream: %s%s%s", c->codec->name,
+                     tether_strerror(rc), detail != NULL ? ": " : "",
+                     detail != NULL ? detail : "");
+            if (rc == TETHER_ELIMIT || rc == TETHER_EMSGSIZE) {
+                log_limit(c, why);
+            }
             tt_server_conn_fail(c, rc, why);
             return n;
         }
@@ -229,6 +273,19 @@ tt_server_codec_process(conn *c, const uint8_t *p, size_t n)
             continue; /* gob type definitions, or whitespace */
         }
         start_call(c, &m);
+    }
+    /* What stays unconsumed waits in the connection's input buffer: cap it,
+     * so a peer cannot park more than one message (plus headers) there. */
+    size_t cap = c->t->srv->cfg.max_frame_size + IN_SLACK;
+    if (!c->closed && n - off > cap) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "rpc: broken %s stream: %zu bytes buffered without a complete request "
+                 "(the limit is %zu)",
+                 c->codec->name, n - off, cap);
+        log_limit(c, why);
+        tt_server_conn_fail(c, TETHER_EMSGSIZE, why);
+        return n;
     }
     return off;
 }

@@ -118,6 +118,8 @@ struct tether_call {
     /* Native requests are unpacked into this arena (protobuf-c allocates
      * through pb_alloc), so a small request costs no malloc at all. */
     int req_in_arena;
+    int pb_over;      /* the last unpack ran out of pb_budget */
+    size_t pb_budget; /* bytes the unpack may still allocate beyond the arena */
     size_t arena_off;
     ProtobufCAllocator pb_alloc;
     _Alignas(16) uint8_t arena[256];
@@ -145,6 +147,7 @@ typedef struct iothr {
     int nbufs;
     /* Counters written only by this thread, read by anyone. */
     _Atomic uint64_t st_accepted, st_started, st_completed, st_failed, st_proto;
+    _Atomic uint64_t st_unpack_limit; /* requests refused by the unpack budget */
     _Atomic long inflight;
     _Atomic long nconns;
     tt_task t_goaway, t_stop_accept, t_drain_check, t_cancel, t_stop;

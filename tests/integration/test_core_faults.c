@@ -333,6 +333,153 @@ test_misbehaving_clients(void **state)
     assert_true(h_alive(&srv));
 }
 
+/* A native Calculator.Add made of a million 2-byte unknown fields: the
+ * unpack budget refuses it with TETHER_EBADREQUEST (protobuf-c would hold
+ * about 50 bytes per byte), and the connection keeps working. */
+static void
+test_unknown_field_flood(void **state)
+{
+    (void)state;
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0};
+    h_spawn_server(&srv, &opts);
+    const char *addr = srv.addr[0];
+    size_t blen = 2u << 20;
+    uint8_t *body = malloc(blen);
+    uint8_t *frame = malloc(blen + 256);
+    assert_non_null(body);
+    assert_non_null(frame);
+    for (size_t i = 0; i < blen; i += 2) {
+        body[i] = 0x28; /* field 5, varint: unknown to Args */
+        body[i + 1] = 0x01;
+    }
+    int fd = h_raw_connect(addr);
+    assert_int_equal(h_raw_send(fd, H_PREFACE, H_PREFACE_LEN), 0);
+    size_t n = h_put_frame(frame, 1, 9, "Calculator.Add", body, blen);
+    assert_int_equal(h_raw_send(fd, frame, n), 0);
+    uint8_t in[512];
+    size_t got = h_raw_frame(fd, in, sizeof in, H_TIMEOUT_MS * 4);
+    assert_true(got >= H_FRAME_HDR);
+    assert_int_equal(in[4], 3);        /* error frame */
+    assert_true(h_le64(in + 8) == 9);  /* for that call */
+    assert_int_equal(h_le32(in + 16), TETHER_EBADREQUEST);
+    /* The same connection still serves a normal call. */
+    static const uint8_t args12[] = {0x08, 0x01, 0x10, 0x02};
+    n = h_put_frame(frame, 1, 10, "Calculator.Add", args12, sizeof args12);
+    assert_int_equal(h_raw_send(fd, frame, n), 0);
+    got = h_raw_frame(fd, in, sizeof in, H_TIMEOUT_MS);
+    assert_int_equal(got, H_FRAME_HDR + 2);
+    assert_int_equal(in[4], 2);
+    assert_int_equal(in[H_FRAME_HDR + 1], 0x03);
+    close(fd);
+    free(body);
+    free(frame);
+    assert_true(h_alive(&srv));
+}
+
+/* Read from fd until a newline or ms pass; the bytes read, NUL-ended. */
+static size_t
+read_line(int fd, char *buf, size_t cap, int ms)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, ms) <= 0) {
+            break;
+        }
+        ssize_t r = recv(fd, buf + n, cap - 1 - n, 0);
+        if (r <= 0) {
+            break;
+        }
+        n += (size_t)r;
+        if (memchr(buf, '\n', n) != NULL) {
+            break;
+        }
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* Hostile Go-codec peers: an oversized jsonrpc id and gob definitions
+ * parked behind a header close only their own connection; a sane string
+ * id is still echoed; everyone else is served. */
+static void
+test_codec_limits(void **state)
+{
+    (void)state;
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0};
+    h_spawn_server(&srv, &opts);
+    const char *addr = srv.addr[0];
+    tether_client *good = h_client(addr);
+    good_client_works(good, 5);
+
+    static char req[8192];
+    static char line[8192];
+    /* A 200-byte string id: answered, echoed (re-encoded as Go does). */
+    int ok = h_raw_connect(addr);
+    int n = snprintf(req, sizeof req, "{\"method\":\"Calculator.Add\",\"params\":[{\"A\":1,\"B\":2}],\"id\":\"");
+    memset(req + n, '<', 198);
+    n += 198;
+    n += snprintf(req + n, sizeof req - (size_t)n, "\"}\n");
+    assert_int_equal(h_raw_send(ok, req, (size_t)n), 0);
+    size_t got = read_line(ok, line, sizeof line, H_TIMEOUT_MS);
+    assert_true(got > 198 * 6);
+    assert_non_null(strstr(line, "\\u003c\\u003c"));
+    assert_non_null(strstr(line, "\"result\":3"));
+    close(ok);
+
+    /* A 3000-byte string id: the connection is closed, nothing kept. */
+    int bad = h_raw_connect(addr);
+    n = snprintf(req, sizeof req, "{\"method\":\"Calculator.Add\",\"params\":[{\"A\":1,\"B\":2}],\"id\":\"");
+    memset(req + n, '<', 3000);
+    n += 3000;
+    n += snprintf(req + n, sizeof req - (size_t)n, "\"}\n");
+    assert_int_equal(h_raw_send(bad, req, (size_t)n), 0);
+    assert_true(h_raw_closed(bad, H_TIMEOUT_MS));
+    close(bad);
+
+    /* gob: a Request definition and header, then empty struct definitions
+     * that never get their body: refused past the type limit. */
+    int g = h_raw_connect(addr);
+    static const uint8_t reqdef[] = {0x2f, 0xff, 0x81, 0x03, 0x01, 0x01, 0x07, 'R', 'e', 'q', 'u',
+                                     'e', 's', 't', 0x01, 0xff, 0x82, 0x00, 0x01, 0x02, 0x01, 0x0d,
+                                     'S', 'e', 'r', 'v', 'i', 'c', 'e', 'M', 'e', 't', 'h', 'o',
+                                     'd', 0x01, 0x0c, 0x00, 0x01, 0x03, 'S', 'e', 'q', 0x01, 0x06,
+                                     0x00, 0x00, 0x00};
+    static const uint8_t hdr[] = {0x13, 0xff, 0x82, 0x01, 0x0e, 'C', 'a', 'l', 'c', 'u', 'l',
+                                  'a', 't', 'o', 'r', '.', 'A', 'd', 'd', 0x00};
+    assert_int_equal(h_raw_send(g, reqdef, sizeof reqdef), 0);
+    assert_int_equal(h_raw_send(g, hdr, sizeof hdr), 0);
+    static uint8_t defs[2000 * 13];
+    size_t dn = 0;
+    for (int i = 0; i < 2000; i++) {
+        /* {len} {-id} 03 01 02 {id} 00 00 00: struct{} with ids from 200 */
+        uint32_t id = 200 + (uint32_t)i;
+        uint8_t *d = defs + dn;
+        d[0] = 12;
+        d[1] = 0xfe;
+        d[2] = (uint8_t)(((id * 2 - 1) >> 8) & 0xff);
+        d[3] = (uint8_t)((id * 2 - 1) & 0xff);
+        d[4] = 0x03;
+        d[5] = 0x01;
+        d[6] = 0x02;
+        d[7] = 0xfe;
+        d[8] = (uint8_t)(((id * 2) >> 8) & 0xff);
+        d[9] = (uint8_t)((id * 2) & 0xff);
+        d[10] = 0x00;
+        d[11] = 0x00;
+        d[12] = 0x00;
+        /* length counts the 12 bytes after itself: id (3), wireType (9) */
+        dn += 13;
+    }
+    h_raw_send(g, defs, dn);
+    assert_true(h_raw_closed(g, H_TIMEOUT_MS));
+    close(g);
+
+    good_client_works(good, 20);
+    tether_client_destroy(good);
+    assert_true(h_alive(&srv));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -341,6 +488,8 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_server_dies_mid_call_unix, teardown),
         cmocka_unit_test_teardown(test_server_dies_mid_call_tcp, teardown),
         cmocka_unit_test_teardown(test_misbehaving_clients, teardown),
+        cmocka_unit_test_teardown(test_codec_limits, teardown),
+        cmocka_unit_test_teardown(test_unknown_field_flood, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h_cleanup();

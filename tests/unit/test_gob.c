@@ -12,6 +12,7 @@
 
 #include "../proto/codectest_util.h"
 #include "codec/gob/gob.h"
+#include "codec/gob/gob_int.h"
 #include "codec/pbjson/pbutil.h"
 
 #define S(lit) (const uint8_t *)(lit), sizeof(lit) - 1
@@ -505,6 +506,195 @@ test_encode_limits(void **state)
     free_state(st);
 }
 
+/* Append the definition of struct type id with fields names[i] of type
+ * ids[i] (names NULL: n fields with two-letter names, all int). */
+static void
+put_struct_def(tt_buf *b, int64_t id, const char *const *names, const int64_t *ids, size_t n)
+{
+    size_t mark;
+    assert_int_equal(tt_gob_msg_begin(b, &mark), TETHER_OK);
+    tt_gob_put_int(b, -id);
+    tt_gob_put_uint(b, GOB_K_STRUCT); /* wireType.StructT */
+    tt_gob_put_uint(b, 1);            /* structType.CommonType */
+    tt_gob_put_uint(b, 1);
+    tt_gob_put_bytes(b, "T", 1);
+    tt_gob_put_uint(b, 1);
+    tt_gob_put_int(b, id);
+    tt_gob_put_uint(b, 0);
+    if (n > 0) {
+        tt_gob_put_uint(b, 1); /* structType.Field */
+        tt_gob_put_uint(b, n);
+        for (size_t i = 0; i < n; i++) {
+            char nm[2] = {(char)('A' + i % 26), (char)('a' + (i / 26) % 26)};
+            tt_gob_put_uint(b, 1);
+            if (names != NULL) {
+                tt_gob_put_bytes(b, names[i], strlen(names[i]));
+            } else {
+                tt_gob_put_bytes(b, nm, 2);
+            }
+            tt_gob_put_uint(b, 1);
+            tt_gob_put_int(b, ids != NULL ? ids[i] : GOB_INT);
+            tt_gob_put_uint(b, 0);
+        }
+    }
+    tt_gob_put_uint(b, 0);
+    tt_gob_put_uint(b, 0);
+    assert_int_equal(tt_gob_msg_end(b, mark), TETHER_OK);
+}
+
+/* The Request definition (id 65) and a header for method "C.A". */
+static void
+put_request_header(tt_buf *b)
+{
+    static const char *const names[] = {"ServiceMethod", "Seq"};
+    static const int64_t ids[] = {GOB_STRING, GOB_UINT};
+    put_struct_def(b, 65, names, ids, 2);
+    size_t mark;
+    tt_gob_msg_begin(b, &mark);
+    tt_gob_put_int(b, 65);
+    tt_gob_put_uint(b, 1);
+    tt_gob_put_bytes(b, "C.A", 3);
+    tt_gob_put_uint(b, 0);
+    tt_gob_msg_end(b, mark);
+}
+
+/* An empty struct value of type 65 as the body. */
+static void
+put_body(tt_buf *b)
+{
+    size_t mark;
+    tt_gob_msg_begin(b, &mark);
+    tt_gob_put_int(b, 65);
+    tt_gob_put_uint(b, 0);
+    tt_gob_msg_end(b, mark);
+}
+
+/* A header, many definitions behind it, then the body, arriving a byte at
+ * a time: every call resumes the scan, so the messages looked at stay
+ * linear in the bytes (a rescan from the header each time is quadratic). */
+static void
+test_trickle_behind_header(void **state)
+{
+    tt_buf b = {0};
+    put_request_header(&b);
+    for (int i = 0; i < 300; i++) {
+        put_struct_def(&b, 100 + i, NULL, NULL, 1);
+    }
+    put_body(&b);
+    void *st = new_state(1 << 20);
+    size_t off = 0;
+    int got = 0;
+    for (size_t avail = 1; avail <= b.len; avail++) {
+        for (;;) {
+            tt_rpc_msg m;
+            size_t used;
+            tether_err e = tt_codec_gob.decode_request(st, b.data + off, avail - off, &used, &m);
+            if (e == TETHER_EAGAIN) {
+                break;
+            }
+            assert_int_equal(e, TETHER_OK);
+            off += used;
+            if (m.method != NULL) {
+                assert_memory_equal(m.method, "C.A", 3);
+                got++;
+            }
+        }
+    }
+    assert_int_equal(got, 1);
+    assert_int_equal(off, b.len);
+    assert_int_equal(tt_gob_held_types(st, NULL), 301);
+    gob_state *gs = st;
+    print_message("%zu bytes in, %llu messages looked at behind the header\n", b.len,
+                  (unsigned long long)gs->scan_steps);
+    assert_true(gs->scan_steps <= 2 * b.len);
+    free_state(st);
+    tt_buf_free(&b);
+}
+
+/* Definitions parked behind a header that has no body yet count against
+ * the type limit: the stream breaks instead of buffering them all. */
+static void
+test_pending_definitions(void **state)
+{
+    tt_buf b = {0};
+    put_request_header(&b);
+    for (int i = 0; i < TT_GOB_MAX_TYPES + 1; i++) {
+        put_struct_def(&b, 100 + i, NULL, NULL, 0);
+    }
+    void *st = new_state(16u << 20);
+    tt_rpc_msg m;
+    size_t used;
+    assert_int_equal(tt_codec_gob.decode_request(st, b.data, b.len, &used, &m), TETHER_ELIMIT);
+    assert_non_null(strstr(tt_gob_last_error(st), "waiting for a body"));
+    free_state(st);
+    tt_buf_free(&b);
+}
+
+/* Type definitions: compact (16 bytes a field plus its name, one block a
+ * type) and bounded per stream in fields and in bytes held. */
+static void
+test_definition_budget(void **state)
+{
+    void *st = new_state(16u << 20);
+    tt_buf b = {0};
+    tt_rpc_msg m;
+    size_t used;
+    size_t held;
+    put_struct_def(&b, 100, NULL, NULL, TT_GOB_MAX_FIELDS);
+    assert_int_equal(tt_codec_gob.decode_request(st, b.data, b.len, &used, &m), TETHER_OK);
+    assert_int_equal(used, b.len);
+    assert_int_equal(tt_gob_held_types(st, &held), 1);
+    print_message("one type of %d fields: %zu wire bytes, %zu bytes held\n", TT_GOB_MAX_FIELDS,
+                  b.len, held);
+    assert_true(held <= sizeof(gob_wtype) + TT_GOB_MAX_FIELDS * (sizeof(gob_field) + 2));
+    assert_true(sizeof(gob_field) <= 16);
+    /* More such types: refused once the stream's field total is reached,
+     * never holding more than the budget. */
+    tether_err e = TETHER_OK;
+    int types = 1;
+    while (e == TETHER_OK && types < TT_GOB_MAX_TYPES) {
+        b.len = 0;
+        put_struct_def(&b, 100 + types, NULL, NULL, TT_GOB_MAX_FIELDS);
+        e = tt_codec_gob.decode_request(st, b.data, b.len, &used, &m);
+        if (e == TETHER_OK) {
+            types++;
+        }
+        tt_gob_held_types(st, &held);
+        assert_true(held <= TT_GOB_TYPE_BUDGET);
+    }
+    assert_int_equal(e, TETHER_ELIMIT);
+    assert_int_equal(types, TT_GOB_MAX_TOTAL_FIELDS / TT_GOB_MAX_FIELDS);
+    assert_non_null(strstr(tt_gob_last_error(st), "fields in all"));
+    free_state(st);
+
+    /* Long names: the byte budget stops them. */
+    st = new_state(16u << 20);
+    static char longname[4000];
+    memset(longname, 'n', sizeof(longname) - 1);
+    const char *names[64];
+    int64_t ids[64];
+    for (int i = 0; i < 64; i++) {
+        names[i] = longname;
+        ids[i] = GOB_INT;
+    }
+    e = TETHER_OK;
+    types = 0;
+    while (e == TETHER_OK && types < TT_GOB_MAX_TYPES) {
+        b.len = 0;
+        put_struct_def(&b, 100 + types, names, ids, 64);
+        e = tt_codec_gob.decode_request(st, b.data, b.len, &used, &m);
+        if (e == TETHER_OK) {
+            types++;
+        }
+        tt_gob_held_types(st, &held);
+        assert_true(held <= TT_GOB_TYPE_BUDGET);
+    }
+    assert_int_equal(e, TETHER_ELIMIT);
+    assert_non_null(strstr(tt_gob_last_error(st), "bytes"));
+    free_state(st);
+    tt_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -513,6 +703,9 @@ main(void)
         cmocka_unit_test(test_client_session), cmocka_unit_test(test_trickle),
         cmocka_unit_test(test_rich),           cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_encode_limits),
+        cmocka_unit_test(test_trickle_behind_header),
+        cmocka_unit_test(test_pending_definitions),
+        cmocka_unit_test(test_definition_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -404,6 +404,91 @@ test_limits(void **state)
     free_state(st);
 }
 
+/* A request with a string id of idlen bytes on the wire (quotes
+ * included), made of '<' so that re-encoding makes it six times longer. */
+static size_t
+id_request(char *buf, size_t cap, size_t idlen)
+{
+    size_t n = (size_t)snprintf(buf, cap, "{\"method\":\"C.A\",\"params\":[{}],\"id\":\"");
+    assert_true(n + idlen + 2 < cap);
+    memset(buf + n, '<', idlen - 2);
+    n += idlen - 2;
+    memcpy(buf + n, "\"}", 2);
+    return n + 2;
+}
+
+/* Non-numeric ids: bounded in length and in the bytes they hold, and
+ * released by the error reply even when that reply cannot be written. */
+static void
+test_id_bounds(void **state)
+{
+    static char req[4096];
+    tt_rpc_msg m;
+    size_t used;
+    size_t held;
+    void *st = new_state(1 << 20);
+    size_t n = id_request(req, sizeof(req), TT_JSONRPC_MAX_ID_LEN);
+    assert_int_equal(tt_codec_jsonrpc.decode_request(st, (const uint8_t *)req, n, &used, &m),
+                     TETHER_OK);
+    assert_int_equal(tt_jsonrpc_held_ids(st, &held), 1);
+    /* Re-encoded: each '<' is \u003c. */
+    assert_true(held >= 6 * (TT_JSONRPC_MAX_ID_LEN - 2) + 2);
+    assert_true(held <= 6 * (TT_JSONRPC_MAX_ID_LEN - 2) + 2 + 64);
+    tt_buf out = {0};
+    assert_int_equal(tt_codec_jsonrpc.encode_error(st, &out, m.seq, "C.A", 3, TETHER_EREMOTE, "x"),
+                     TETHER_OK);
+    out.len = 0;
+    assert_int_equal(tt_jsonrpc_held_ids(st, &held), 0);
+    assert_int_equal(held, 0);
+    /* One byte longer: refused, with a reason, and nothing kept. */
+    n = id_request(req, sizeof(req), TT_JSONRPC_MAX_ID_LEN + 1);
+    assert_int_equal(tt_codec_jsonrpc.decode_request(st, (const uint8_t *)req, n, &used, &m),
+                     TETHER_ELIMIT);
+    assert_non_null(strstr(tt_jsonrpc_last_error(st), "request id"));
+    assert_int_equal(tt_jsonrpc_held_ids(st, NULL), 0);
+    free_state(st);
+
+    /* The reply does not fit the message limit, nor does the error reply
+     * (the echoed id alone is over it): the id is released all the same. */
+    st = new_state(1000);
+    n = id_request(req, sizeof(req), TT_JSONRPC_MAX_ID_LEN);
+    assert_int_equal(tt_codec_jsonrpc.decode_request(st, (const uint8_t *)req, n, &used, &m),
+                     TETHER_OK);
+    Codectest__Inner in = CODECTEST__INNER__INIT;
+    in.name = "x";
+    assert_int_equal(tt_codec_jsonrpc.encode_reply(st, &out, m.seq, "C.A", 3, &in.base),
+                     TETHER_EMSGSIZE);
+    assert_int_equal(tt_jsonrpc_held_ids(st, NULL), 1); /* kept for the error reply */
+    assert_int_equal(tt_codec_jsonrpc.encode_error(st, &out, m.seq, "C.A", 3, TETHER_EMSGSIZE,
+                                                   "rpc: reply larger than the message limit"),
+                     TETHER_EMSGSIZE);
+    assert_int_equal(tt_jsonrpc_held_ids(st, &held), 0);
+    assert_int_equal(held, 0);
+    assert_int_equal(out.len, 0);
+    free_state(st);
+
+    /* Many sane ids waiting: the byte budget stops them long before the
+     * count limit, and the bytes held never pass it. */
+    st = new_state(1 << 20);
+    n = id_request(req, sizeof(req), TT_JSONRPC_MAX_ID_LEN);
+    tether_err e = TETHER_OK;
+    int kept = 0;
+    while (e == TETHER_OK && kept <= TT_JSONRPC_MAX_IDS) {
+        e = tt_codec_jsonrpc.decode_request(st, (const uint8_t *)req, n, &used, &m);
+        if (e == TETHER_OK) {
+            kept++;
+        }
+        tt_jsonrpc_held_ids(st, &held);
+        assert_true(held <= TT_JSONRPC_ID_BUDGET);
+    }
+    assert_int_equal(e, TETHER_ELIMIT);
+    assert_true(kept < TT_JSONRPC_MAX_IDS);
+    assert_true(kept >= TT_JSONRPC_ID_BUDGET / (6 * TT_JSONRPC_MAX_ID_LEN + 64));
+    assert_non_null(strstr(tt_jsonrpc_last_error(st), "bytes"));
+    tt_buf_free(&out);
+    free_state(st);
+}
+
 /* The rich message through Go's client request and Go's server reply. */
 static void
 test_rich_vectors(void **state)
@@ -459,7 +544,7 @@ main(void)
         cmocka_unit_test(test_probe),        cmocka_unit_test(test_go_client_session),
         cmocka_unit_test(test_client_side),  cmocka_unit_test(test_odd_requests),
         cmocka_unit_test(test_stream),       cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_rich_vectors),
+        cmocka_unit_test(test_rich_vectors), cmocka_unit_test(test_id_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -370,10 +370,98 @@ test_alloc_failures(void **state)
     free(text);
 }
 
+/* Wire bytes of a Node nested depth deep (Child inside Child ...). */
+static size_t
+nested_node(uint8_t *buf, size_t cap, unsigned depth)
+{
+    /* Built from the inside out: each level is tag 0x12 (field 2, length
+     * delimited), a varint length, then the inner bytes. */
+    size_t n = 0;
+    uint8_t *tmp = malloc(cap);
+    assert_non_null(tmp);
+    buf[n++] = 0x08; /* V = 1 in the innermost */
+    buf[n++] = 0x01;
+    for (unsigned i = 1; i < depth; i++) {
+        size_t k = 0;
+        tmp[k++] = 0x12;
+        size_t l = n;
+        do {
+            tmp[k++] = (uint8_t)((l & 0x7f) | (l > 0x7f ? 0x80 : 0));
+            l >>= 7;
+        } while (l != 0);
+        assert_true(k + n <= cap);
+        memcpy(tmp + k, buf, n);
+        n += k;
+        memcpy(buf, tmp, n);
+    }
+    free(tmp);
+    return n;
+}
+
+/* Native nesting: recursive and deep types are walked before protobuf-c
+ * (which recurses without limit) sees them; flat ones are not. */
+static void
+test_pb_depth(void **state)
+{
+    assert_int_equal(tt_pb_static_depth(&args__descriptor), 1);
+    assert_int_equal(tt_pb_static_depth(&codectest__rich__descriptor), 2);
+    assert_int_equal(tt_pb_static_depth(&codectest__node__descriptor), UINT32_MAX);
+    assert_int_equal(tt_pb_static_depth(&codectest__node__descriptor), UINT32_MAX); /* cached */
+    static uint8_t buf[1 << 16];
+    size_t n = nested_node(buf, sizeof buf, TT_PB_MAX_DEPTH);
+    assert_int_equal(tt_pb_check_depth(&codectest__node__descriptor, buf, n, TT_PB_MAX_DEPTH),
+                     TETHER_OK);
+    ProtobufCMessage *m = protobuf_c_message_unpack(&codectest__node__descriptor, NULL, n, buf);
+    assert_non_null(m);
+    protobuf_c_message_free_unpacked(m, NULL);
+    n = nested_node(buf, sizeof buf, TT_PB_MAX_DEPTH + 1);
+    assert_int_equal(tt_pb_check_depth(&codectest__node__descriptor, buf, n, TT_PB_MAX_DEPTH),
+                     TETHER_ELIMIT);
+    n = nested_node(buf, sizeof buf, 5000);
+    assert_int_equal(tt_pb_check_depth(&codectest__node__descriptor, buf, n, TT_PB_MAX_DEPTH),
+                     TETHER_ELIMIT);
+    /* Deep through the repeated field too (Kids, field 3). */
+    n = nested_node(buf, sizeof buf, TT_PB_MAX_DEPTH + 1);
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] == 0x12) {
+            buf[i] = 0x1a;
+            break;
+        }
+    }
+    assert_int_equal(tt_pb_check_depth(&codectest__node__descriptor, buf, n, TT_PB_MAX_DEPTH),
+                     TETHER_ELIMIT);
+    /* Malformed bytes are left for unpack to refuse. */
+    static const uint8_t bad[] = {0x12, 0x7f, 0x08};
+    assert_int_equal(
+        tt_pb_check_depth(&codectest__node__descriptor, bad, sizeof bad, TT_PB_MAX_DEPTH),
+        TETHER_OK);
+}
+
+/* The JSON mapping refuses a Node nested past the limit. */
+static void
+test_json_node_depth(void **state)
+{
+    char text[2048];
+    size_t n = 0;
+    for (int i = 0; i < TT_JSON_MAX_DEPTH + 1; i++) {
+        n += (size_t)snprintf(text + n, sizeof text - n, "{\"Child\":");
+    }
+    n += (size_t)snprintf(text + n, sizeof text - n, "null");
+    for (int i = 0; i < TT_JSON_MAX_DEPTH + 1; i++) {
+        text[n++] = '}';
+    }
+    ProtobufCMessage *m = NULL;
+    char err[TT_PBJSON_ERRLEN];
+    assert_int_equal(tt_pbjson_decode(&codectest__node__descriptor, text, n, &m, err, sizeof err),
+                     TETHER_EBADREQUEST);
+    assert_null(m);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pb_depth), cmocka_unit_test(test_json_node_depth),
         cmocka_unit_test(test_args_roundtrip),   cmocka_unit_test(test_wrapper_bare),
         cmocka_unit_test(test_rich_matches_go),  cmocka_unit_test(test_empty_and_null),
         cmocka_unit_test(test_go_rules),         cmocka_unit_test(test_number_limits),

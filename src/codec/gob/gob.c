@@ -5,6 +5,7 @@
  */
 #include "codec/gob/gob.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "codec/gob/gob_int.h"
@@ -98,10 +99,17 @@ gob_init(void *state, size_t max_msg)
 static void
 free_wtype(gob_wtype *t)
 {
-    for (size_t i = 0; i < t->n_fields; i++) {
-        tt_free(t->fields[i].name);
+    tt_free(t->fields); /* the names live in the same block */
+}
+
+size_t
+tt_gob_held_types(const void *state, size_t *bytes)
+{
+    const gob_state *s = state;
+    if (bytes != NULL) {
+        *bytes = s->in_bytes;
     }
-    tt_free(t->fields);
+    return s->n_in;
 }
 
 static void
@@ -166,65 +174,106 @@ read_common(gob_reader *r)
     return !bad;
 }
 
-/* structType's Field []*fieldType{Name string; Id typeId}. */
+/* One fieldType{Name string; Id typeId} at r: its name and id. */
 static tether_err
-read_fields(gob_reader *r, gob_wtype *t)
+read_field(gob_reader *r, const uint8_t **name, size_t *name_len, int64_t *id)
+{
+    int64_t field = -1;
+    bool bad = false;
+    bool named = false;
+    *name = NULL;
+    *name_len = 0;
+    *id = 0;
+    while (next_field(r, &field, &bad)) {
+        if (field == 0 && !named) {
+            if (!tt_gob_read_bytes(r, name, name_len)) {
+                return TETHER_EPROTO;
+            }
+            named = true;
+        } else if (field == 1) {
+            if (!read_type_id(r, id)) {
+                return TETHER_EPROTO;
+            }
+        } else {
+            return TETHER_EPROTO;
+        }
+    }
+    return bad || *id == 0 ? TETHER_EPROTO : TETHER_OK;
+}
+
+/*
+ * structType's Field []*fieldType{Name string; Id typeId}.  Two passes
+ * over the bytes: the first checks them and sizes the names, the second
+ * fills one block holding the fields and their names (the wire form is
+ * about 3 bytes a field; held, a field costs 16 bytes plus its name).
+ */
+static tether_err
+read_fields(gob_state *s, gob_reader *r, gob_wtype *t)
 {
     uint64_t n;
     if (!tt_gob_read_uint(r, &n) || n > (uint64_t)(r->end - r->p)) {
         return TETHER_EPROTO;
     }
     if (n > TT_GOB_MAX_FIELDS) {
+        snprintf(s->err, sizeof(s->err), "gob: a struct definition with %llu fields (the limit is %d)",
+                 (unsigned long long)n, TT_GOB_MAX_FIELDS);
+        return TETHER_ELIMIT;
+    }
+    if (s->in_fields + n > TT_GOB_MAX_TOTAL_FIELDS) {
+        snprintf(s->err, sizeof(s->err), "gob: type definitions with more than %d fields in all",
+                 TT_GOB_MAX_TOTAL_FIELDS);
         return TETHER_ELIMIT;
     }
     if (n == 0) {
         return TETHER_OK;
     }
-    t->fields = tt_calloc((size_t)n, sizeof(*t->fields));
+    gob_reader scan = *r;
+    size_t names = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *b;
+        size_t len;
+        int64_t id;
+        tether_err err = read_field(&scan, &b, &len, &id);
+        if (err != TETHER_OK) {
+            return err;
+        }
+        names += len;
+    }
+    size_t size = (size_t)n * sizeof(gob_field) + names;
+    if (s->in_bytes + sizeof(gob_wtype) + size > TT_GOB_TYPE_BUDGET) {
+        snprintf(s->err, sizeof(s->err), "gob: type definitions holding more than %u bytes",
+                 TT_GOB_TYPE_BUDGET);
+        return TETHER_ELIMIT;
+    }
+    t->fields = tt_malloc(size);
     if (t->fields == NULL) {
         return TETHER_ENOMEM;
     }
+    char *nb = (char *)(t->fields + n);
+    t->names = nb;
+    size_t off = 0;
     for (uint64_t i = 0; i < n; i++) {
+        const uint8_t *b;
+        size_t len;
+        int64_t id;
+        (void)read_field(r, &b, &len, &id); /* checked above */
         gob_field *f = &t->fields[i];
-        t->n_fields++;
-        int64_t field = -1;
-        bool bad = false;
-        while (next_field(r, &field, &bad)) {
-            const uint8_t *b;
-            size_t len;
-            if (field == 0 && f->name == NULL) {
-                if (!tt_gob_read_bytes(r, &b, &len)) {
-                    return TETHER_EPROTO;
-                }
-                f->name = tt_strndup((const char *)b, len);
-                if (f->name == NULL) {
-                    return TETHER_ENOMEM;
-                }
-                f->name_len = len;
-            } else if (field == 1) {
-                if (!read_type_id(r, &f->id)) {
-                    return TETHER_EPROTO;
-                }
-            } else {
-                return TETHER_EPROTO;
-            }
+        if (len > 0) {
+            memcpy(nb + off, b, len);
         }
-        if (bad || f->id == 0) {
-            return TETHER_EPROTO;
-        }
-        if (f->name == NULL) {
-            f->name = tt_strndup("", 0);
-            if (f->name == NULL) {
-                return TETHER_ENOMEM;
-            }
-        }
+        f->name_off = (uint32_t)off;
+        f->name_len = (uint32_t)len;
+        f->id = (int32_t)id;
+        f->match = GOB_MATCH_UNSET;
+        off += len;
     }
+    t->n_fields = (size_t)n;
     return TETHER_OK;
 }
 
 /* Parse the wireType value of a definition into t. */
 static tether_err
-read_wiretype(gob_reader *r, gob_wtype *t)
+read_wiretype(gob_state *s, gob_reader *r, gob_wtype *t)
 {
     uint64_t which;
     /* wireType has one field set; its number (delta from -1) is the kind. */
@@ -257,7 +306,7 @@ read_wiretype(gob_reader *r, gob_wtype *t)
             break;
         case GOB_K_STRUCT:
             if (field == 1 && t->fields == NULL) {
-                err = read_fields(r, t);
+                err = read_fields(s, r, t);
             }
             break;
         case GOB_K_MAP:
@@ -304,12 +353,19 @@ define(gob_state *s, int64_t id, gob_reader *r)
         return TETHER_EPROTO;
     }
     if (s->n_in >= TT_GOB_MAX_TYPES) {
+        snprintf(s->err, sizeof(s->err), "gob: more than %d type definitions", TT_GOB_MAX_TYPES);
         return TETHER_ELIMIT;
     }
     gob_wtype t;
     memset(&t, 0, sizeof(t));
     t.id = id;
-    tether_err err = read_wiretype(r, &t);
+    tether_err err = read_wiretype(s, r, &t);
+    if (err == TETHER_OK && t.n_fields == 0 &&
+        s->in_bytes + sizeof(gob_wtype) > TT_GOB_TYPE_BUDGET) {
+        snprintf(s->err, sizeof(s->err), "gob: type definitions holding more than %u bytes",
+                 TT_GOB_TYPE_BUDGET);
+        err = TETHER_ELIMIT;
+    }
     if (err == TETHER_OK && s->n_in == s->cap_in) {
         size_t ncap = s->cap_in == 0 ? 8 : s->cap_in * 2;
         gob_wtype *na = tt_realloc(s->in, ncap * sizeof(*na));
@@ -332,6 +388,11 @@ define(gob_state *s, int64_t id, gob_reader *r)
     memmove(&s->in[i + 1], &s->in[i], (s->n_in - i) * sizeof(*s->in));
     s->in[i] = t;
     s->n_in++;
+    s->in_fields += t.n_fields;
+    s->in_bytes += sizeof(gob_wtype) + t.n_fields * sizeof(gob_field);
+    for (size_t k = 0; k < t.n_fields; k++) {
+        s->in_bytes += t.fields[k].name_len;
+    }
     return TETHER_OK;
 }
 
@@ -352,9 +413,9 @@ msg_id(const uint8_t *p, size_t len, int64_t *id, gob_reader *rest)
 /* --- headers --- */
 
 static bool
-name_is(const gob_field *f, const char *want)
+name_is(const gob_wtype *t, const gob_field *f, const char *want)
 {
-    return f->name_len == strlen(want) && memcmp(f->name, want, f->name_len) == 0;
+    return f->name_len == strlen(want) && memcmp(tt_gob_fname(t, f), want, f->name_len) == 0;
 }
 
 /* Decode a Request or Response header value (payload after the id). */
@@ -370,9 +431,9 @@ read_header(gob_state *s, int64_t id, gob_reader *r, bool reply, tt_rpc_msg *m)
      * the value leaves it out. */
     for (size_t i = 0; i < t->n_fields; i++) {
         const gob_field *f = &t->fields[i];
-        if ((name_is(f, "ServiceMethod") && f->id != GOB_STRING) ||
-            (name_is(f, "Seq") && f->id != GOB_UINT) ||
-            (reply && name_is(f, "Error") && f->id != GOB_STRING)) {
+        if ((name_is(t, f, "ServiceMethod") && f->id != GOB_STRING) ||
+            (name_is(t, f, "Seq") && f->id != GOB_UINT) ||
+            (reply && name_is(t, f, "Error") && f->id != GOB_STRING)) {
             return TETHER_EPROTO;
         }
     }
@@ -395,17 +456,17 @@ read_header(gob_state *s, int64_t id, gob_reader *r, bool reply, tt_rpc_msg *m)
         size_t n;
         /* Go checks the kinds: Seq declared as int makes its server drop
          * the connection, so it is a protocol error here too. */
-        if (name_is(f, "ServiceMethod")) {
+        if (name_is(t, f, "ServiceMethod")) {
             if (f->id != GOB_STRING || !tt_gob_read_bytes(r, &b, &n)) {
                 return TETHER_EPROTO;
             }
             m->method = (const char *)b;
             m->method_len = n;
-        } else if (name_is(f, "Seq")) {
+        } else if (name_is(t, f, "Seq")) {
             if (f->id != GOB_UINT || !tt_gob_read_uint(r, &m->seq)) {
                 return TETHER_EPROTO;
             }
-        } else if (reply && name_is(f, "Error")) {
+        } else if (reply && name_is(t, f, "Error")) {
             if (f->id != GOB_STRING || !tt_gob_read_bytes(r, &b, &n)) {
                 return TETHER_EPROTO;
             }
@@ -432,6 +493,7 @@ decode_common(gob_state *s, const uint8_t *p, size_t n, size_t *used, tt_rpc_msg
     tether_err err;
     memset(m, 0, sizeof(*m));
     *used = 0;
+    s->err[0] = '\0';
 
     /* Leading definitions are recorded as soon as they are complete. */
     for (;;) {
@@ -454,6 +516,7 @@ decode_common(gob_state *s, const uint8_t *p, size_t n, size_t *used, tt_rpc_msg
             return err;
         }
         pos += h + l;
+        s->scan_pos = 0; /* the input's start moves: no scan to resume */
     }
     size_t defs_end = pos;
     if (err == TETHER_EAGAIN) {
@@ -461,15 +524,29 @@ decode_common(gob_state *s, const uint8_t *p, size_t n, size_t *used, tt_rpc_msg
     }
 
     /* The header value, then (definitions and) the body value: take them
-     * only when all are here, so nothing is recorded twice. */
+     * only when all are here, so nothing is recorded twice.  The messages
+     * already checked by an earlier call that ended in EAGAIN (same input,
+     * header at its start) are not looked at again. */
     size_t hpos = pos;
     size_t hh = h;
     size_t hl = l;
     pos += h + l;
+    size_t ndefs = 0;
+    if (hpos == 0 && s->scan_pos > pos && s->scan_pos <= n) {
+        pos = s->scan_pos;
+        ndefs = s->scan_defs;
+    }
+    s->scan_pos = 0;
+    s->scan_defs = 0;
     size_t bpos;
     for (;;) {
+        s->scan_steps++;
         err = frame_at(s, p + pos, n - pos, &h, &l);
         if (err == TETHER_EAGAIN) {
+            if (hpos == 0) {
+                s->scan_pos = pos;
+                s->scan_defs = ndefs;
+            }
             goto partial;
         }
         if (err != TETHER_OK) {
@@ -482,6 +559,14 @@ decode_common(gob_state *s, const uint8_t *p, size_t n, size_t *used, tt_rpc_msg
         if (id > 0) {
             bpos = pos;
             break;
+        }
+        /* Definitions waiting for their body count against the limits
+         * already, or a peer could park any number of them. */
+        if (++ndefs + s->n_in > TT_GOB_MAX_TYPES) {
+            snprintf(s->err, sizeof(s->err),
+                     "gob: more than %d type definitions (some waiting for a body)",
+                     TT_GOB_MAX_TYPES);
+            return TETHER_ELIMIT;
         }
         pos += h + l;
     }

@@ -24,9 +24,14 @@
  * (m->method points into the input: gob strings have no escapes; m->body
  * is the body value message without its length prefix).  When only
  * definitions could be consumed the result is TETHER_OK with m->method
- * NULL; with nothing complete, TETHER_EAGAIN.  Errors: TETHER_EMSGSIZE (a
- * message longer than max_msg), TETHER_ELIMIT (more than
- * TT_GOB_MAX_TYPES definitions), TETHER_EPROTO (anything malformed, a
+ * NULL; with nothing complete, TETHER_EAGAIN (after which the next call
+ * must pass the same bytes plus more: the scan resumes where it stopped,
+ * so a request that trickles in costs O(n) in all).  Errors:
+ * TETHER_EMSGSIZE (a message longer than max_msg), TETHER_ELIMIT (more
+ * than TT_GOB_MAX_TYPES definitions, counting those waiting behind a
+ * header for its body; more than TT_GOB_MAX_TOTAL_FIELDS fields or
+ * TT_GOB_TYPE_BUDGET bytes of definitions; the reason is in
+ * tt_gob_last_error()), TETHER_EPROTO (anything malformed, a
  * redefined id, a header of the wrong shape: Go's server closes the
  * connection on those too), TETHER_ENOMEM.
  * Replies: m->status TETHER_EREMOTE with m->errtext for an Error header.
@@ -43,6 +48,11 @@
 #define TT_GOB_MAX_TYPES 1024
 /* Most fields in one struct definition. */
 #define TT_GOB_MAX_FIELDS 1024
+/* Most fields in all the definitions of one stream. */
+#define TT_GOB_MAX_TOTAL_FIELDS 65536
+/* Most memory the definitions of one stream may hold (their table entries,
+ * fields and names). */
+#define TT_GOB_TYPE_BUDGET (2u * 1024 * 1024)
 /* Deepest value nesting (structs, slices, maps) decoded or skipped. */
 #define TT_GOB_MAX_DEPTH 64
 /* Most elements in one slice or map. */
@@ -55,5 +65,12 @@ extern const tt_codec_ops tt_codec_gob;
  * ("" if none).  Valid until the next call on the state.
  */
 const char *tt_gob_last_error(const void *state);
+
+/*
+ * tt_gob_held_types - how many incoming type definitions this state holds
+ * and (bytes, may be NULL) the memory they count against
+ * TT_GOB_TYPE_BUDGET.
+ */
+size_t tt_gob_held_types(const void *state, size_t *bytes);
 
 #endif

@@ -36,14 +36,18 @@ enum {
     GOB_K_TEXT = 7
 };
 
+/* A field of an incoming struct definition: 16 bytes, its name kept in
+ * the type's names block (one allocation per type holds both). */
 typedef struct gob_field {
-    char *name;
-    size_t name_len;
-    int64_t id;
-    /* Last proto field this wire field matched, for the last descriptor. */
-    const ProtobufCMessageDescriptor *cache_desc;
-    const ProtobufCFieldDescriptor *cache_field;
+    uint32_t name_off; /* into the type's names */
+    uint32_t name_len;
+    int32_t id;
+    /* The proto field this wire field matched for the type's cache_desc:
+     * index + 1, 0 for none, GOB_MATCH_UNSET when not looked up yet. */
+    uint32_t match;
 } gob_field;
+
+#define GOB_MATCH_UNSET UINT32_MAX
 
 /* An incoming type definition. */
 typedef struct gob_wtype {
@@ -52,9 +56,19 @@ typedef struct gob_wtype {
     int64_t elem;
     int64_t key;
     int64_t len; /* arrays */
-    gob_field *fields;
+    gob_field *fields; /* n_fields entries, then the names (one allocation) */
+    const char *names;
     size_t n_fields;
+    /* The descriptor the fields' match values are for. */
+    const ProtobufCMessageDescriptor *cache_desc;
 } gob_wtype;
+
+/* A field's name (not NUL-terminated). */
+static inline const char *
+tt_gob_fname(const gob_wtype *t, const gob_field *f)
+{
+    return t->names + f->name_off;
+}
 
 /* Header types the codec itself defines on its outgoing stream. */
 enum { GOB_OT_MSG = 0, GOB_OT_REQUEST, GOB_OT_RESPONSE, GOB_OT_EMPTY };
@@ -76,6 +90,16 @@ typedef struct gob_state {
     gob_wtype *in; /* sorted by id */
     size_t n_in;
     size_t cap_in;
+    size_t in_bytes;  /* memory the definitions hold, within TT_GOB_TYPE_BUDGET */
+    size_t in_fields; /* their fields, within TT_GOB_MAX_TOTAL_FIELDS */
+    /* Resumable scan of the messages after a header (decode_common): when
+     * the last call ended in TETHER_EAGAIN with a header at the start of
+     * its input, the definitions up to scan_pos were already checked and
+     * counted (scan_defs), so the next call (same bytes plus more)
+     * continues there instead of rescanning from the header. */
+    size_t scan_pos;
+    size_t scan_defs;
+    uint64_t scan_steps; /* messages looked at behind headers, in all (tests) */
     gob_otype *out;
     size_t n_out;
     size_t cap_out;

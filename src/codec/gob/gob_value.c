@@ -494,15 +494,25 @@ dec_repeated(vdec *d, int64_t id, ProtobufCMessage *msg, const ProtobufCFieldDes
     return TETHER_OK;
 }
 
-/* The proto field a wire field maps to (cached per wire field). */
+/* The proto field a wire field maps to, cached in the field for the
+ * type's last descriptor (the table is the state's own memory, so the
+ * const of the lookup is cast away here only). */
 static const ProtobufCFieldDescriptor *
-match_field(gob_field *wf, const ProtobufCMessageDescriptor *desc)
+match_field(const gob_wtype *ct, gob_field *wf, const ProtobufCMessageDescriptor *desc)
 {
-    if (wf->cache_desc != desc) {
-        wf->cache_field = tt_pb_field_by_name(desc, wf->name, wf->name_len);
-        wf->cache_desc = desc;
+    gob_wtype *t = (gob_wtype *)ct;
+    if (t->cache_desc != desc) {
+        for (size_t i = 0; i < t->n_fields; i++) {
+            t->fields[i].match = GOB_MATCH_UNSET;
+        }
+        t->cache_desc = desc;
     }
-    return wf->cache_field;
+    if (wf->match == GOB_MATCH_UNSET) {
+        const ProtobufCFieldDescriptor *f =
+            tt_pb_field_by_name(desc, tt_gob_fname(t, wf), wf->name_len);
+        wf->match = f == NULL ? 0 : (uint32_t)(f - desc->fields) + 1;
+    }
+    return wf->match == 0 ? NULL : &desc->fields[wf->match - 1];
 }
 
 static tether_err
@@ -525,13 +535,14 @@ dec_struct(vdec *d, const gob_wtype *t, ProtobufCMessage *msg, unsigned depth)
         }
         field += (int64_t)delta;
         gob_field *wf = &t->fields[field];
-        const ProtobufCFieldDescriptor *pf = match_field(wf, msg->descriptor);
+        const ProtobufCFieldDescriptor *pf = match_field(t, wf, msg->descriptor);
         tether_err err;
         if (pf == NULL) {
             /* Fields the message does not have are skipped, as Go does. */
             err = tt_gob_skip(d->s, &d->r, wf->id, depth + 1)
                       ? TETHER_OK
-                      : vfail(d, "gob: cannot skip field %.*s", (int)wf->name_len, wf->name);
+                      : vfail(d, "gob: cannot skip field %.*s", (int)wf->name_len,
+                              tt_gob_fname(t, wf));
         } else if (pf->label == PROTOBUF_C_LABEL_REPEATED) {
             err = dec_repeated(d, wf->id, msg, pf, depth + 1);
         } else {

@@ -10,6 +10,7 @@
 #include "codec/jsonrpc/jsonrpc.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "codec/pbjson/pbjson.h"
@@ -35,6 +36,7 @@ typedef struct jsonrpc_state {
     raw_id *ids;
     size_t n_ids;
     size_t cap_ids;
+    size_t id_bytes; /* text held by ids[], counted against TT_JSONRPC_ID_BUDGET */
     uint64_t next_raw_seq;
     /* Decoded method / error text when the wire form had escapes. */
     char *method_buf;
@@ -101,6 +103,16 @@ const char *
 tt_jsonrpc_last_error(const void *state)
 {
     return ((const jsonrpc_state *)state)->err;
+}
+
+size_t
+tt_jsonrpc_held_ids(const void *state, size_t *bytes)
+{
+    const jsonrpc_state *s = state;
+    if (bytes != NULL) {
+        *bytes = s->id_bytes;
+    }
+    return s->n_ids;
 }
 
 static void
@@ -177,6 +189,7 @@ frame(jsonrpc_state *s, const uint8_t *p, size_t n, size_t *start, size_t *end)
         }
     }
     if (limit < n) {
+        snprintf(s->err, sizeof(s->err), "jsonrpc: object longer than %zu bytes", s->max_msg);
         return TETHER_EMSGSIZE;
     }
     s->scan_pos = i;
@@ -308,7 +321,17 @@ find_id(jsonrpc_state *s, uint64_t seq)
 static tether_err
 keep_id(jsonrpc_state *s, const char *v, size_t n, uint64_t *seq)
 {
+    /* Go's client sends numbers; a string id of a sane length is echoed,
+     * a longer one would be held (re-encoded, up to 6 times its size)
+     * until its reply, so it breaks the stream instead. */
+    if (n > TT_JSONRPC_MAX_ID_LEN) {
+        snprintf(s->err, sizeof(s->err), "jsonrpc: request id of %zu bytes (the limit is %d)", n,
+                 TT_JSONRPC_MAX_ID_LEN);
+        return TETHER_ELIMIT;
+    }
     if (s->n_ids >= TT_JSONRPC_MAX_IDS) {
+        snprintf(s->err, sizeof(s->err), "jsonrpc: more than %d non-numeric ids waiting",
+                 TT_JSONRPC_MAX_IDS);
         return TETHER_ELIMIT;
     }
     if (s->n_ids == s->cap_ids) {
@@ -326,6 +349,13 @@ keep_id(jsonrpc_state *s, const char *v, size_t n, uint64_t *seq)
         tt_buf_free(&b);
         return err;
     }
+    if (s->id_bytes + b.len + sizeof(raw_id) > TT_JSONRPC_ID_BUDGET) {
+        tt_buf_free(&b);
+        snprintf(s->err, sizeof(s->err),
+                 "jsonrpc: non-numeric ids waiting hold more than %d bytes", TT_JSONRPC_ID_BUDGET);
+        return TETHER_ELIMIT;
+    }
+    s->id_bytes += b.len + sizeof(raw_id);
     uint64_t q = s->next_raw_seq;
     while (find_id(s, q) != NULL || q < ((uint64_t)1 << 63)) {
         q = q < ((uint64_t)1 << 63) ? (uint64_t)1 << 63 : q + 1;
@@ -342,6 +372,7 @@ keep_id(jsonrpc_state *s, const char *v, size_t n, uint64_t *seq)
 static void
 drop_id(jsonrpc_state *s, raw_id *id)
 {
+    s->id_bytes -= id->len + sizeof(raw_id);
     tt_free(id->text);
     size_t i = (size_t)(id - s->ids);
     memmove(&s->ids[i], &s->ids[i + 1], (s->n_ids - i - 1) * sizeof(*id));
@@ -395,6 +426,7 @@ jsonrpc_decode_request(void *state, const uint8_t *p, size_t n, size_t *used, tt
     const char *obj;
     members mb;
     memset(m, 0, sizeof(*m));
+    s->err[0] = '\0';
     tether_err err = next_object(s, p, n, used, "method", "params", &obj, &end, &mb);
     if (err != TETHER_OK || obj == NULL) {
         return err;
@@ -514,21 +546,23 @@ put_id(jsonrpc_state *s, tt_buf *out, uint64_t seq, raw_id **kept)
     return tt_json_write_u64(out, seq);
 }
 
-/* Finish a reply: check its size, drop the kept id once it is written. */
+/* Finish a reply: check its size, drop the kept id once it is written.
+ * A failed encode_reply keeps the id for the encode_error that follows
+ * (too large, out of memory); an error reply is the last word on its call,
+ * so it drops the id whether it could be written or not (last). */
 static tether_err
-finish(jsonrpc_state *s, tt_buf *out, size_t mark, tether_err err, raw_id *kept)
+finish(jsonrpc_state *s, tt_buf *out, size_t mark, tether_err err, raw_id *kept, bool last)
 {
     if (err == TETHER_OK && s->max_msg != 0 && out->len - mark > s->max_msg) {
         err = TETHER_EMSGSIZE;
     }
     if (err != TETHER_OK) {
         out->len = mark;
-        return err;
     }
-    if (kept != NULL) {
+    if (kept != NULL && (err == TETHER_OK || last)) {
         drop_id(s, kept);
     }
-    return TETHER_OK;
+    return err;
 }
 
 static tether_err
@@ -555,7 +589,7 @@ jsonrpc_encode_reply(void *state, tt_buf *out, uint64_t seq, const char *method,
     if (err == TETHER_OK) {
         err = PUT(out, ",\"error\":null}\n");
     }
-    return finish(s, out, mark, err, kept);
+    return finish(s, out, mark, err, kept, false);
 }
 
 static tether_err
@@ -583,7 +617,7 @@ jsonrpc_encode_error(void *state, tt_buf *out, uint64_t seq, const char *method,
     if (err == TETHER_OK) {
         err = PUT(out, "}\n");
     }
-    return finish(s, out, mark, err, kept);
+    return finish(s, out, mark, err, kept, true);
 }
 
 static tether_err
@@ -611,7 +645,7 @@ jsonrpc_encode_request(void *state, tt_buf *out, uint64_t seq, const char *metho
     if (err == TETHER_OK) {
         err = PUT(out, "}\n");
     }
-    return finish(s, out, mark, err, NULL);
+    return finish(s, out, mark, err, NULL, false);
 }
 
 const tt_codec_ops tt_codec_jsonrpc = {

@@ -19,8 +19,12 @@
  *    missing) is kept, compacted the way Go's encoder re-writes a
  *    json.RawMessage, and replaced by a seq from 2^63 up; encode_reply and
  *    encode_error echo the kept text for that seq, as Go's server does.  At
- *    most TT_JSONRPC_MAX_IDS such ids may wait for their reply
- *    (TETHER_ELIMIT beyond).  A client that mixes numeric ids >= 2^63 with
+ *    most TT_JSONRPC_MAX_IDS such ids, none longer than
+ *    TT_JSONRPC_MAX_ID_LEN bytes and together within TT_JSONRPC_ID_BUDGET,
+ *    may wait for their reply (TETHER_ELIMIT beyond, with the reason in
+ *    tt_jsonrpc_last_error()).  A successful encode_reply or any
+ *    encode_error (written or not) releases the id; a failed encode_reply
+ *    keeps it for the encode_error that must follow.  A client that mixes numeric ids >= 2^63 with
  *    such ids in flight can get its own replies' ids swapped; Go's client
  *    numbers from 0.
  *  - m->status: TETHER_OK, or TETHER_EBADREQUEST when the request has a
@@ -52,6 +56,11 @@
 
 /* Non-numeric ids waiting for their reply, per connection. */
 #define TT_JSONRPC_MAX_IDS 4096
+/* Longest non-numeric id accepted, as sent (before re-encoding). */
+#define TT_JSONRPC_MAX_ID_LEN 256
+/* Bytes the waiting non-numeric ids of one connection may hold (their
+ * re-encoded text plus bookkeeping). */
+#define TT_JSONRPC_ID_BUDGET (256 * 1024)
 
 extern const tt_codec_ops tt_codec_jsonrpc;
 
@@ -69,5 +78,12 @@ const char *tt_jsonrpc_last_error(const void *state);
 tether_err tt_jsonrpc_encode_request_text(void *state, tt_buf *out, uint64_t seq,
                                           const char *method, size_t method_len,
                                           const void *json, size_t len);
+
+/*
+ * tt_jsonrpc_held_ids - how many non-numeric ids this state keeps for
+ * replies not yet written, and (bytes, may be NULL) the bytes they count
+ * against TT_JSONRPC_ID_BUDGET.
+ */
+size_t tt_jsonrpc_held_ids(const void *state, size_t *bytes);
 
 #endif

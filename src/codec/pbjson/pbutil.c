@@ -3,9 +3,179 @@
  */
 #include "codec/pbjson/pbutil.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/alloc.h"
+
+/* --- nesting depth --- */
+
+#define DEPTH_DEEP UINT32_MAX
+
+/* Depth of desc, with the descriptors on the current path in path[0..n). */
+static uint32_t
+depth_of(const ProtobufCMessageDescriptor *desc, const ProtobufCMessageDescriptor **path,
+         unsigned n)
+{
+    if (n >= TT_PB_MAX_DEPTH) {
+        return DEPTH_DEEP;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (path[i] == desc) {
+            return DEPTH_DEEP; /* recursive */
+        }
+    }
+    path[n] = desc;
+    uint32_t best = 1;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE) {
+            continue;
+        }
+        uint32_t d = depth_of(f->descriptor, path, n + 1);
+        if (d == DEPTH_DEEP) {
+            return DEPTH_DEEP;
+        }
+        if (d + 1 > best) {
+            best = d + 1;
+        }
+    }
+    return best;
+}
+
+/* Cache of depths by descriptor: open addressing, slots written once.  The
+ * value is stored before the key is published (release), so a reader that
+ * sees the key (acquire) sees its value.  A full table just recomputes. */
+#define DEPTH_SLOTS 512
+static _Atomic(uintptr_t) depth_key[DEPTH_SLOTS];
+static _Atomic uint32_t depth_val[DEPTH_SLOTS];
+
+uint32_t
+tt_pb_static_depth(const ProtobufCMessageDescriptor *desc)
+{
+    uintptr_t k = (uintptr_t)desc;
+    size_t h = (size_t)((k >> 4) * 0x9E3779B97F4A7C15ull >> 55) % DEPTH_SLOTS;
+    for (size_t i = 0; i < 16; i++) {
+        size_t at = (h + i) % DEPTH_SLOTS;
+        uintptr_t cur = atomic_load_explicit(&depth_key[at], memory_order_acquire);
+        if (cur == k) {
+            return atomic_load_explicit(&depth_val[at], memory_order_relaxed);
+        }
+        if (cur == 0) {
+            break;
+        }
+    }
+    const ProtobufCMessageDescriptor *path[TT_PB_MAX_DEPTH];
+    uint32_t d = depth_of(desc, path, 0);
+    for (size_t i = 0; i < 16; i++) {
+        size_t at = (h + i) % DEPTH_SLOTS;
+        uintptr_t cur = atomic_load_explicit(&depth_key[at], memory_order_acquire);
+        if (cur == k) {
+            break;
+        }
+        if (cur != 0) {
+            continue;
+        }
+        /* Claim the slot with a value first: a placeholder key would let a
+         * reader see a slot without its value. */
+        uintptr_t zero = 0;
+        atomic_store_explicit(&depth_val[at], d, memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(&depth_key[at], &zero, k,
+                                                    memory_order_release,
+                                                    memory_order_relaxed)) {
+            break;
+        }
+    }
+    return d;
+}
+
+/* A varint at *p (before end); false if it runs past end or is too long. */
+static bool
+wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *v = r;
+            return true;
+        }
+    }
+    return false;
+}
+
+tether_err
+tt_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                  unsigned max_depth)
+{
+    /* One entry per open message: where it ends and its type. */
+    struct {
+        const uint8_t *end;
+        const ProtobufCMessageDescriptor *desc;
+    } st[TT_PB_MAX_DEPTH + 1];
+    if (max_depth > TT_PB_MAX_DEPTH) {
+        max_depth = TT_PB_MAX_DEPTH;
+    }
+    unsigned n = 0;
+    st[0].end = p + len;
+    st[0].desc = desc;
+    for (;;) {
+        while (p >= st[n].end) {
+            if (n == 0) {
+                return TETHER_OK;
+            }
+            n--;
+        }
+        const uint8_t *end = st[n].end;
+        uint64_t tag;
+        uint64_t v;
+        if (!wire_varint(&p, end, &tag)) {
+            return TETHER_OK; /* malformed: unpack says so */
+        }
+        switch (tag & 7) {
+        case 0:
+            if (!wire_varint(&p, end, &v)) {
+                return TETHER_OK;
+            }
+            break;
+        case 1:
+            if ((size_t)(end - p) < 8) {
+                return TETHER_OK;
+            }
+            p += 8;
+            break;
+        case 5:
+            if ((size_t)(end - p) < 4) {
+                return TETHER_OK;
+            }
+            p += 4;
+            break;
+        case 2: {
+            if (!wire_varint(&p, end, &v) || v > (uint64_t)(end - p)) {
+                return TETHER_OK;
+            }
+            const ProtobufCFieldDescriptor *f =
+                tag >> 3 <= UINT32_MAX
+                    ? protobuf_c_message_descriptor_get_field(st[n].desc, (unsigned)(tag >> 3))
+                    : NULL;
+            if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (n + 2 > max_depth) {
+                    return TETHER_ELIMIT;
+                }
+                n++;
+                st[n].end = p + v;
+                st[n].desc = f->descriptor;
+            } else {
+                p += v;
+            }
+            break;
+        }
+        default:
+            return TETHER_OK; /* groups: protobuf-c refuses them */
+        }
+    }
+}
 
 size_t
 tt_pb_elem_size(const ProtobufCFieldDescriptor *f)

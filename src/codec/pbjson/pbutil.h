@@ -77,6 +77,27 @@ void tt_pb_clear_field(ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f)
 const ProtobufCFieldDescriptor *tt_pb_field_by_name(const ProtobufCMessageDescriptor *desc,
                                                     const char *name, size_t len);
 
+/*
+ * tt_pb_static_depth - the deepest nesting of messages desc's fields allow
+ * (1 for a message without message-typed fields), or UINT32_MAX if desc is
+ * recursive or nests deeper than TT_PB_MAX_DEPTH.  Cached per descriptor
+ * after the first call (lock-free, no allocation), so it is cheap on every
+ * request.
+ */
+uint32_t tt_pb_static_depth(const ProtobufCMessageDescriptor *desc);
+
+/*
+ * tt_pb_check_depth - walk the protobuf wire bytes p[0..len) of a message
+ * of type desc, following its message-typed fields, and tell whether they
+ * nest deeper than max_depth messages (max_depth <= TT_PB_MAX_DEPTH).
+ * TETHER_OK, or TETHER_ELIMIT when too deep.  Malformed bytes are
+ * TETHER_OK: protobuf_c_message_unpack() reports those.  Iterative, no
+ * allocation; protobuf-c's own unpack recurses without a limit, so call
+ * this first when tt_pb_static_depth(desc) > max_depth.
+ */
+tether_err tt_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                             unsigned max_depth);
+
 /* tt_pb_free - free a message built by these helpers; NULL is a no-op. */
 void tt_pb_free(ProtobufCMessage *msg);
 
