@@ -12,6 +12,8 @@
  *       C tether_clients (one connection each), D calls in flight on each:
  *       every completion callback starts the next call, so the window
  *       stays full without any client-side batching logic.
+ *   --codec native|gob|jsonrpc (either mode)
+ *       the wire format (a Go net/rpc server speaks gob or jsonrpc).
  *   --meta N (either mode)
  *       send N small metadata pairs ("k1"="v1", ...) with every call, to
  *       price the call context against a bare call.
@@ -39,6 +41,9 @@ static Args add_args = ARGS__INIT;
 static tether_meta meta[MAX_META];
 static tether_call_opts call_opts;
 static const tether_call_opts *opts_p; /* NULL without --meta: a bare call */
+
+/* The client config every client is made with (--codec). */
+static tether_client_config client_cfg;
 
 #define MAX_CTL 2
 static const char *ctl_paths[MAX_CTL];
@@ -171,7 +176,7 @@ run_pipe(const char *addr, int conns, int depth, double seconds, long warmup_ms)
         return 1;
     }
     for (int i = 0; i < conns; i++) {
-        tether_err err = tether_client_create(addr, NULL, &pcs[i].client);
+        tether_err err = tether_client_create(addr, &client_cfg, &pcs[i].client);
         if (err != TETHER_OK) {
             fprintf(stderr, "tether-bench-client: connect %s: %s\n", addr, tether_strerror(err));
             return 1;
@@ -240,7 +245,8 @@ usage(void)
             "usage: tether-bench-client --addr HOST:PORT --mode seq [--calls N] [--warmup N]\n"
             "       tether-bench-client --addr HOST:PORT --mode pipe [--conns C] [--depth D]\n"
             "                           [--seconds S] [--warmup-ms W]\n"
-            "       either mode: [--meta N] [--ctl FIFO]... (allocation counting, see\n"
+            "       either mode: [--codec native|gob|jsonrpc] [--meta N]\n"
+            "                    [--ctl FIFO]... (allocation counting, see\n"
             "                    bench/README.md)\n");
 }
 
@@ -249,6 +255,7 @@ main(int argc, char **argv)
 {
     struct bench_opts o;
     bench_opts_init(&o);
+    tether_client_config_init(&client_cfg);
 
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -257,6 +264,12 @@ main(int argc, char **argv)
         }
         if (strcmp(k, "--ctl") == 0 && n_ctl < MAX_CTL) {
             ctl_paths[n_ctl++] = v;
+        } else if (strcmp(k, "--codec") == 0 && (strcmp(v, "native") == 0 ||
+                                                  strcmp(v, "gob") == 0 ||
+                                                  strcmp(v, "jsonrpc") == 0)) {
+            client_cfg.codec = strcmp(v, "gob") == 0       ? TETHER_CODEC_GOB
+                               : strcmp(v, "jsonrpc") == 0 ? TETHER_CODEC_JSONRPC
+                                                           : TETHER_CODEC_NATIVE;
         } else if (strcmp(k, "--meta") == 0 && strtol(v, NULL, 10) >= 0 &&
                    strtol(v, NULL, 10) <= MAX_META) {
             static char kv[MAX_META][2][8];
@@ -292,7 +305,8 @@ main(int argc, char **argv)
     size_t req_len =
         BENCH_HDR_LEN + strlen(BENCH_METHOD) + BENCH_CTX_LEN + args__get_packed_size(&add_args);
     size_t rep_len = BENCH_HDR_LEN + google__protobuf__int64_value__get_packed_size(&three);
-    if (opts_p == NULL && (req_len != BENCH_REQ_LEN || rep_len != BENCH_REPLY_LEN)) {
+    if (opts_p == NULL && client_cfg.codec == TETHER_CODEC_NATIVE &&
+        (req_len != BENCH_REQ_LEN || rep_len != BENCH_REPLY_LEN)) {
         fprintf(stderr, "tether-bench-client: frame sizes %zu/%zu differ from the floor's %d/%d\n",
                 req_len, rep_len, BENCH_REQ_LEN, BENCH_REPLY_LEN);
         return 1;
@@ -306,7 +320,7 @@ main(int argc, char **argv)
         return 2;
     }
     tether_client *c = NULL;
-    tether_err err = tether_client_create(o.addr, NULL, &c);
+    tether_err err = tether_client_create(o.addr, &client_cfg, &c);
     if (err != TETHER_OK) {
         fprintf(stderr, "tether-bench-client: connect %s: %s\n", o.addr, tether_strerror(err));
         return 1;

@@ -9,8 +9,10 @@
 # server's CPU time per call (utime+stime from /proc/PID/stat over the
 # measured window, divided by the calls), for examples' calculator-server
 # (tether: one port, codec recognised per connection) and for Go's
-# net/rpc calculator (bench/gocompat/main.go).  Prints medians of RUNS
-# runs and the ratios tether/Go.  Not a test: it never judges.
+# net/rpc calculator (bench/gocompat/main.go).  Then the other way round:
+# tether's C client (tether-bench-client --codec gob|jsonrpc) and Go's own
+# client against Go's net/rpc server.  Prints medians of RUNS runs and the
+# ratios tether/Go.  Not a test: it never judges.
 #
 # Settings (environment):
 #   BUILD_DIR  build tree (default: <repo>/build-gocompat; built if needed)
@@ -38,7 +40,7 @@ trap cleanup EXIT
 
 if [ -z "${NO_BUILD:-}" ]; then
     cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
-        cmake --build "$BUILD" -j2 --target calculator-server >/dev/null || {
+        cmake --build "$BUILD" -j2 --target calculator-server tether-bench-client >/dev/null || {
         echo "build failed" >&2
         exit 1
     }
@@ -123,5 +125,34 @@ for codec in gob jsonrpc; do
         awk -v codec="$codec" -v conns="$conns" -v tr="$tr" -v gr="$gr" -v tc="$tc" -v gc="$gc" \
             'BEGIN { printf "%-8s %5d | %12.0f %12.0f %7.2f | %13.2f %13.2f %7.2f\n",
                 codec, conns, tr, gr, (gr > 0 ? tr / gr : 0), tc, gc, (gc > 0 ? tc / gc : 0) }'
+    done
+done
+
+# The C client against Go's server: calls/s of tether-bench-client (one
+# engine per connection, DEPTH calls in flight) and of Go's own client.
+c_run() { # addr codec conns -> calls_per_s
+    "$BUILD/bin/tether-bench-client" --addr "$1" --codec "$2" --mode pipe --conns "$3" \
+        --depth "$DEPTH" --seconds "$SECS" --warmup-ms 300 2>/dev/null |
+        sed -n 's/.*calls_per_s=\([0-9]*\).*/\1/p'
+}
+echo
+echo "clients -> Go's net/rpc server ($DEPTH calls in flight per connection); medians of $RUNS runs"
+printf "%-8s %5s | %12s %12s %7s | %s\n" codec conns "C client c/s" "Go c/s" ratio target
+for codec in gob jsonrpc; do
+    for conns in 1 4; do
+        : >"$TMP/cc" && : >"$TMP/gc"
+        go_addr=$GO_GOB
+        [ "$codec" = jsonrpc ] && go_addr=$GO_JSON
+        for _ in $(seq 1 "$RUNS"); do
+            c_run "$go_addr" "$codec" "$conns" >>"$TMP/cc"
+            one_run "$GO_PID" "$go_addr" "$codec" "$conns" | awk '{print $1}' >>"$TMP/gc"
+        done
+        cr=$(median <"$TMP/cc")
+        gr=$(median <"$TMP/gc")
+        target=""
+        [ "$codec" = gob ] && [ "$conns" = 1 ] && target=">=1.50"
+        awk -v codec="$codec" -v conns="$conns" -v cr="${cr:-0}" -v gr="${gr:-0}" -v t="$target" \
+            'BEGIN { printf "%-8s %5d | %12.0f %12.0f %7.2f | %s\n", codec, conns, cr, gr,
+                (gr > 0 ? cr / gr : 0), t }'
     done
 done
