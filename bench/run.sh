@@ -238,6 +238,16 @@ for run in $(seq 1 "$RUNS"); do
                     v=$(field "$r" calls_per_s)
                     [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
                     record "pipe_1_meta.tether" "$v"
+                    # The by-name layer's price: the same server as the one
+                    # instance of a client by service name.
+                    r=$(run_client tether "$placement" --mode seq --calls "$SEQ_CALLS" \
+                        --warmup "$SEQ_WARMUP" --by-name 1)
+                    record "seq_p50_byname.tether" "$(field "$r" p50_us)"
+                    r=$(run_client tether "$placement" --mode pipe --conns 1 --depth 64 \
+                        --seconds "$PIPE_SECONDS" --warmup-ms "$PIPE_WARMUP_MS" --by-name 1)
+                    v=$(field "$r" calls_per_s)
+                    [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
+                    record "pipe_1_byname.tether" "$v"
                 fi
                 if [ "$impl" != floor ]; then
                     # After the load: does the server give its buffers back?
@@ -469,6 +479,14 @@ printf '  %-26s %-22s %-22s %-8s %-8s
 printf '  %-26s %-22s %-22s %-8s %-8s
 ' "1 conn x 64 (k calls/s)" "$(stat pipe_1.tether)" \
     "$(stat pipe_1_meta.tether)" "$(ratio pipe_1.tether pipe_1_meta.tether)" "<=1.10"
+echo
+echo "by name: a client by service name (static registry, one instance) against a direct client"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "figure" "direct" "by name" "ratio" "target"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "seq p50 (us)" "$(stat seq_p50_unpinned.tether)" \
+    "$(stat seq_p50_byname.tether)" "$(ratio seq_p50_byname.tether seq_p50_unpinned.tether)" \
+    "<=1.05"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "1 conn x 64 (k calls/s)" "$(stat pipe_1.tether)" \
+    "$(stat pipe_1_byname.tether)" "$(ratio pipe_1.tether pipe_1_byname.tether)" ""
 echo
 printf '%-44s %-22s %-22s %-10s\n' "memory (server, $UNP)" "tether" "Go net/rpc" "target"
 mrow() { # LABEL KEY TARGET [int]

@@ -14,6 +14,10 @@
  *       stays full without any client-side batching logic.
  *   --codec native|gob|jsonrpc (either mode)
  *       the wire format (a Go net/rpc server speaks gob or jsonrpc).
+ *   --by-name (either mode)
+ *       call through a client by service name over the registry
+ *       "static:ADDR" (one instance: the same server), to price the
+ *       by-name layer against a direct client.
  *   --meta N (either mode)
  *       send N small metadata pairs ("k1"="v1", ...) with every call, to
  *       price the call context against a bare call.
@@ -44,6 +48,25 @@ static const tether_call_opts *opts_p; /* NULL without --meta: a bare call */
 
 /* The client config every client is made with (--codec). */
 static tether_client_config client_cfg;
+static int by_name; /* --by-name */
+
+/* A client for addr: direct, or by name over static:addr. */
+static tether_err
+make_client(const char *addr, tether_client **c)
+{
+    if (!by_name) {
+        return tether_client_create(addr, &client_cfg, c);
+    }
+    char url[300];
+    snprintf(url, sizeof url, "static:%s", addr);
+    tether_registry *reg = NULL;
+    tether_err err = tether_registry_open(url, &reg);
+    if (err == TETHER_OK) {
+        err = tether_client_create_service(reg, "calculator", &client_cfg, c);
+        tether_registry_close(reg);
+    }
+    return err;
+}
 
 #define MAX_CTL 2
 static const char *ctl_paths[MAX_CTL];
@@ -176,7 +199,7 @@ run_pipe(const char *addr, int conns, int depth, double seconds, long warmup_ms)
         return 1;
     }
     for (int i = 0; i < conns; i++) {
-        tether_err err = tether_client_create(addr, &client_cfg, &pcs[i].client);
+        tether_err err = make_client(addr, &pcs[i].client);
         if (err != TETHER_OK) {
             fprintf(stderr, "tether-bench-client: connect %s: %s\n", addr, tether_strerror(err));
             return 1;
@@ -245,7 +268,7 @@ usage(void)
             "usage: tether-bench-client --addr HOST:PORT --mode seq [--calls N] [--warmup N]\n"
             "       tether-bench-client --addr HOST:PORT --mode pipe [--conns C] [--depth D]\n"
             "                           [--seconds S] [--warmup-ms W]\n"
-            "       either mode: [--codec native|gob|jsonrpc] [--meta N]\n"
+            "       either mode: [--codec native|gob|jsonrpc] [--meta N] [--by-name 1]\n"
             "                    [--ctl FIFO]... (allocation counting, see\n"
             "                    bench/README.md)\n");
 }
@@ -270,6 +293,8 @@ main(int argc, char **argv)
             client_cfg.codec = strcmp(v, "gob") == 0       ? TETHER_CODEC_GOB
                                : strcmp(v, "jsonrpc") == 0 ? TETHER_CODEC_JSONRPC
                                                            : TETHER_CODEC_NATIVE;
+        } else if (strcmp(k, "--by-name") == 0) {
+            by_name = strcmp(v, "0") != 0;
         } else if (strcmp(k, "--meta") == 0 && strtol(v, NULL, 10) >= 0 &&
                    strtol(v, NULL, 10) <= MAX_META) {
             static char kv[MAX_META][2][8];
@@ -320,7 +345,7 @@ main(int argc, char **argv)
         return 2;
     }
     tether_client *c = NULL;
-    tether_err err = tether_client_create(o.addr, &client_cfg, &c);
+    tether_err err = make_client(o.addr, &c);
     if (err != TETHER_OK) {
         fprintf(stderr, "tether-bench-client: connect %s: %s\n", o.addr, tether_strerror(err));
         return 1;
