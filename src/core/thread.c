@@ -2,6 +2,7 @@
  * thread.c - the one way the library starts a thread.
  */
 #include <signal.h>
+#include <time.h>
 
 #include "core/thread.h"
 
@@ -18,4 +19,14 @@ tt_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
     int rc = pthread_create(thread, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;
+}
+
+void
+tt_cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
 }

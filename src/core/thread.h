@@ -15,6 +15,10 @@
  */
 int tt_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
+/* tt_cond_init_monotonic - init cv for timed waits on CLOCK_MONOTONIC
+ * deadlines (tt_timespec_ns()), the clock every deadline uses. */
+void tt_cond_init_monotonic(pthread_cond_t *cv);
+
 /* TT_THREAD_LOCAL - a thread-local variable of the library.  The
  * initial-exec model reaches it with one instruction instead of a call to
  * __tls_get_addr() on every access from the shared library (the hot path

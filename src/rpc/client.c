@@ -463,6 +463,26 @@ key_of(const tether_call_opts *opts)
     return opts != NULL ? opts->key : NULL;
 }
 
+/* Every synchronous form: build the request, call, hand over the text
+ * and trailers; the reply stays in *res for the caller to take. */
+static tether_err
+sync_public(tether_client *c, const char *method, const ProtobufCMessage *msg, const void *data,
+            size_t len, const ProtobufCMessageDescriptor *desc, const tether_call_opts *opts,
+            char **errtext, tt_call_result *res)
+{
+    memset(res, 0, sizeof *res);
+    tt_call_req rq;
+    call_scratch sc;
+    tether_err rc = make_req(c, &rq, method, msg, data, len, desc, opts, &sc);
+    if (rc != TETHER_OK) {
+        return rc;
+    }
+    rc = sync_call(c, &rq, key_of(opts), res);
+    tt_free(sc.heap);
+    give_extras(res, opts, errtext);
+    return rc;
+}
+
 tether_err
 tether_client_call(tether_client *c, const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
@@ -473,20 +493,12 @@ tether_client_call(tether_client *c, const char *method, const ProtobufCMessage 
         return TETHER_EINVAL;
     }
     *reply = NULL;
-    tt_call_req rq;
-    call_scratch sc;
-    tether_err rc = make_req(c, &rq, method, req, NULL, 0, reply_desc, opts, &sc);
-    if (rc != TETHER_OK) {
-        return rc;
-    }
     tt_call_result res;
-    rc = sync_call(c, &rq, key_of(opts), &res);
-    tt_free(sc.heap);
+    tether_err rc = sync_public(c, method, req, NULL, 0, reply_desc, opts, errtext, &res);
     if (rc == TETHER_OK) {
         *reply = res.msg;
         res.msg = NULL;
     }
-    give_extras(&res, opts, errtext);
     tt_call_result_clear(&res);
     return rc;
 }
@@ -496,21 +508,13 @@ static tether_err
 call_bytes(tether_client *c, const char *method, const void *req, size_t req_len, uint8_t **out,
            size_t *out_len, const tether_call_opts *opts, char **errtext)
 {
-    tt_call_req rq;
-    call_scratch sc;
-    tether_err rc = make_req(c, &rq, method, NULL, req, req_len, NULL, opts, &sc);
-    if (rc != TETHER_OK) {
-        return rc;
-    }
     tt_call_result res;
-    rc = sync_call(c, &rq, key_of(opts), &res);
-    tt_free(sc.heap);
+    tether_err rc = sync_public(c, method, NULL, req, req_len, NULL, opts, errtext, &res);
     if (rc == TETHER_OK) {
         *out = res.data;
         *out_len = res.len;
         res.data = NULL;
     }
-    give_extras(&res, opts, errtext);
     tt_call_result_clear(&res);
     return rc;
 }

@@ -32,6 +32,7 @@
 #include "core/clock.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "core/thread.h"
 #include "net/loop_pool.h"
 #include "registry/registry.h"
 #include "rpc/client_int.h"
@@ -701,11 +702,7 @@ tt_disc_create(tether_registry *reg, const char *service, const tether_client_co
     }
     d->bal_state = tt_now_ns() ^ (uint64_t)(uintptr_t)d;
     pthread_mutex_init(&d->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&d->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tt_cond_init_monotonic(&d->cv);
     /* The client holds its own reference: the caller may close its
      * handle at once. */
     tt_registry_ref(reg);

@@ -1021,11 +1021,7 @@ tt_engine_create(const tt_addr *addr, const tt_engine_config *cfg, tt_engine **o
         return rc;
     }
     pthread_mutex_init(&e->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tt_cond_init_monotonic(&e->cv);
     tt_timer_init(&e->call_tmr, on_call_timer);
     tt_timer_init(&e->connect_tmr, on_connect_timer);
     e->t_kick.fn = on_kick;
@@ -1393,11 +1389,7 @@ tt_engine_call(tt_engine *e, const tt_call_req *rq, tt_call_result *res)
     } else {
         /* Somebody else reads (or the connect is still going): wait. */
         pthread_cond_t cv;
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&cv, &ca);
-        pthread_condattr_destroy(&ca);
+        tt_cond_init_monotonic(&cv);
         p.cv = &cv;
         arm_locked(e);
         struct timespec ts = tt_timespec_ns(deadline);

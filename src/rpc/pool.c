@@ -80,11 +80,7 @@ tt_pool_create(int n, tt_pool **out)
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->gone, &ca);
-    pthread_condattr_destroy(&ca);
+    tt_cond_init_monotonic(&p->gone);
     for (int i = 0; i < n; i++) {
         pthread_t tid;
         pthread_mutex_lock(&p->mu);

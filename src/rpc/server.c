@@ -139,11 +139,7 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
         return tt_err_errno(e);
     }
     pthread_mutex_init(&srv->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&srv->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tt_cond_init_monotonic(&srv->cv);
     atomic_store(&srv->state, SRV_NEW);
     *out = srv;
     return TETHER_OK;

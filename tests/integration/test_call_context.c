@@ -63,6 +63,21 @@ put_request_ctx(uint8_t *out, uint64_t seq, const char *name, uint32_t ms)
     return n;
 }
 
+/* Start the test server, a client to watch it, and a raw connection that
+ * has sent Test.Hold as call seq with a deadline of ms (0: none). */
+static int
+hold_raw(tether_client **probe, uint64_t seq, uint32_t ms)
+{
+    h_spawn_server(&srv, NULL);
+    *probe = h_client(srv.addr[0]);
+    int fd = h_raw_connect(srv.addr[0]);
+    uint8_t buf[512];
+    assert_int_equal(h_raw_send(fd, H_PREFACE, H_PREFACE_LEN), 0);
+    size_t n = put_request_ctx(buf, seq, "Test.Hold", ms);
+    assert_int_equal(h_raw_send(fd, buf, n), 0);
+    return fd;
+}
+
 static void
 test_handler_sees_deadline(void **state)
 {
@@ -91,14 +106,10 @@ static void
 test_deadline_cancels_on_server(void **state)
 {
     (void)state;
-    h_spawn_server(&srv, NULL);
-    tether_client *c = h_client(srv.addr[0]);
-    int fd = h_raw_connect(srv.addr[0]);
+    tether_client *c;
+    int fd = hold_raw(&c, 1, 300);
     uint8_t buf[512];
-    assert_int_equal(h_raw_send(fd, H_PREFACE, H_PREFACE_LEN), 0);
-    size_t n = put_request_ctx(buf, 1, "Test.Hold", 300);
-    assert_int_equal(h_raw_send(fd, buf, n), 0);
-    n = h_raw_frame(fd, buf, sizeof buf, H_TIMEOUT_MS);
+    size_t n = h_raw_frame(fd, buf, sizeof buf, H_TIMEOUT_MS);
     assert_true(n >= H_FRAME_HDR);
     assert_int_equal(buf[4], 3);          /* ERROR */
     assert_int_equal(h_le32(buf + 8), 1); /* seq 1 */
@@ -121,14 +132,11 @@ static void
 test_cancel_frame(void **state)
 {
     (void)state;
-    h_spawn_server(&srv, NULL);
-    tether_client *c = h_client(srv.addr[0]);
-    int fd = h_raw_connect(srv.addr[0]);
+    tether_client *c;
+    int fd = hold_raw(&c, 7, 0);
     uint8_t buf[512];
-    assert_int_equal(h_raw_send(fd, H_PREFACE, H_PREFACE_LEN), 0);
-    size_t n = put_request_ctx(buf, 7, "Test.Hold", 0);
-    assert_int_equal(h_raw_send(fd, buf, n), 0);
     H_WAIT(hold_stats(c).now == 1, "the handler to start");
+    size_t n;
     n = h_put_frame(buf, 7, 7, NULL, NULL, 0); /* CANCEL seq 7 */
     assert_int_equal(h_raw_send(fd, buf, n), 0);
     H_WAIT(hold_stats(c).canceled == 1, "the handler to learn of the cancel");
