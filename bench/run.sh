@@ -261,6 +261,34 @@ for run in $(seq 1 "$RUNS"); do
     say "  run $run/$RUNS done"
 done
 
+# ---- large messages --------------------------------------------------------
+
+# echo_run MODE SIZE - MB/s of one echo client (tether or the raw floor)
+# against its own server, started here.
+echo_run() {
+    local srvmode=$1 climode=$2 size=$3 port pid r
+    port=$("$BIN/tether-bench-floor" freeport) || return
+    "$BIN/tether-bench-echo" "$srvmode" --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    if port_ready "$port" "$pid"; then
+        r=$(timeout "$CLIENT_TIMEOUT" "$BIN/tether-bench-echo" "$climode" \
+            --addr "127.0.0.1:$port" --size "$size" --seconds "$PIPE_SECONDS" 2>>"$TMP/echo.log" |
+            grep '^RESULT')
+        field "$r" mb_per_s
+    fi
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+say "large messages: Echo of 64 KiB and 1 MiB against a raw TCP echo"
+for run in $(seq 1 "$RUNS"); do
+    for size in 65536 1048576; do
+        record "echo_$size.floor" "$(echo_run floor-server floor-client "$size")"
+        record "echo_$size.tether" "$(echo_run server client "$size")"
+    done
+done
+
 # ---- idle connections ----------------------------------------------------
 
 # idle_conn_cost IMPL - server RSS growth per idle connection, in bytes.
@@ -479,6 +507,14 @@ printf '  %-26s %-22s %-22s %-8s %-8s
 printf '  %-26s %-22s %-22s %-8s %-8s
 ' "1 conn x 64 (k calls/s)" "$(stat pipe_1.tether)" \
     "$(stat pipe_1_meta.tether)" "$(ratio pipe_1.tether pipe_1_meta.tether)" "<=1.10"
+echo
+echo "large messages: one call in flight, MB/s of payload ($UNP)"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "figure" "raw TCP echo" "tether Echo" "t/floor" "target"
+for size in 65536 1048576; do
+    printf '  %-26s %-22s %-22s %-8s %-8s\n' "echo $((size / 1024)) KiB (MB/s)" \
+        "$(stat "echo_$size.floor")" "$(stat "echo_$size.tether")" \
+        "$(ratio "echo_$size.tether" "echo_$size.floor")" ">=0.60"
+done
 echo
 echo "by name: a client by service name (static registry, one instance) against a direct client"
 printf '  %-26s %-22s %-22s %-8s %-8s\n' "figure" "direct" "by name" "ratio" "target"
