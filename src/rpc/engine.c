@@ -52,6 +52,7 @@
 #define MIN_BUCKETS 16u
 #define READ_CHUNK 65536u
 #define FREE_LIST_MAX 64
+#define IDLE_BUFFER_NS (1000ull * 1000000ull) /* an idle connection's read buffer goes after 1 s */
 
 enum { READER_NONE, READER_IO, READER_SYNC };
 
@@ -111,6 +112,7 @@ struct tt_engine {
     uint64_t timer_at; /* when call_tmr is armed for; 0: not armed */
     tt_timer call_tmr;    /* earliest async deadline */
     tt_timer connect_tmr; /* connect timeout */
+    tt_timer idle_tmr;    /* gives the read buffer back a while after the last call */
     tt_buf out;           /* request bytes not yet sent (under mu) */
     tt_buf in;            /* a partial answer, owned by the reader */
     pending *completed;
@@ -827,8 +829,14 @@ read_some(tt_engine *e, pending *me, int *got, int block)
     size_t used = dispatch_all(e, tt_buf_head(&e->in), tt_buf_size(&e->in), me, &rc);
     tt_buf_consume(&e->in, used);
     if (tt_buf_size(&e->in) == 0 &&
-        atomic_load_explicit(&e->npending_pub, memory_order_relaxed) == 0) {
-        tt_buf_free(&e->in); /* an idle connection keeps no buffer */
+        atomic_load_explicit(&e->npending_pub, memory_order_relaxed) == 0 &&
+        !tt_timer_armed(&e->idle_tmr)) {
+        /* An idle connection keeps no buffer, but one that is idle only
+         * between two calls (large sequential replies) keeps it: freeing it
+         * after each call costs an allocation and its page faults per call.
+         * The timer frees it once the connection stays idle (the check is
+         * a hint; a lost race only moves the timer). */
+        tt_timer_arm(e->loop, &e->idle_tmr, tt_now_coarse_ns() + IDLE_BUFFER_NS);
     }
     return rc;
 }
@@ -905,6 +913,18 @@ on_call_timer(tt_timer *t)
     } /* else the reader's arm_locked() flushes through the loop */
     pthread_mutex_unlock(&e->mu);
     run_completed(e);
+}
+
+static void
+on_idle_timer(tt_timer *t)
+{
+    tt_engine *e = (tt_engine *)((char *)t - offsetof(tt_engine, idle_tmr));
+    pthread_mutex_lock(&e->mu);
+    /* With no reader, nobody touches the input buffer. */
+    if (e->reader == READER_NONE && e->npending == 0 && tt_buf_size(&e->in) == 0) {
+        tt_buf_free(&e->in);
+    }
+    pthread_mutex_unlock(&e->mu);
 }
 
 static void
@@ -1024,6 +1044,7 @@ tt_engine_create(const tt_addr *addr, const tt_engine_config *cfg, tt_engine **o
     tt_cond_init_monotonic(&e->cv);
     tt_timer_init(&e->call_tmr, on_call_timer);
     tt_timer_init(&e->connect_tmr, on_connect_timer);
+    tt_timer_init(&e->idle_tmr, on_idle_timer);
     e->t_kick.fn = on_kick;
     *out = e;
     return TETHER_OK;
@@ -1112,6 +1133,7 @@ on_detach(tt_task *t)
     e->detaching = 1;
     tt_timer_cancel(e->loop, &e->call_tmr);
     tt_timer_cancel(e->loop, &e->connect_tmr);
+    tt_timer_cancel(e->loop, &e->idle_tmr);
     close_locked(e, TETHER_ECLOSED);
     pthread_mutex_unlock(&e->mu);
     run_completed(e);
