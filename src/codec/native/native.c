@@ -94,7 +94,7 @@ put_request(void *state, tt_buf *out, uint64_t seq, const char *method, size_t m
     memcpy(w + TT_FRAME_HDR, method, mlen);
     if (msg != NULL) {
         protobuf_c_message_pack(msg, w + TT_FRAME_HDR + mlen);
-    } else if (len > 0) {
+    } else if (data != NULL && len > 0) {
         memcpy(w + TT_FRAME_HDR + mlen, data, len);
     }
     out->len += TT_FRAME_HDR + mlen + len;
@@ -155,7 +155,7 @@ native_encode_call(void *state, tt_buf *out, uint64_t seq, const char *method, s
     }
     if (msg != NULL) {
         protobuf_c_message_pack(msg, c);
-    } else if (len > 0) {
+    } else if (data != NULL && len > 0) {
         memcpy(c, data, len);
     }
     out->len += total;
