@@ -1266,34 +1266,34 @@ run_on_worker(tt_task *task)
     }
 }
 
-static void
-unknown_method(conn *c, const tt_frame *f)
+const method_ent *
+tt_server_lookup(const tether_server *srv, const char *name, size_t len, tether_err *code,
+                 char *text, size_t cap)
 {
-    tether_server *srv = c->t->srv;
-    char text[TT_FRAME_MAX_NAME + 64];
-    const char *dot = memchr(f->name, '.', f->name_len);
-    int known_svc = 0;
-    if (dot != NULL) {
-        size_t sl = (size_t)(dot - f->name);
-        for (size_t i = 0; i < srv->nservices; i++) {
-            if (strlen(srv->services[i]) == sl && memcmp(srv->services[i], f->name, sl) == 0) {
-                known_svc = 1;
-                break;
-            }
+    const method_ent *m = find_method(srv, name, len);
+    if (m != NULL) {
+        return m;
+    }
+    /* The same texts as Go's net/rpc server, which splits the name at its
+     * last dot, for every codec. */
+    int nl = len > TT_FRAME_MAX_NAME ? TT_FRAME_MAX_NAME : (int)len;
+    const char *dot = len > 0 ? memrchr(name, '.', len) : NULL;
+    if (dot == NULL) {
+        snprintf(text, cap, "rpc: service/method request ill-formed: %.*s", nl, name);
+        *code = TETHER_ENOMETHOD;
+        return NULL;
+    }
+    size_t sl = (size_t)(dot - name);
+    for (size_t i = 0; i < srv->nservices; i++) {
+        if (strlen(srv->services[i]) == sl && memcmp(srv->services[i], name, sl) == 0) {
+            snprintf(text, cap, "rpc: can't find method %.*s", nl, name);
+            *code = TETHER_ENOMETHOD;
+            return NULL;
         }
     }
-    /* The same texts as Go's net/rpc server. */
-    if (dot == NULL) {
-        snprintf(text, sizeof text, "rpc: service/method request ill-formed: %.*s",
-                 (int)f->name_len, f->name);
-        write_error(c, f->seq, TETHER_ENOMETHOD, text);
-    } else if (known_svc) {
-        snprintf(text, sizeof text, "rpc: can't find method %.*s", (int)f->name_len, f->name);
-        write_error(c, f->seq, TETHER_ENOMETHOD, text);
-    } else {
-        snprintf(text, sizeof text, "rpc: can't find service %.*s", (int)f->name_len, f->name);
-        write_error(c, f->seq, TETHER_ENOSERVICE, text);
-    }
+    snprintf(text, cap, "rpc: can't find service %.*s", nl, name);
+    *code = TETHER_ENOSERVICE;
+    return NULL;
 }
 
 /* Run the interceptors' befores in order; 0 if one refused the call (it
@@ -1446,13 +1446,17 @@ start_call(conn *c, const tt_frame *f)
         write_error(c, f->seq, TETHER_EGOINGAWAY, "rpc: server is going away");
         return;
     }
-    if (c->inflight >= srv->cfg.max_inflight_per_conn) {
-        write_error(c, f->seq, TETHER_ELIMIT, "rpc: too many calls in flight on this connection");
+    /* The order of the checks is the same for every codec (Go reports an
+     * unknown method before anything else about the call). */
+    char why[TT_FRAME_MAX_NAME + 64];
+    tether_err code;
+    const method_ent *m = tt_server_lookup(srv, f->name, f->name_len, &code, why, sizeof why);
+    if (m == NULL) {
+        write_error(c, f->seq, code, why);
         return;
     }
-    const method_ent *m = find_method(srv, f->name, f->name_len);
-    if (m == NULL) {
-        unknown_method(c, f);
+    if (c->inflight >= srv->cfg.max_inflight_per_conn) {
+        write_error(c, f->seq, TETHER_ELIMIT, "rpc: too many calls in flight on this connection");
         return;
     }
     struct tether_call *call = call_alloc(c, m, f->seq);

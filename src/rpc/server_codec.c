@@ -77,33 +77,6 @@ tt_server_codec_error(conn *c, uint64_t seq, const char *method, size_t method_l
     tt_server_mark_dirty(c);
 }
 
-/* Go's texts for a name that matches no method (net/rpc server.go; Go
- * splits at the last dot). */
-static void
-unknown_method(conn *c, const tt_rpc_msg *m)
-{
-    tether_server *srv = c->t->srv;
-    char text[TT_FRAME_MAX_NAME + 64];
-    int nl = m->method_len > TT_FRAME_MAX_NAME ? TT_FRAME_MAX_NAME : (int)m->method_len;
-    const char *dot = m->method_len > 0 ? memrchr(m->method, '.', m->method_len) : NULL;
-    if (dot == NULL) {
-        snprintf(text, sizeof text, "rpc: service/method request ill-formed: %.*s", nl,
-                 m->method);
-        tt_server_codec_error(c, m->seq, m->method, m->method_len, TETHER_ENOMETHOD, text);
-        return;
-    }
-    size_t sl = (size_t)(dot - m->method);
-    for (size_t i = 0; i < srv->nservices; i++) {
-        if (strlen(srv->services[i]) == sl && memcmp(srv->services[i], m->method, sl) == 0) {
-            snprintf(text, sizeof text, "rpc: can't find method %.*s", nl, m->method);
-            tt_server_codec_error(c, m->seq, m->method, m->method_len, TETHER_ENOMETHOD, text);
-            return;
-        }
-    }
-    snprintf(text, sizeof text, "rpc: can't find service %.*s", nl, m->method);
-    tt_server_codec_error(c, m->seq, m->method, m->method_len, TETHER_ENOSERVICE, text);
-}
-
 /* One decoded request: the same checks and the same call object as a
  * native request (server.c start_call). */
 static void
@@ -117,9 +90,12 @@ start_call(conn *c, const tt_rpc_msg *m)
                               "rpc: server is going away");
         return;
     }
-    const method_ent *me = tt_server_find_method(srv, m->method, m->method_len);
+    char why[TT_FRAME_MAX_NAME + 64];
+    tether_err code;
+    const method_ent *me = tt_server_lookup(srv, m->method, m->method_len, &code, why, sizeof why);
     if (me == NULL) {
-        unknown_method(c, m); /* Go reports the method before the params */
+        /* Go reports the method before the params. */
+        tt_server_codec_error(c, m->seq, m->method, m->method_len, code, why);
         return;
     }
     if (m->status != TETHER_OK) {

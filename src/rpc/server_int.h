@@ -223,6 +223,10 @@ void tt_sd_notify(const char *state);
 
 /* server.c: what the generic codec path shares with the native one. */
 const method_ent *tt_server_find_method(const tether_server *srv, const char *name, size_t len);
+/* The method name[0..len) names, or NULL with the code and the text (Go's
+ * exact texts, for every codec) to answer with. */
+const method_ent *tt_server_lookup(const tether_server *srv, const char *name, size_t len,
+                                   tether_err *code, char *text, size_t cap);
 tether_err tt_server_out_reserve(conn *c, size_t extra); /* room in c->out */
 void tt_server_mark_dirty(conn *c);                      /* flush c after this batch */
 void tt_server_conn_fail(conn *c, tether_err code, const char *why);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "calculator.pb-c.h"
 #include "harness.h"
 
 static h_proc srv;
@@ -437,8 +438,7 @@ test_server_interceptors(void **state)
     expect_log(c, "a(Test.Echo)");
 
     /* A handler's error is what the afters see. */
-    H_ERR(tether_client_call_raw(c, "Test.FailCode", "", 0, &out, &len, NULL, NULL),
-          TETHER_ENOENT);
+    H_ERR(tether_client_call_raw(c, "Test.FailCode", "", 0, &out, &len, NULL, NULL), TETHER_ENOENT);
     expect_log(c, "a(Test.FailCode)bB19A19;");
 
     /* Go's codecs go through the same chain. */
@@ -555,6 +555,46 @@ test_client_interceptors(void **state)
     tether_client_destroy(c);
 }
 
+/* One method lookup for every codec: the same codes and Go's exact texts,
+ * the name split at its last dot as Go does. */
+static void
+test_unknown_names_every_codec(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    static const struct {
+        const char *name;
+        tether_err code;
+        const char *text;
+    } cases[] = {
+        {"Calculator.Nope", TETHER_ENOMETHOD, "rpc: can't find method Calculator.Nope"},
+        {"Nope.Add", TETHER_ENOSERVICE, "rpc: can't find service Nope.Add"},
+        {"Calculator.Add.More", TETHER_ENOSERVICE, "rpc: can't find service Calculator.Add.More"},
+    };
+    for (int codec = TETHER_CODEC_NATIVE; codec <= TETHER_CODEC_JSONRPC; codec++) {
+        tether_client_config cfg;
+        tether_client_config_init(&cfg);
+        cfg.codec = (tether_codec)codec;
+        tether_client *c = NULL;
+        H_OK(tether_client_create(srv.addr[0], &cfg, &c));
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            Args req = ARGS__INIT;
+            ProtobufCMessage *reply = NULL;
+            char *et = NULL;
+            tether_err rc =
+                tether_client_call(c, cases[i].name, &req.base,
+                                   &google__protobuf__int64_value__descriptor, &reply, NULL, &et);
+            if (rc != cases[i].code || et == NULL || strcmp(et, cases[i].text) != 0) {
+                fail_msg("codec %d, %s: got %s \"%s\", want %s \"%s\"", codec, cases[i].name,
+                         tether_err_name(rc), et != NULL ? et : "", tether_err_name(cases[i].code),
+                         cases[i].text);
+            }
+            tether_free(et);
+        }
+        tether_client_destroy(c);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -572,6 +612,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_fail_code_and_peer, teardown),
         cmocka_unit_test_teardown(test_v1_client_refused, teardown),
         cmocka_unit_test_teardown(test_server_interceptors, teardown),
+        cmocka_unit_test_teardown(test_unknown_names_every_codec, teardown),
         cmocka_unit_test_teardown(test_client_interceptors, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
