@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "core/clock.h"
+#include "registry/local/local.h"
 #include "tether/registry.h"
 
 static char self_exe[4096];
@@ -539,7 +540,8 @@ test_garbage_is_skipped(void **state)
     snprintf(sdir, sizeof sdir, "%s/calc", c->dir);
     int fds[5];
     const char junk[] = "\x01\x02garbage{{{";
-    /* Unlocked garbage: nobody owns it, so it is dead and gets removed. */
+    /* Unlocked garbage: nobody owns it, so it is dead, but it is not an
+     * entry this backend wrote (name and content), so it stays. */
     write_file(sdir, "dead.json", junk, sizeof junk - 1, false, NULL);
     /* Locked garbage, bad JSON, a wrong field type, an oversized entry:
      * owned by a live process (us), so skipped and left alone. */
@@ -578,7 +580,7 @@ test_garbage_is_skipped(void **state)
     assert_string_equal(l->items[1].id, "plain");
     tether_instance_list_free(l);
     snprintf(p, sizeof p, "%s/dead.json", sdir);
-    assert_int_equal(access(p, F_OK), -1);
+    assert_int_equal(access(p, F_OK), 0);
     snprintf(p, sizeof p, "%s/junk.json", sdir);
     assert_int_equal(access(p, F_OK), 0);
 
@@ -588,8 +590,8 @@ test_garbage_is_skipped(void **state)
     tether_watch *w = NULL;
     assert_int_equal(tether_registry_watch(reg, "calc", on_event, &r, &w), TETHER_OK);
     assert_true(rec_wait(&r, &r.added, 2, 2000));
-    /* Releasing a garbage file's lock makes it dead: it is removed but was
-     * never reported, so no REMOVED. */
+    /* Releasing a garbage file's lock makes it dead: it was never
+     * reported, so no REMOVED (and, not being an entry, it stays). */
     close(fds[0]);
     tether_instance in2 = {.service = "calc", .address = "10.0.0.5:5"};
     tether_registration *g2 = NULL;
@@ -610,6 +612,226 @@ test_garbage_is_skipped(void **state)
     assert_int_equal(tether_registration_deregister(g), TETHER_OK);
     assert_int_equal(list_count(reg, "calc"), 0);
     tether_registry_close(reg);
+}
+
+/* Whether path exists (without following a final symlink). */
+static bool
+exists(const char *dir, const char *name)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+/* An entry's text as this backend writes it. */
+static const char entry_text[] =
+    "{\"version\":1,\"service\":\"calc\",\"address\":\"127.0.0.1:1\",\"state\":\"serving\","
+    "\"weight\":1,\"pid\":1,\"meta\":{}}\n";
+
+static void
+test_symlinked_service_dir_is_refused(void **state)
+{
+    struct ctx *c = *state;
+    /* Somebody else's directory of files nobody holds a lock on, planted
+     * as a service directory through a symlink. */
+    char victim[128];
+    snprintf(victim, sizeof victim, "%s/victim", c->dir);
+    assert_int_equal(mkdir(victim, 0700), 0);
+    write_file(victim, "app.conf", "x=1\n", 4, false, NULL);
+    write_file(victim, "127.0.0.1_1@1.0123456789abcdef.json", entry_text, sizeof entry_text - 1,
+               false, NULL);
+    char base[128];
+    snprintf(base, sizeof base, "%s/reg", c->dir);
+    assert_int_equal(mkdir(base, 0700), 0);
+    char link[160];
+    snprintf(link, sizeof link, "%s/calc", base);
+    assert_int_equal(symlink(victim, link), 0);
+    char url[192];
+    snprintf(url, sizeof url, "local:%s", base);
+    tether_registry *reg = NULL;
+    assert_int_equal(tether_registry_open(url, &reg), TETHER_OK);
+
+    tether_instance_list *l = NULL;
+    assert_int_equal(tether_registry_list(reg, "calc", &l), TETHER_EREGISTRY);
+    assert_null(l);
+    struct rec r;
+    rec_init(&r);
+    tether_watch *w = NULL;
+    assert_int_equal(tether_registry_watch(reg, "calc", on_event, &r, &w), TETHER_EREGISTRY);
+    assert_null(w);
+    rec_fini(&r);
+    tether_instance in = {.service = "calc", .address = "h:1"};
+    tether_registration *g = NULL;
+    assert_int_equal(tether_registry_register(reg, &in, &g), TETHER_EREGISTRY);
+    assert_null(g);
+    /* Nothing in the victim directory was touched. */
+    assert_true(exists(victim, "app.conf"));
+    assert_true(exists(victim, "127.0.0.1_1@1.0123456789abcdef.json"));
+
+    /* A service directory others can write is refused too. */
+    char sdir[192];
+    snprintf(sdir, sizeof sdir, "%s/open", base);
+    assert_int_equal(mkdir(sdir, 0700), 0);
+    assert_int_equal(chmod(sdir, 0777), 0);
+    assert_int_equal(tether_registry_list(reg, "open", &l), TETHER_EREGISTRY);
+    if (geteuid() == 0) {
+        /* And one owned by another user (only root can make one). */
+        snprintf(sdir, sizeof sdir, "%s/theirs", base);
+        assert_int_equal(mkdir(sdir, 0700), 0);
+        assert_int_equal(chown(sdir, 65534, 65534), 0);
+        assert_int_equal(tether_registry_list(reg, "theirs", &l), TETHER_EREGISTRY);
+    }
+    tether_registry_close(reg);
+}
+
+static void
+test_only_own_dead_entries_are_removed(void **state)
+{
+    struct ctx *c = *state;
+    tether_registry *reg = NULL;
+    assert_int_equal(tether_registry_open(c->url, &reg), TETHER_OK);
+    tether_instance in = {.service = "calc", .address = "10.0.0.4:4"};
+    tether_registration *g = NULL;
+    assert_int_equal(tether_registry_register(reg, &in, &g), TETHER_OK);
+    char sdir[128];
+    snprintf(sdir, sizeof sdir, "%s/calc", c->dir);
+
+    /* Unlocked, so "dead"; only the last is an entry this backend wrote. */
+    write_file(sdir, "config.txt", "a=1\n", 4, false, NULL);
+    write_file(sdir, "h_1@12.0123456789abcdef.json", "a=1\n", 4, false, NULL);
+    write_file(sdir, "h_1@12.0123456789abcdeX.json", entry_text, sizeof entry_text - 1, false,
+               NULL);
+    write_file(sdir, "h_2@12.0123456789abcdef.json", entry_text, sizeof entry_text - 1, false,
+               NULL);
+    /* Stale temporary files: only one with our name form goes. */
+    write_file(sdir, ".notes.tmp", "", 0, false, NULL);
+    write_file(sdir, ".h_3@12.0123456789abcdef.json.tmp", "", 0, false, NULL);
+    struct timespec old[2] = {{.tv_sec = time(NULL) - 3600}, {.tv_sec = time(NULL) - 3600}};
+    assert_int_equal(utimensat(AT_FDCWD, sdir, old, 0), 0);
+    char p[256];
+    snprintf(p, sizeof p, "%s/.notes.tmp", sdir);
+    assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+    snprintf(p, sizeof p, "%s/.h_3@12.0123456789abcdef.json.tmp", sdir);
+    assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+
+    assert_int_equal(list_count(reg, "calc"), 1);
+    assert_true(exists(sdir, "config.txt"));
+    assert_true(exists(sdir, "h_1@12.0123456789abcdef.json"));
+    assert_true(exists(sdir, "h_1@12.0123456789abcdeX.json"));
+    assert_false(exists(sdir, "h_2@12.0123456789abcdef.json"));
+    assert_true(exists(sdir, ".notes.tmp"));
+    assert_false(exists(sdir, ".h_3@12.0123456789abcdef.json.tmp"));
+
+    /* A watch leaves them alone as well, and still sees ours. */
+    write_file(sdir, "h_4@12.0123456789abcdef.json", entry_text, sizeof entry_text - 1, false,
+               NULL);
+    struct rec r;
+    rec_init(&r);
+    tether_watch *w = NULL;
+    assert_int_equal(tether_registry_watch(reg, "calc", on_event, &r, &w), TETHER_OK);
+    assert_true(rec_wait(&r, &r.added, 1, 2000));
+    tether_watch_stop(w);
+    rec_fini(&r);
+    assert_false(exists(sdir, "h_4@12.0123456789abcdef.json"));
+    assert_true(exists(sdir, "config.txt"));
+    assert_true(exists(sdir, "h_1@12.0123456789abcdef.json"));
+
+    assert_true(tt_local_entry_name_valid("127.0.0.1_8080@4242.9f3c0123456789ab.json", false));
+    assert_true(tt_local_entry_name_valid(".unix__run_x.sock@1.9f3c0123456789ab.json.tmp", true));
+    assert_false(tt_local_entry_name_valid("passwd", false));
+    assert_false(tt_local_entry_name_valid("a@1.9f3c0123456789ab.json.bak", false));
+    assert_false(tt_local_entry_name_valid("a/b@1.9f3c0123456789ab.json", false));
+    assert_false(tt_local_entry_name_valid("@1.9f3c0123456789ab.json", false));
+    assert_false(tt_local_entry_name_valid("a@.9f3c0123456789ab.json", false));
+    assert_false(tt_local_entry_name_valid("a@1.9f3c0123456789a.json", false));
+    assert_false(tt_local_entry_name_valid(".x.tmp", true));
+    assert_int_equal(tether_registration_deregister(g), TETHER_OK);
+    tether_registry_close(reg);
+}
+
+static void
+test_untrusted_entries_are_skipped(void **state)
+{
+    struct ctx *c = *state;
+    if (geteuid() != 0) {
+        /* Only root can make a file owned by somebody else. */
+        skip();
+    }
+    tether_registry *reg = NULL;
+    assert_int_equal(tether_registry_open(c->url, &reg), TETHER_OK);
+    tether_instance in = {.service = "calc", .address = "10.0.0.4:4"};
+    tether_registration *g = NULL;
+    assert_int_equal(tether_registry_register(reg, &in, &g), TETHER_OK);
+    char sdir[128];
+    snprintf(sdir, sizeof sdir, "%s/calc", c->dir);
+    /* A live entry (locked) and a dead one, both another user's. */
+    int fd = -1;
+    write_file(sdir, "h_5@12.0123456789abcdef.json", entry_text, sizeof entry_text - 1, true,
+               &fd);
+    assert_int_equal(fchown(fd, 65534, 65534), 0);
+    write_file(sdir, "h_6@12.0123456789abcdef.json", entry_text, sizeof entry_text - 1, false,
+               NULL);
+    char p[256];
+    snprintf(p, sizeof p, "%s/h_6@12.0123456789abcdef.json", sdir);
+    assert_int_equal(chown(p, 65534, 65534), 0);
+    assert_int_equal(list_count(reg, "calc"), 1);
+    assert_true(exists(sdir, "h_6@12.0123456789abcdef.json"));
+    tether_registry_close(reg);
+
+    /* Trusting their group: the live one is listed. */
+    char url[160];
+    snprintf(url, sizeof url, "%s?group=65534", c->url);
+    assert_int_equal(tether_registry_open(url, &reg), TETHER_OK);
+    assert_int_equal(list_count(reg, "calc"), 2);
+    tether_registry_close(reg);
+    close(fd);
+
+    /* Options are checked. */
+    snprintf(url, sizeof url, "%s?grup=65534", c->url);
+    assert_int_equal(tether_registry_open(url, &reg), TETHER_EINVAL);
+    snprintf(url, sizeof url, "%s?group=no-such-group-here", c->url);
+    assert_int_equal(tether_registry_open(url, &reg), TETHER_EINVAL);
+    snprintf(url, sizeof url, "%s?group", c->url);
+    assert_int_equal(tether_registry_open(url, &reg), TETHER_EINVAL);
+    assert_int_equal(tether_registration_deregister(g), TETHER_OK);
+}
+
+static void
+test_default_dir_prefers_run(void **state)
+{
+    struct ctx *c = *state;
+    char *old = getenv("XDG_RUNTIME_DIR") != NULL ? strdup(getenv("XDG_RUNTIME_DIR")) : NULL;
+    assert_int_equal(unsetenv("XDG_RUNTIME_DIR"), 0);
+    unsigned long uid = (unsigned long)geteuid();
+    char got[512];
+    char want[512];
+    /* Nothing in /run: /tmp, the last resort. */
+    assert_int_equal(tt_local_default_dir(c->dir, got, sizeof got), TETHER_OK);
+    snprintf(want, sizeof want, "%s/tmp/tether-%lu", c->dir, uid);
+    assert_string_equal(got, want);
+    /* The user's runtime directory, where it exists. */
+    char p[512];
+    snprintf(p, sizeof p, "%s/run/user/%lu", c->dir, uid);
+    assert_int_equal(tt_local_mkdirs(p), 0);
+    assert_int_equal(tt_local_default_dir(c->dir, got, sizeof got), TETHER_OK);
+    snprintf(want, sizeof want, "%s/run/user/%lu/tether", c->dir, uid);
+    assert_string_equal(got, want);
+    /* /run/tether first, when it is there and writable. */
+    snprintf(p, sizeof p, "%s/run/tether", c->dir);
+    assert_int_equal(mkdir(p, 0700), 0);
+    assert_int_equal(tt_local_default_dir(c->dir, got, sizeof got), TETHER_OK);
+    assert_string_equal(got, p);
+    /* XDG_RUNTIME_DIR wins over all. */
+    assert_int_equal(setenv("XDG_RUNTIME_DIR", "/x", 1), 0);
+    assert_int_equal(tt_local_default_dir(c->dir, got, sizeof got), TETHER_OK);
+    assert_string_equal(got, "/x/tether");
+    if (old != NULL) {
+        setenv("XDG_RUNTIME_DIR", old, 1);
+        free(old);
+    } else {
+        unsetenv("XDG_RUNTIME_DIR");
+    }
 }
 
 static void
@@ -920,6 +1142,13 @@ main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_sigkill_is_removed_fast, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_garbage_is_skipped, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_unusable_dir_is_an_error, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_symlinked_service_dir_is_refused, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_only_own_dead_entries_are_removed, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_untrusted_entries_are_skipped, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_default_dir_prefers_run, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_many_children_leave_nothing, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_watchers_do_not_echo, setup_dir, teardown_dir),

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -76,6 +77,85 @@ tt_local_mkdirs(const char *path)
         return ENOTDIR;
     }
     return 0;
+}
+
+tether_err
+tt_local_open_service_dir(const struct tt_local_registry *lr, const char *service, bool create,
+                          int *dfd)
+{
+    char eb[128];
+    *dfd = -1;
+    /* The base directory is the one the caller named (symlinks in it are
+     * the caller's business); everything below it is reached relative to
+     * a descriptor, never through a path that could be re-pointed. */
+    int base = open(lr->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (base < 0) {
+        int e = errno;
+        if (e == ENOENT && !create) {
+            return TETHER_OK;
+        }
+        TT_ERROR("registry: cannot open %s: %s", lr->dir, tt_local_errno_text(e, eb, sizeof eb));
+        return TETHER_EREGISTRY;
+    }
+    bool made = false;
+    if (create) {
+        if (mkdirat(base, service, lr->trust.has_group ? 0770 : 0700) == 0) {
+            made = true;
+        } else if (errno != EEXIST) {
+            TT_ERROR("registry: cannot create %s/%s: %s", lr->dir, service,
+                     tt_local_errno_text(errno, eb, sizeof eb));
+            close(base);
+            return TETHER_EREGISTRY;
+        }
+    }
+    int fd = openat(base, service, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    close(base);
+    if (fd < 0) {
+        if (e == ENOENT && !create) {
+            return TETHER_OK; /* nobody ever registered this service */
+        }
+        if (e == ELOOP || e == ENOTDIR) {
+            TT_ERROR("registry: %s/%s is not a directory (a symlink or a file): remove it",
+                     lr->dir, service);
+        } else {
+            TT_ERROR("registry: cannot open %s/%s: %s", lr->dir, service,
+                     tt_local_errno_text(e, eb, sizeof eb));
+        }
+        return TETHER_EREGISTRY;
+    }
+    if (made && lr->trust.has_group) {
+        /* Members of the group register here too: the directory is the
+         * group's, and setgid so that entries made in it are as well. */
+        if (fchown(fd, (uid_t)-1, lr->trust.gid) != 0 || fchmod(fd, 02770) != 0) {
+            TT_WARN("registry: cannot give %s/%s to gid %lu: %s", lr->dir, service,
+                    (unsigned long)lr->trust.gid, tt_local_errno_text(errno, eb, sizeof eb));
+        }
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        TT_ERROR("registry: cannot stat %s/%s: %s", lr->dir, service,
+                 tt_local_errno_text(errno, eb, sizeof eb));
+        close(fd);
+        return TETHER_EREGISTRY;
+    }
+    /* Whoever owns or can write the directory decides what is in it. */
+    bool group_ok = lr->trust.has_group && st.st_gid == lr->trust.gid;
+    if (!tt_local_trusted(&lr->trust, &st) || (st.st_mode & S_IWOTH) != 0 ||
+        ((st.st_mode & S_IWGRP) != 0 && !group_ok)) {
+        TT_ERROR("registry: %s/%s (uid %lu, gid %lu, mode %03o) is not trusted: it must be "
+                 "owned by uid %lu%s and writable by no one else%s; fix it with "
+                 "'chown %lu %s/%s && chmod 0700 %s/%s', or remove it",
+                 lr->dir, service, (unsigned long)st.st_uid, (unsigned long)st.st_gid,
+                 (unsigned)(st.st_mode & 0777), (unsigned long)lr->trust.uid,
+                 lr->trust.has_group ? " or have the registry's group" : "",
+                 lr->trust.has_group ? " but that group" : "", (unsigned long)lr->trust.uid,
+                 lr->dir, service, lr->dir, service);
+        close(fd);
+        return TETHER_EREGISTRY;
+    }
+    *dfd = fd;
+    return TETHER_OK;
 }
 
 tether_err
@@ -268,29 +348,63 @@ fail:
     return false;
 }
 
-enum tt_local_entry_kind
-tt_local_reap_if_same(int dfd, const char *name, dev_t dev, ino_t ino)
+bool
+tt_local_trusted(const struct tt_local_trust *t, const struct stat *st)
 {
-    struct stat now;
-    if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0) {
-        return TT_LOCAL_DEAD; /* someone else removed it already */
+    return st->st_uid == t->uid || st->st_uid == 0 || (t->has_group && st->st_gid == t->gid);
+}
+
+static bool
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+bool
+tt_local_entry_name_valid(const char *name, bool tmp)
+{
+    size_t n = strlen(name);
+    if (tmp) {
+        /* ".<entry name>.tmp" */
+        if (n < 6 || name[0] != '.' || strcmp(name + n - 4, ".tmp") != 0) {
+            return false;
+        }
+        char inner[NAME_MAX + 1];
+        if (n - 5 >= sizeof inner) {
+            return false;
+        }
+        memcpy(inner, name + 1, n - 5);
+        inner[n - 5] = '\0';
+        return tt_local_entry_name_valid(inner, false);
     }
-    if (now.st_dev != dev || now.st_ino != ino) {
-        /* A live owner renamed a new entry over the name after we opened
-         * the old one: that is a rewrite, not a death. */
-        return TT_LOCAL_ALIVE;
+    /* "<safe>@<pid>.<16 hex>.json", as entry_name() in local.c makes it. */
+    const char *at = strrchr(name, '@');
+    if (at == NULL || at == name || at - name > 100 || name[0] == '.') {
+        return false;
     }
-    /* The caller holds a lock on (dev, ino), so no owner can be holding it,
-     * and owners never give up the lock of a file that is still under its
-     * name: the name cannot be re-pointed by a live owner from here on. */
-    if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) {
-        char eb[128];
-        TT_DEBUG("registry: cannot remove dead entry %s: %s", name,
-                 tt_local_errno_text(errno, eb, sizeof eb));
-        return TT_LOCAL_STUCK;
+    for (const char *p = name; p < at; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||
+                  c == '-' || c == '_';
+        if (!ok) {
+            return false;
+        }
     }
-    TT_DEBUG("registry: removed dead entry %s", name);
-    return TT_LOCAL_DEAD;
+    const char *p = at + 1;
+    size_t digits = 0;
+    while (is_digit(*p) && digits < 20) {
+        p++;
+        digits++;
+    }
+    if (digits == 0 || *p++ != '.') {
+        return false;
+    }
+    for (int i = 0; i < 16; i++, p++) {
+        if (!(is_digit(*p) || (*p >= 'a' && *p <= 'f'))) {
+            return false;
+        }
+    }
+    return strcmp(p, ".json") == 0;
 }
 
 /* Read the whole file (at most max + 1 bytes, to detect oversize). */
@@ -314,8 +428,75 @@ read_all(int fd, char *buf, size_t max)
     return (ssize_t)got;
 }
 
+/*
+ * Whether the file open as fd holds what this backend writes: an entry
+ * (or, for a temporary file, nothing yet).  Checked before anything is
+ * unlinked, so that a reader never removes a file it did not recognise,
+ * whatever directory it was tricked into looking at.
+ */
+static bool
+content_is_entry(int fd, const char *name, bool tmp)
+{
+    char *buf = tt_malloc(TT_REGISTRY_MAX_ENTRY + 1);
+    if (buf == NULL) {
+        return false;
+    }
+    ssize_t n = read_all(fd, buf, TT_REGISTRY_MAX_ENTRY);
+    bool ok = false;
+    if (n == 0) {
+        ok = tmp; /* a writer that died before writing anything */
+    } else if (n > 0 && n <= TT_REGISTRY_MAX_ENTRY && buf[0] == '{') {
+        tether_instance inst;
+        char why[160];
+        ok = tt_local_decode(buf, (size_t)n, "-", name, &inst, why, sizeof why);
+        if (ok) {
+            tt_instance_clear(&inst);
+        }
+    }
+    tt_free(buf);
+    return ok;
+}
+
+enum tt_local_entry_kind
+tt_local_reap_if_same(int dfd, const char *name, int fd, const struct tt_local_trust *trust,
+                      bool tmp)
+{
+    struct stat st;
+    struct stat now;
+    if (fstat(fd, &st) != 0) {
+        return TT_LOCAL_STUCK;
+    }
+    if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0) {
+        return TT_LOCAL_DEAD; /* someone else removed it already */
+    }
+    if (now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+        /* A live owner renamed a new entry over the name after we opened
+         * the old one: that is a rewrite, not a death. */
+        return TT_LOCAL_ALIVE;
+    }
+    /* Only files that are certainly ours go: a name we write, an owner we
+     * trust, and content we wrote.  Anything else is merely not listed. */
+    if (!S_ISREG(st.st_mode) || !tt_local_trusted(trust, &st) ||
+        !tt_local_entry_name_valid(name, tmp) || !content_is_entry(fd, name, tmp)) {
+        TT_DEBUG("registry: not removing %s: unlocked, but not a tether entry", name);
+        return TT_LOCAL_STUCK;
+    }
+    /* The caller holds a lock on the file, so no owner can be holding it,
+     * and owners never give up the lock of a file that is still under its
+     * name: the name cannot be re-pointed by a live owner from here on. */
+    if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) {
+        char eb[128];
+        TT_DEBUG("registry: cannot remove dead entry %s: %s", name,
+                 tt_local_errno_text(errno, eb, sizeof eb));
+        return TT_LOCAL_STUCK;
+    }
+    TT_DEBUG("registry: removed dead entry %s", name);
+    return TT_LOCAL_DEAD;
+}
+
 tether_err
-tt_local_read_entry(int dfd, const char *service, const char *name, struct tt_local_entry *e)
+tt_local_read_entry(int dfd, const char *service, const char *name,
+                    const struct tt_local_trust *trust, struct tt_local_entry *e)
 {
     memset(e, 0, sizeof *e);
     e->fd = -1;
@@ -335,6 +516,15 @@ tt_local_read_entry(int dfd, const char *service, const char *name, struct tt_lo
             e->kind = TT_LOCAL_SKIP;
             return TETHER_OK;
         }
+        if (!tt_local_trusted(trust, &st)) {
+            /* Checked before opening too: our own open and close would
+             * be the next event for a watcher, forever. */
+            TT_WARN("registry: skipping %s/%s: owned by uid %lu gid %lu, neither this user "
+                    "nor the registry's group",
+                    service, name, (unsigned long)st.st_uid, (unsigned long)st.st_gid);
+            e->kind = TT_LOCAL_SKIP;
+            return TETHER_OK;
+        }
         int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
         if (fd < 0) {
             if (errno == ENOENT) {
@@ -350,9 +540,18 @@ tt_local_read_entry(int dfd, const char *service, const char *name, struct tt_lo
             close(fd);
             continue;
         }
+        if (!tt_local_trusted(trust, &st)) {
+            /* Replaced between the look and the open: keep the descriptor
+             * (a watch holds it) but never use or remove the file. */
+            e->fd = fd;
+            e->dev = st.st_dev;
+            e->ino = st.st_ino;
+            e->kind = TT_LOCAL_GARBAGE;
+            return TETHER_OK;
+        }
         if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
             /* Nobody holds the lock: the owner of this file is gone. */
-            enum tt_local_entry_kind k = tt_local_reap_if_same(dfd, name, st.st_dev, st.st_ino);
+            enum tt_local_entry_kind k = tt_local_reap_if_same(dfd, name, fd, trust, false);
             flock(fd, LOCK_UN);
             if (k == TT_LOCAL_ALIVE) {
                 close(fd);

@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,49 +42,133 @@ struct local_registration {
     tether_instance inst; /* as registered (owned), with the current state */
 };
 
-/* "<dir>/<service>" into buf; false if it does not fit. */
+/* Whether path is an existing directory we may write into. */
 static bool
-service_dir(const struct tt_local_registry *lr, const char *service, char *buf, size_t cap)
+usable_dir(const char *path)
 {
-    int n = snprintf(buf, cap, "%s/%s", lr->dir, service);
-    return n > 0 && (size_t)n < cap;
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, W_OK | X_OK) == 0;
 }
 
-/* The default base directory: $XDG_RUNTIME_DIR/tether, else
- * /tmp/tether-<uid>. */
-static bool
-default_dir(char *buf, size_t cap)
+tether_err
+tt_local_default_dir(const char *root, char *buf, size_t cap)
 {
     const char *xdg = getenv("XDG_RUNTIME_DIR");
+    unsigned long uid = (unsigned long)geteuid();
+    char cand[4096];
     int n;
     if (xdg != NULL && xdg[0] == '/') {
         n = snprintf(buf, cap, "%s/tether", xdg);
-    } else {
-        n = snprintf(buf, cap, "/tmp/tether-%lu", (unsigned long)geteuid());
+        return n > 0 && (size_t)n < cap ? TETHER_OK : TETHER_EREGISTRY;
     }
-    return n > 0 && (size_t)n < cap;
+    /* Without XDG_RUNTIME_DIR (system services, cron, su): the places in
+     * /run first, which other users cannot create things in, and /tmp,
+     * where anyone can squat a name, only when there is no /run. */
+    snprintf(cand, sizeof cand, "%s/run/tether", root);
+    if (usable_dir(cand)) {
+        n = snprintf(buf, cap, "%s", cand);
+    } else {
+        snprintf(cand, sizeof cand, "%s/run/user/%lu", root, uid);
+        if (usable_dir(cand)) {
+            n = snprintf(buf, cap, "%s/tether", cand);
+        } else {
+            n = snprintf(buf, cap, "%s/tmp/tether-%lu", root, uid);
+        }
+    }
+    return n > 0 && (size_t)n < cap ? TETHER_OK : TETHER_EREGISTRY;
+}
+
+/* "group=NAME" (or a numeric gid) into trust; false after logging. */
+static bool
+parse_group(const char *url, const char *v, struct tt_local_trust *trust)
+{
+    if (v[0] == '\0') {
+        TT_ERROR("registry: empty group in '%s'", url);
+        return false;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long g = strtoul(v, &end, 10);
+    if (v[0] >= '0' && v[0] <= '9' && errno == 0 && *end == '\0' && g < (gid_t)-1) {
+        trust->gid = (gid_t)g;
+        trust->has_group = true;
+        return true;
+    }
+    struct group gr;
+    struct group *res = NULL;
+    char buf[16384];
+    int rc = getgrnam_r(v, &gr, buf, sizeof buf, &res);
+    if (rc != 0 || res == NULL) {
+        TT_ERROR("registry: unknown group '%s' in '%s'", v, url);
+        return false;
+    }
+    trust->gid = gr.gr_gid;
+    trust->has_group = true;
+    return true;
+}
+
+/* The "?name=value&..." part of a local: URL (q without the '?'). */
+static bool
+parse_options(const char *url, const char *q, struct tt_local_trust *trust)
+{
+    while (*q != '\0') {
+        const char *amp = strchr(q, '&');
+        size_t n = amp != NULL ? (size_t)(amp - q) : strlen(q);
+        if (n > 0) {
+            char opt[256];
+            if (n >= sizeof opt) {
+                TT_ERROR("registry: option too long in '%s'", url);
+                return false;
+            }
+            memcpy(opt, q, n);
+            opt[n] = '\0';
+            char *eq = strchr(opt, '=');
+            if (eq == NULL) {
+                TT_ERROR("registry: option '%s' in '%s' has no value", opt, url);
+                return false;
+            }
+            *eq = '\0';
+            if (strcmp(opt, "group") == 0) {
+                if (!parse_group(url, eq + 1, trust)) {
+                    return false;
+                }
+            } else {
+                TT_ERROR("registry: unknown option '%s' in '%s' (known: group)", opt, url);
+                return false;
+            }
+        }
+        q += n + (amp != NULL ? 1 : 0);
+    }
+    return true;
 }
 
 static tether_err
 local_open(const char *url, const char *rest, struct tether_registry **out)
 {
     char dir[4096];
-    bool dflt = rest[0] == '\0';
+    struct tt_local_trust trust = {.uid = geteuid()};
+    const char *q = strchr(rest, '?');
+    size_t n = q != NULL ? (size_t)(q - rest) : strlen(rest);
+    bool dflt = n == 0;
+    if (q != NULL && !parse_options(url, q + 1, &trust)) {
+        return TETHER_EINVAL;
+    }
     /* "local://dir" is forgiven for "local:/dir". */
-    if (strncmp(rest, "//", 2) == 0) {
+    if (n >= 2 && strncmp(rest, "//", 2) == 0) {
         rest += 1;
+        n -= 1;
     }
     if (dflt) {
-        if (!default_dir(dir, sizeof dir)) {
+        if (tt_local_default_dir("", dir, sizeof dir) != TETHER_OK) {
             return TETHER_EREGISTRY;
         }
     } else {
-        size_t n = strlen(rest);
         if (n >= sizeof dir) {
             TT_ERROR("registry: directory name in '%s' is too long", url);
             return TETHER_EINVAL;
         }
-        memcpy(dir, rest, n + 1);
+        memcpy(dir, rest, n);
+        dir[n] = '\0';
         /* Trailing slashes would only make paths ugly. */
         while (n > 1 && dir[n - 1] == '/') {
             dir[--n] = '\0';
@@ -97,12 +182,17 @@ local_open(const char *url, const char *rest, struct tether_registry **out)
         return TETHER_EREGISTRY;
     }
     if (dflt) {
-        /* The default lives in a shared place (/tmp): a directory someone
-         * else created there could feed us fake entries. */
-        struct stat st;
-        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
-            TT_ERROR("registry: %s is not a directory owned by uid %lu", dir,
-                     (unsigned long)geteuid());
+        /* The default may live in a shared place (/tmp): a directory
+         * someone else created there could feed us fake entries. */
+        struct stat st = {0};
+        if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != trust.uid ||
+            (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+            TT_ERROR("registry: %s is not a directory owned by uid %lu and writable only by it "
+                     "(uid %lu, mode %03o): remove it ('rm -rf %s' as its owner or root) and try "
+                     "again, or set XDG_RUNTIME_DIR, or give an explicit directory "
+                     "(local:/path)",
+                     dir, (unsigned long)trust.uid, (unsigned long)st.st_uid,
+                     (unsigned)(st.st_mode & 0777), dir);
             return TETHER_EREGISTRY;
         }
     }
@@ -110,6 +200,7 @@ local_open(const char *url, const char *rest, struct tether_registry **out)
     if (lr == NULL) {
         return TETHER_ENOMEM;
     }
+    lr->trust = trust;
     lr->dir = tt_strdup(dir);
     if (lr->dir == NULL) {
         tt_free(lr);
@@ -176,27 +267,25 @@ write_all(int fd, const char *buf, size_t len)
 static tether_err
 write_entry(struct local_registration *reg, tether_instance_state state, int *fdp)
 {
-    char dir[4096];
-    char path[4096 + 256];
-    char tmp[4096 + 256];
+    char tmp[256 + 8];
     char eb[128];
     tether_err err;
-    if (!service_dir(reg->lr, reg->inst.service, dir, sizeof dir) ||
-        snprintf(path, sizeof path, "%s/%s", dir, reg->name) >= (int)sizeof path ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, reg->name) >= (int)sizeof tmp) {
-        TT_ERROR("registry: path too long under %s", reg->lr->dir);
+    const struct tt_local_trust *trust = &reg->lr->trust;
+    if (snprintf(tmp, sizeof tmp, ".%s.tmp", reg->name) >= (int)sizeof tmp) {
+        TT_ERROR("registry: entry name too long under %s", reg->lr->dir);
         return TETHER_EREGISTRY;
     }
-    /* Re-created on every write, so an entry comes back by itself after
-     * someone removed the service directory. */
-    int rc = tt_local_mkdirs(dir);
-    if (rc != 0) {
-        TT_ERROR("registry: cannot create %s: %s", dir, tt_local_errno_text(rc, eb, sizeof eb));
-        return TETHER_EREGISTRY;
+    /* Opened (and created if missing) on every write, so an entry comes
+     * back by itself after someone removed the service directory. */
+    int dfd = -1;
+    err = tt_local_open_service_dir(reg->lr, reg->inst.service, true, &dfd);
+    if (err != TETHER_OK) {
+        return err;
     }
 
     char *buf = tt_malloc(TT_REGISTRY_MAX_ENTRY + 2);
     if (buf == NULL) {
+        close(dfd);
         return TETHER_ENOMEM;
     }
     tether_instance inst = reg->inst;
@@ -207,21 +296,30 @@ write_entry(struct local_registration *reg, tether_instance_state state, int *fd
         TT_ERROR("registry: cannot encode the entry for %s: %s", reg->inst.address,
                  tether_strerror(err));
         tt_free(buf);
+        close(dfd);
         return err == TETHER_ENOMEM ? err : TETHER_EINVAL;
     }
 
+    /* With a group, its members must be able to open (and lock) it. */
+    mode_t mode = trust->has_group ? 0640 : 0600;
     int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
-    int fd = open(tmp, flags, 0600);
+    int fd = openat(dfd, tmp, flags, mode);
     if (fd < 0 && errno == EEXIST) {
         /* Left by an earlier write of this registration that failed half
          * way (names are unique per registration, so it is ours). */
-        unlink(tmp);
-        fd = open(tmp, flags, 0600);
+        unlinkat(dfd, tmp, 0);
+        fd = openat(dfd, tmp, flags, mode);
     }
     if (fd < 0) {
-        TT_ERROR("registry: cannot create %s: %s", tmp, tt_local_errno_text(errno, eb, sizeof eb));
+        TT_ERROR("registry: cannot create %s/%s/%s: %s", reg->lr->dir, reg->inst.service, tmp,
+                 tt_local_errno_text(errno, eb, sizeof eb));
         tt_free(buf);
+        close(dfd);
         return TETHER_EREGISTRY;
+    }
+    if (trust->has_group && (fchown(fd, (uid_t)-1, trust->gid) != 0 || fchmod(fd, mode) != 0)) {
+        TT_WARN("registry: cannot give %s to gid %lu: %s", tmp, (unsigned long)trust->gid,
+                tt_local_errno_text(errno, eb, sizeof eb));
     }
     /* The lock is taken before the file gets its real name: a reader must
      * never find an unlocked file under an entry name while we live. */
@@ -233,18 +331,20 @@ write_entry(struct local_registration *reg, tether_instance_state state, int *fd
         TT_ERROR("registry: cannot write %s: %s", tmp, tt_local_errno_text(errno, eb, sizeof eb));
         goto fail;
     }
-    if (rename(tmp, path) != 0) {
-        TT_ERROR("registry: cannot rename %s to %s: %s", tmp, path,
+    if (renameat(dfd, tmp, dfd, reg->name) != 0) {
+        TT_ERROR("registry: cannot rename %s to %s: %s", tmp, reg->name,
                  tt_local_errno_text(errno, eb, sizeof eb));
         goto fail;
     }
     tt_free(buf);
+    close(dfd);
     *fdp = fd;
     return TETHER_OK;
 
 fail:
-    unlink(tmp);
+    unlinkat(dfd, tmp, 0);
     close(fd);
+    close(dfd);
     tt_free(buf);
     return TETHER_EREGISTRY;
 }
@@ -314,20 +414,20 @@ local_deregister(struct tether_registration *g)
 {
     struct local_registration *reg = (struct local_registration *)g;
     tether_err err = TETHER_OK;
-    char dir[4096];
-    char path[4096 + 256];
     char eb[128];
     /* Unlink before closing: the name must never be seen unlocked while we
      * are alive, or a reader would count a clean exit as a crash. */
-    if (service_dir(reg->lr, reg->inst.service, dir, sizeof dir) &&
-        snprintf(path, sizeof path, "%s/%s", dir, reg->name) < (int)sizeof path) {
-        if (unlink(path) != 0 && errno != ENOENT) {
-            TT_ERROR("registry: cannot remove %s: %s (readers will remove it)", path,
+    int dfd = -1;
+    if (tt_local_open_service_dir(reg->lr, reg->inst.service, false, &dfd) != TETHER_OK) {
+        err = TETHER_EREGISTRY;
+    } else if (dfd >= 0) {
+        if (unlinkat(dfd, reg->name, 0) != 0 && errno != ENOENT) {
+            TT_ERROR("registry: cannot remove %s/%s/%s: %s (readers will remove it)",
+                     reg->lr->dir, reg->inst.service, reg->name,
                      tt_local_errno_text(errno, eb, sizeof eb));
             err = TETHER_EREGISTRY;
         }
-    } else {
-        err = TETHER_EREGISTRY;
+        close(dfd);
     }
     if (reg->fd >= 0) {
         close(reg->fd);
@@ -342,19 +442,20 @@ local_deregister(struct tether_registration *g)
 /* Remove a temporary file left by a writer that died before renaming it:
  * old, and nobody holds its lock. */
 static void
-reap_stale_tmp(int dfd, const char *name)
+reap_stale_tmp(int dfd, const char *name, const struct tt_local_trust *trust)
 {
     struct stat st;
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-        time(NULL) - st.st_mtime < STALE_TMP_SECONDS) {
+    if (!tt_local_entry_name_valid(name, true) ||
+        fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        !tt_local_trusted(trust, &st) || time(NULL) - st.st_mtime < STALE_TMP_SECONDS) {
         return;
     }
     int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         return;
     }
-    if (fstat(fd, &st) == 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-        tt_local_reap_if_same(dfd, name, st.st_dev, st.st_ino);
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        tt_local_reap_if_same(dfd, name, fd, trust, true);
     }
     close(fd);
 }
@@ -363,33 +464,31 @@ static tether_err
 local_list(struct tether_registry *r, const char *service, tether_instance_list *out)
 {
     struct tt_local_registry *lr = (struct tt_local_registry *)r;
-    char dir[4096];
     char eb[128];
-    if (!service_dir(lr, service, dir, sizeof dir)) {
-        return TETHER_EREGISTRY;
+    int dfd = -1;
+    tether_err err = tt_local_open_service_dir(lr, service, false, &dfd);
+    if (err != TETHER_OK || dfd < 0) {
+        return err; /* dfd < 0: nobody ever registered this service */
     }
-    DIR *d = opendir(dir);
+    DIR *d = fdopendir(dfd);
     if (d == NULL) {
-        if (errno == ENOENT) {
-            return TETHER_OK; /* nobody ever registered this service */
-        }
-        TT_ERROR("registry: cannot read %s: %s", dir, tt_local_errno_text(errno, eb, sizeof eb));
+        TT_ERROR("registry: cannot read %s/%s: %s", lr->dir, service,
+                 tt_local_errno_text(errno, eb, sizeof eb));
+        close(dfd);
         return TETHER_EREGISTRY;
     }
-    int dfd = dirfd(d);
-    tether_err err = TETHER_OK;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         const char *name = de->d_name;
         if (name[0] == '.') {
             size_t n = strlen(name);
             if (n > 4 && strcmp(name + n - 4, ".tmp") == 0) {
-                reap_stale_tmp(dfd, name);
+                reap_stale_tmp(dfd, name, &lr->trust);
             }
             continue;
         }
         struct tt_local_entry e;
-        err = tt_local_read_entry(dfd, service, name, &e);
+        err = tt_local_read_entry(dfd, service, name, &lr->trust, &e);
         if (err != TETHER_OK) {
             break;
         }

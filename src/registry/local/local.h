@@ -18,10 +18,46 @@
 
 extern const struct tt_registry_ops tt_local_registry_ops;
 
+/*
+ * Whose files a reader believes.  Anyone who can write into a registry
+ * directory can put files there; only service directories and entries
+ * owned by uid (the reader's effective uid) or root, or by group gid when
+ * has_group (local:/dir?group=NAME), are used, and only those are ever
+ * removed.
+ */
+struct tt_local_trust {
+    uid_t uid;
+    gid_t gid;
+    bool has_group;
+};
+
 struct tt_local_registry {
     struct tether_registry super;
     char *dir; /* base directory; one subdirectory per service */
+    struct tt_local_trust trust;
 };
+
+/* Whether a file or directory with owner st is trusted. */
+bool tt_local_trusted(const struct tt_local_trust *t, const struct stat *st);
+
+/*
+ * tt_local_open_service_dir - open "<lr->dir>/<service>" as a directory
+ * descriptor (O_DIRECTORY|O_NOFOLLOW, relative to the base directory),
+ * creating it first when create is set.  A symlink, a non-directory, a
+ * directory owned by an untrusted user, or one that untrusted users can
+ * write is refused with TETHER_EREGISTRY and a log line saying how to fix
+ * it.  *dfd gets the descriptor (the caller closes it).  When the directory
+ * does not exist and create is false, *dfd is -1 and TETHER_OK returned.
+ */
+tether_err tt_local_open_service_dir(const struct tt_local_registry *lr, const char *service,
+                                     bool create, int *dfd);
+
+/*
+ * tt_local_entry_name_valid - whether name has the form of an entry name
+ * this backend writes, "<safe address>@<pid>.<16 hex digits>.json"; with
+ * tmp, the form of its temporary file ".<entry name>.tmp".
+ */
+bool tt_local_entry_name_valid(const char *name, bool tmp);
 
 /* What tt_local_read_entry() found under a name. */
 enum tt_local_entry_kind {
@@ -51,16 +87,20 @@ struct tt_local_entry {
  * error; every other problem is a kind.
  */
 tether_err tt_local_read_entry(int dfd, const char *service, const char *name,
-                               struct tt_local_entry *e);
+                               const struct tt_local_trust *trust, struct tt_local_entry *e);
 
 /*
- * tt_local_reap_if_same - the owner of the file (dev, ino) is known to be
- * gone (the caller holds a lock on it): unlink `name` if it still names
- * that file.  Returns TT_LOCAL_DEAD (removed, or already gone),
- * TT_LOCAL_STUCK (could not be removed) or TT_LOCAL_ALIVE when the name
- * now refers to another file (a live owner replaced it: look again).
+ * tt_local_reap_if_same - the owner of the file open as fd is known to be
+ * gone (the caller holds a lock on it): unlink `name` (relative to dfd) if
+ * it still names that file and the file is one of ours: a regular file
+ * owned by a trusted user, with an entry name (tmp: a temporary file's
+ * name) and entry content (tmp: empty or an entry).  Anything else is left
+ * alone.  Returns TT_LOCAL_DEAD (removed, or already gone), TT_LOCAL_STUCK
+ * (not removed: not ours, or the unlink failed) or TT_LOCAL_ALIVE when the
+ * name now refers to another file (a live owner replaced it: look again).
  */
-enum tt_local_entry_kind tt_local_reap_if_same(int dfd, const char *name, dev_t dev, ino_t ino);
+enum tt_local_entry_kind tt_local_reap_if_same(int dfd, const char *name, int fd,
+                                               const struct tt_local_trust *trust, bool tmp);
 
 /*
  * tt_local_encode - the entry text for inst (and this process's pid) into
@@ -85,6 +125,15 @@ tether_err tt_local_watch_create(struct tether_registry *r, const char *service,
 void tt_local_watch_run(struct tether_watch *w);
 void tt_local_watch_wake(struct tether_watch *w);
 void tt_local_watch_destroy(struct tether_watch *w);
+
+/*
+ * tt_local_default_dir - the directory "local:" means, under root ("" for
+ * the real file system; tests pass a scratch directory): $XDG_RUNTIME_DIR/
+ * tether, else root/run/tether when it is a directory this user can write,
+ * else root/run/user/<uid>/tether when root/run/user/<uid> exists, else
+ * root/tmp/tether-<uid>.  TETHER_EREGISTRY if it does not fit cap.
+ */
+tether_err tt_local_default_dir(const char *root, char *buf, size_t cap);
 
 /* tt_local_mkdirs - create path and missing parents with mode 0700 and
  * check that it is a directory.  Returns 0 or an errno value. */

@@ -51,7 +51,9 @@ struct held {
 
 struct local_watch {
     struct tether_watch super;
+    const struct tt_local_registry *lr; /* kept alive by the generic layer */
     char dir[4096]; /* the service directory */
+    char service[TT_REGISTRY_MAX_SERVICE + 1];
     int ifd;        /* inotify */
     int wd;         /* watch descriptor of dir, -1 when lost */
     int dfd;        /* dir, for the *at() calls; -1 when lost */
@@ -124,7 +126,8 @@ check_name(struct local_watch *lw, const char *name)
                 return; /* same file, owner alive: nothing changed */
             }
             /* The owner let go of the file still under the name: it died. */
-            enum tt_local_entry_kind k = tt_local_reap_if_same(lw->dfd, name, h->dev, h->ino);
+            enum tt_local_entry_kind k =
+                tt_local_reap_if_same(lw->dfd, name, h->fd, &lw->lr->trust, false);
             flock(h->fd, LOCK_UN);
             if (k == TT_LOCAL_STUCK) {
                 /* Keep holding it so that this does not repeat on every
@@ -145,7 +148,7 @@ check_name(struct local_watch *lw, const char *name)
     }
 
     struct tt_local_entry e;
-    if (tt_local_read_entry(lw->dfd, w->service, name, &e) != TETHER_OK) {
+    if (tt_local_read_entry(lw->dfd, w->service, name, &lw->lr->trust, &e) != TETHER_OK) {
         TT_WARN("registry: out of memory watching %s/%s", w->service, name);
         return;
     }
@@ -209,25 +212,31 @@ static tether_err
 attach(struct local_watch *lw)
 {
     char eb[128];
-    int rc = tt_local_mkdirs(lw->dir);
-    if (rc != 0) {
-        TT_ERROR("registry: cannot create %s: %s", lw->dir, tt_local_errno_text(rc, eb, sizeof eb));
-        return TETHER_EREGISTRY;
+    tether_err err = tt_local_open_service_dir(lw->lr, lw->service, true, &lw->dfd);
+    if (err != TETHER_OK) {
+        return err;
     }
     /* The watch goes on before the directory is read, so nothing that
-     * happens in between is missed. */
-    lw->wd = inotify_add_watch(lw->ifd, lw->dir, WATCH_MASK);
+     * happens in between is missed.  inotify only takes a path: it must
+     * not follow a symlink, and must land on the directory just opened
+     * (and checked), not on something put under the name meanwhile. */
+    lw->wd = inotify_add_watch(lw->ifd, lw->dir, WATCH_MASK | IN_DONT_FOLLOW);
     if (lw->wd < 0) {
         int e = errno; /* logging may change errno */
         TT_ERROR("registry: cannot watch %s: %s", lw->dir, tt_local_errno_text(e, eb, sizeof eb));
+        close(lw->dfd);
+        lw->dfd = -1;
         return e == ENOSPC || e == ENOMEM ? (tether_err)(TETHER_ESYSERR | e) : TETHER_EREGISTRY;
     }
-    lw->dfd = open(lw->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (lw->dfd < 0) {
-        TT_ERROR("registry: cannot open %s: %s", lw->dir,
-                 tt_local_errno_text(errno, eb, sizeof eb));
+    struct stat a;
+    struct stat b;
+    if (fstat(lw->dfd, &a) != 0 || lstat(lw->dir, &b) != 0 || a.st_dev != b.st_dev ||
+        a.st_ino != b.st_ino) {
+        TT_ERROR("registry: %s was replaced while the watch started", lw->dir);
         inotify_rm_watch(lw->ifd, lw->wd);
         lw->wd = -1;
+        close(lw->dfd);
+        lw->dfd = -1;
         return TETHER_EREGISTRY;
     }
     return TETHER_OK;
@@ -245,6 +254,8 @@ tt_local_watch_create(struct tether_registry *r, const char *service, struct tet
     lw->wd = -1;
     lw->dfd = -1;
     lw->wakefd = -1;
+    lw->lr = lr;
+    snprintf(lw->service, sizeof lw->service, "%s", service);
     tether_err err = TETHER_EREGISTRY;
     int n = snprintf(lw->dir, sizeof lw->dir, "%s/%s", lr->dir, service);
     if (n <= 0 || (size_t)n >= sizeof lw->dir) {
