@@ -11,7 +11,8 @@
  * returns TETHER_ESTATE (it would wait on the thread that must answer it).
  *
  * Threads: every function here is thread-safe.  Completion callbacks run
- * on the client's own I/O thread, never inside the function that started
+ * on a thread of the process's shared client I/O pool (see
+ * tether_client_set_io_threads()), never inside the function that started
  * the call, with no library lock held; a callback may start new calls.
  */
 #ifndef TETHER_CLIENT_H
