@@ -250,7 +250,7 @@ typedef void (*tether_reply_fn)(tether_client *c, const tether_reply *r, void *a
  * tether_client_call_async - start a call and return at once.  reply_desc
  * may be NULL to get the reply bytes only.  If this returns an error the
  * callback never runs; if it returns TETHER_OK the callback runs exactly
- * once, on the client's I/O thread: with the reply, with the call's error,
+ * once, on a thread of the shared client pool: with the reply, with the call's error,
  * with TETHER_ETIMEDOUT after opts->timeout_ms (0: the configured default), or
  * with TETHER_ECLOSED when the client is destroyed.  Errors: TETHER_EINVAL,
  * TETHER_ENOMEM, TETHER_EMSGSIZE, TETHER_ECONNREFUSED (reconnect failed),
