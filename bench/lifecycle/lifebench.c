@@ -89,8 +89,9 @@ static struct {
 static int nw;
 
 static void
-on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
+on_watch(tether_watch *watch, tether_watch_event ev, const tether_instance *inst, void *arg)
 {
+    (void)watch;
     uint64_t t = now_ns(); /* first thing: the moment we learn it */
     (void)arg;
     pthread_mutex_lock(&wmu);

@@ -92,12 +92,15 @@ typedef enum tether_watch_event {
 } tether_watch_event;
 
 /*
- * tether_watch_fn - receives one change.  inst (and every string it points
+ * tether_watch_fn - receives one change of watch w (the handle
+ * tether_registry_watch() returned, so one callback can serve several
+ * watches, and may stop w from inside).  inst (and every string it points
  * to) is valid only during the call; for TETHER_WATCH_REMOVED it is the
  * instance as last seen.  Runs on the watch's own thread, one call at a
  * time per watch, with no library lock held.
  */
-typedef void (*tether_watch_fn)(tether_watch_event ev, const tether_instance *inst, void *arg);
+typedef void (*tether_watch_fn)(tether_watch *w, tether_watch_event ev,
+                                const tether_instance *inst, void *arg);
 
 /*
  * tether_registry_open - open the registry named by url (see the top of

@@ -26,9 +26,9 @@ typedef struct pool_thread {
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pool_thread *pool_threads;
-static unsigned pool_n;       /* threads running now */
-static unsigned pool_users;   /* acquires minus releases */
-static unsigned pool_want;    /* size asked for (0: default) */
+static unsigned pool_n;     /* threads running now */
+static unsigned pool_users; /* acquires minus releases */
+static unsigned pool_want;  /* size asked for (0: default) */
 static TT_THREAD_LOCAL int on_pool_thread;
 
 static void

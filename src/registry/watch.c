@@ -50,7 +50,7 @@ static void
 emit(struct tether_watch *w, tether_watch_event ev, const tether_instance *inst)
 {
     if (!atomic_load(&w->stopping)) {
-        w->fn(ev, inst, w->arg);
+        w->fn(w, ev, inst, w->arg);
     }
 }
 

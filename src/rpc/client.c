@@ -311,8 +311,8 @@ make_req(tether_client *c, tt_call_req *rq, const char *method, const ProtobufCM
                         .data = data,
                         .len = len,
                         .desc = desc,
-                        .timeout_ms = opts->timeout_ms != 0 ? opts->timeout_ms
-                                                            : c->cfg.call_timeout_ms,
+                        .timeout_ms =
+                            opts->timeout_ms != 0 ? opts->timeout_ms : c->cfg.call_timeout_ms,
                         .meta = meta,
                         .nmeta = nmeta};
     return TETHER_OK;
@@ -521,8 +521,7 @@ call_bytes(tether_client *c, const char *method, const void *req, size_t req_len
 
 tether_err
 tether_client_call_raw(tether_client *c, const char *method, const void *req, size_t req_len,
-                       uint8_t **out, size_t *out_len, const tether_call_opts *opts,
-                       char **errtext)
+                       uint8_t **out, size_t *out_len, const tether_call_opts *opts, char **errtext)
 {
     reset_outputs(opts, errtext);
     if (out == NULL || out_len == NULL) {
@@ -537,8 +536,8 @@ tether_client_call_raw(tether_client *c, const char *method, const void *req, si
 }
 
 tether_err
-tt_client_call_json_text(tether_client *c, const char *method, const char *json_in,
-                         char **json_out, const tether_call_opts *opts, char **errtext)
+tt_client_call_json_text(tether_client *c, const char *method, const char *json_in, char **json_out,
+                         const tether_call_opts *opts, char **errtext)
 {
     if (c->cfg.codec != TETHER_CODEC_JSONRPC) {
         return TETHER_ENOTSUP;
@@ -551,8 +550,8 @@ tt_client_call_json_text(tether_client *c, const char *method, const char *json_
 
 tether_err
 tether_client_call_async(tether_client *c, const char *method, const ProtobufCMessage *req,
-                         const ProtobufCMessageDescriptor *reply_desc,
-                         const tether_call_opts *opts, tether_reply_fn fn, void *arg)
+                         const ProtobufCMessageDescriptor *reply_desc, const tether_call_opts *opts,
+                         tether_reply_fn fn, void *arg)
 {
     tt_call_req rq;
     call_scratch sc;
@@ -567,9 +566,8 @@ tether_client_call_async(tether_client *c, const char *method, const ProtobufCMe
 }
 
 tether_err
-tether_client_call_async_raw(tether_client *c, const char *method, const void *req,
-                             size_t req_len, const tether_call_opts *opts, tether_reply_fn fn,
-                             void *arg)
+tether_client_call_async_raw(tether_client *c, const char *method, const void *req, size_t req_len,
+                             const tether_call_opts *opts, tether_reply_fn fn, void *arg)
 {
     tt_call_req rq;
     call_scratch sc;

@@ -24,8 +24,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sys/types.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "balance/balance.h"
 #include "core/alloc.h"
@@ -139,8 +139,8 @@ ep_new(struct tt_disc *d, const char *id, const tether_instance *inst)
     e->d = d;
     e->id = tt_strdup(id);
     e->addr = tt_strdup(inst->address);
-    tether_err rc = e->id != NULL && e->addr != NULL ? tt_addr_parse(e->addr, &e->sa)
-                                                     : TETHER_ENOMEM;
+    tether_err rc =
+        e->id != NULL && e->addr != NULL ? tt_addr_parse(e->addr, &e->sa) : TETHER_ENOMEM;
     if (rc == TETHER_OK) {
         tt_engine_config ec = {.ops = &tt_codec_native,
                                .max_frame = d->base.cfg.max_frame_size,
@@ -162,8 +162,9 @@ ep_new(struct tt_disc *d, const char *id, const tether_instance *inst)
 }
 
 static void
-on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
+on_watch(tether_watch *watch, tether_watch_event ev, const tether_instance *inst, void *arg)
 {
+    (void)watch;
     struct tt_disc *d = arg;
     const char *id = inst->id != NULL ? inst->id : inst->address;
     ep *dead = NULL;
@@ -273,8 +274,7 @@ was_tried(ep *const *tried, int n, const ep *e)
  * the earliest backoff end among endpoints set aside (0 if none).  Idle
  * endpoints out of backoff start connecting in the background. */
 static int
-pick_locked(struct tt_disc *d, ep *const *tried, int ntried, const char *key,
-            uint64_t *soonest)
+pick_locked(struct tt_disc *d, ep *const *tried, int ntried, const char *key, uint64_t *soonest)
 {
     uint64_t now = tt_now_ms();
     *soonest = 0;
@@ -641,8 +641,7 @@ wait_initial_set(struct tt_disc *d, const char *service)
     for (;;) {
         size_t known = 0, connecting = 0, ready = 0;
         for (size_t i = 0; i < list->count; i++) {
-            const char *id = list->items[i].id != NULL ? list->items[i].id
-                                                       : list->items[i].address;
+            const char *id = list->items[i].id != NULL ? list->items[i].id : list->items[i].address;
             ssize_t k = find_ep(d, id);
             if (k >= 0) {
                 int st = tt_engine_state(d->eps[k]->eng);

@@ -52,21 +52,22 @@
 #define MIN_BUCKETS 16u
 #define READ_CHUNK 65536u
 #define FREE_LIST_MAX 64
-#define IDLE_BUFFER_NS (1000ull * 1000000ull) /* an idle connection's read buffer goes after 1 s */
+#define IDLE_BUFFER_NS (1000ull * 1000000ull) /* an idle connection's read buffer goes after 1 s   \
+                                               */
 
 enum { READER_NONE, READER_IO, READER_SYNC };
 
 typedef struct pending {
     uint64_t seq;
-    struct pending *hnext;       /* hash chain */
-    struct pending *prev, *next; /* all pending calls */
-    struct pending *cnext;       /* completed list (async, for the loop thread) */
-    tt_heap_node dl;             /* async deadline out of order: in e->deadlines */
+    struct pending *hnext;         /* hash chain */
+    struct pending *prev, *next;   /* all pending calls */
+    struct pending *cnext;         /* completed list (async, for the loop thread) */
+    tt_heap_node dl;               /* async deadline out of order: in e->deadlines */
     struct pending *dprev, *dnext; /* async deadline in order: in e->dl_head list */
     uint64_t deadline;
     int in_dlist;
-    int in_table;                /* still findable by seq (not taken by a dispatcher) */
-    tether_reply_fn fn;          /* async callback; NULL for a sync call */
+    int in_table;       /* still findable by seq (not taken by a dispatcher) */
+    tether_reply_fn fn; /* async callback; NULL for a sync call */
     tether_client *owner;
     void *arg;
     const ProtobufCMessageDescriptor *desc;
@@ -109,7 +110,7 @@ struct tt_engine {
     _Atomic size_t npending_pub; /* npending for lock-free readers (balancing) */
     tt_heap deadlines;
     pending *dl_head, *dl_tail;
-    uint64_t timer_at; /* when call_tmr is armed for; 0: not armed */
+    uint64_t timer_at;    /* when call_tmr is armed for; 0: not armed */
     tt_timer call_tmr;    /* earliest async deadline */
     tt_timer connect_tmr; /* connect timeout */
     tt_timer idle_tmr;    /* gives the read buffer back a while after the last call */

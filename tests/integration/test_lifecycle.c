@@ -125,8 +125,9 @@ typedef struct wlog {
 } wlog;
 
 static void
-on_watch(tether_watch_event ev, const tether_instance *inst, void *arg)
+on_watch(tether_watch *watch, tether_watch_event ev, const tether_instance *inst, void *arg)
 {
+    (void)watch;
     wlog *w = arg;
     pthread_mutex_lock(&w->mu);
     if (w->n < WLOG_MAX) {

@@ -171,8 +171,9 @@ test_many_pending_out_of_order(void **state)
     static struct outcome o;
     for (uintptr_t i = 0; i < N; i++) {
         tt_call_req r = req("T.Park", &i, sizeof i, 60000);
-        assert_int_equal(tt_engine_call_async(e, &r, on_answer, (tether_client *)&o, (void *)i, NULL),
-                         TETHER_OK);
+        assert_int_equal(
+            tt_engine_call_async(e, &r, on_answer, (tether_client *)&o, (void *)i, NULL),
+            TETHER_OK);
     }
     uint64_t end = tt_now_ns() + 60ull * 1000000000ull;
     for (;;) {
@@ -210,8 +211,9 @@ test_async_deadline(void **state)
     uintptr_t v = 42;
     for (int i = 0; i < 5; i++) {
         tt_call_req r = req("T.Park", &v, sizeof v, (uint32_t)(50 + 20 * i));
-        assert_int_equal(tt_engine_call_async(e, &r, on_answer, (tether_client *)&o, (void *)v, NULL),
-                         TETHER_OK);
+        assert_int_equal(
+            tt_engine_call_async(e, &r, on_answer, (tether_client *)&o, (void *)v, NULL),
+            TETHER_OK);
     }
     wait_for(&o.timedout, 5);
     assert_int_equal(tt_engine_pending(e), 0);
@@ -307,8 +309,9 @@ test_sync_and_async_mixed(void **state)
     static struct outcome o;
     for (uintptr_t i = 0; i < 1000; i++) {
         tt_call_req r = req("T.Echo", &i, sizeof i, 60000);
-        assert_int_equal(tt_engine_call_async(e, &r, on_answer, (tether_client *)&o, (void *)i, NULL),
-                         TETHER_OK);
+        assert_int_equal(
+            tt_engine_call_async(e, &r, on_answer, (tether_client *)&o, (void *)i, NULL),
+            TETHER_OK);
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);

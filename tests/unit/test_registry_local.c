@@ -103,8 +103,9 @@ rec_fini(struct rec *r)
 }
 
 static void
-on_event(tether_watch_event ev, const tether_instance *inst, void *arg)
+on_event(tether_watch *watch, tether_watch_event ev, const tether_instance *inst, void *arg)
 {
+    (void)watch;
     struct rec *r = arg;
     uint64_t now = tt_now_ns();
     pthread_mutex_lock(&r->mu);

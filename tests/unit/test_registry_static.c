@@ -65,8 +65,9 @@ struct seen {
 };
 
 static void
-on_event(tether_watch_event ev, const tether_instance *inst, void *arg)
+on_event(tether_watch *watch, tether_watch_event ev, const tether_instance *inst, void *arg)
 {
+    (void)watch;
     struct seen *s = arg;
     (void)inst;
     pthread_mutex_lock(&s->mu);

@@ -27,8 +27,9 @@
 static atomic_int output_failed;
 
 static void
-on_change(tether_watch_event ev, const tether_instance *inst, void *arg)
+on_change(tether_watch *watch, tether_watch_event ev, const tether_instance *inst, void *arg)
 {
+    (void)watch;
     (void)arg;
     struct timespec ts;
     struct tm tm;
