@@ -38,13 +38,33 @@ struct seen {
 static void
 check_frame(const uint8_t *p, size_t n, const tt_frame *f)
 {
-    /* Everything the decoder hands out must lie inside [p, p+n). */
+    /* Everything the decoder hands out must lie inside [p, p+n): the
+     * name, the context section (with TT_FRAME_F_CTX) and the body, in
+     * that order and back to back. */
+    int has_ctx = (f->flags & TT_FRAME_F_CTX) != 0;
+    size_t ctx_part = has_ctx ? 4 + f->ctx_len : 0;
     if (f->total > n || f->total < TT_FRAME_HDR ||
-        f->total != TT_FRAME_HDR + f->name_len + f->body_len ||
-        (const uint8_t *)f->name != p + TT_FRAME_HDR || f->body != p + TT_FRAME_HDR + f->name_len ||
-        f->type == 0 || f->type > TT_FRAME_TYPE_MAX || f->flags != 0 ||
-        f->name_len > TT_FRAME_MAX_NAME || (f->type == TT_FRAME_REQUEST) != (f->name_len > 0)) {
+        f->total != TT_FRAME_HDR + f->name_len + ctx_part + f->body_len ||
+        (const uint8_t *)f->name != p + TT_FRAME_HDR ||
+        f->body != p + TT_FRAME_HDR + f->name_len + ctx_part || f->type == 0 ||
+        f->type > TT_FRAME_TYPE_MAX || (f->flags & ~TT_FRAME_F_CTX) != 0 ||
+        (has_ctx && (f->ctx != p + TT_FRAME_HDR + f->name_len + 4 || f->ctx_len > TT_CTX_MAX)) ||
+        (!has_ctx && (f->ctx != NULL || f->ctx_len != 0)) || f->name_len > TT_FRAME_MAX_NAME ||
+        (f->type == TT_FRAME_REQUEST) != (f->name_len > 0)) {
         abort();
+    }
+    /* The context entries: each inside the section, META strings ending in
+     * it, and the walk always ends. */
+    size_t off = 0;
+    tt_ctx_entry e;
+    int r;
+    while ((r = tt_ctx_next(f->ctx, f->ctx_len, &off, &e)) == 1) {
+        if (e.val < f->ctx || e.val + e.len > f->ctx + f->ctx_len || off > f->ctx_len) {
+            abort();
+        }
+        if (e.tag == TT_CTX_META && (strlen(e.key) + strlen(e.value) + 2 != e.len)) {
+            abort();
+        }
     }
     /* The body decoders the calculator service runs on these frames. */
     if (f->type == TT_FRAME_REQUEST && f->name_len > 11 &&
