@@ -865,6 +865,16 @@ m_fail_code(tether_call *call, const uint8_t *req, size_t len, void *arg)
     tether_call_fail_code(call, TETHER_ENOENT, "no such thing");
 }
 
+/* Test.FailEscape: an error text with terminal escapes in it. */
+static void
+m_fail_escape(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    tether_call_fail(call, "bad\x1b[2Jthing\a");
+}
+
 /* Test.Hold (worker pool): run until canceled, polling like a long
  * handler would; Test.HoldStats tells what the handlers learnt. */
 static uint32_t hold_now, hold_canceled, hold_timedout, hold_told;
@@ -1149,7 +1159,7 @@ h_child_main(int argc, char **argv)
         {"Test.Deadline", m_deadline, 0}, {"Test.Meta", m_meta, 0},
         {"Test.Peer", m_peer, 0},         {"Test.FailCode", m_fail_code, 0},
         {"Test.Hold", m_hold, TETHER_METHOD_BLOCKING}, {"Test.HoldStats", m_hold_stats, 0},
-        {"Test.IcLog", m_ic_log, 0},
+        {"Test.IcLog", m_ic_log, 0},      {"Test.FailEscape", m_fail_escape, 0},
     };
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         e = tether_server_add_raw_method(srv, raw[i].name, raw[i].fn, raw[i].flags, NULL);

@@ -595,6 +595,24 @@ test_unknown_names_every_codec(void **state)
     }
 }
 
+/* tether call prints a remote error text with its control characters
+ * escaped: a server cannot drive the caller's terminal. */
+static void
+test_cli_escapes_remote_text(void **state)
+{
+    (void)state;
+    h_spawn_server(&srv, NULL);
+    char tool[512];
+    snprintf(tool, sizeof tool, "%s/tether", getenv("TETHER_BIN_DIR"));
+    char *argv[] = {tool, "call", srv.addr[0], "Test.FailEscape", "{}", NULL};
+    char out[4096], err[4096];
+    int st = h_run(argv, out, err, sizeof out);
+    assert_int_not_equal(st, 0);
+    assert_null(strchr(err, 0x1b));
+    assert_null(strchr(err, '\a'));
+    assert_non_null(strstr(err, "bad\\x1b[2Jthing\\x07"));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -613,6 +631,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_v1_client_refused, teardown),
         cmocka_unit_test_teardown(test_server_interceptors, teardown),
         cmocka_unit_test_teardown(test_unknown_names_every_codec, teardown),
+        cmocka_unit_test_teardown(test_cli_escapes_remote_text, teardown),
         cmocka_unit_test_teardown(test_client_interceptors, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

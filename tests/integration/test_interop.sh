@@ -9,8 +9,9 @@ set -euo pipefail
 BIN=${TETHER_BIN_DIR:?}
 SRC=${TETHER_SOURCE_DIR:?}
 if ! command -v go >/dev/null 2>&1; then
-    echo "SKIP: go not installed"
-    exit 0
+    # A missing peer is a failure: scripts/setup.sh installs golang-go.
+    echo "FAIL: go not installed (scripts/setup.sh installs golang-go)"
+    exit 1
 fi
 GODIR=$BIN/../interop-go
 mkdir -p "$GODIR/gopath"

@@ -59,6 +59,17 @@ test_url_full(void **state)
     assert_string_equal(cfg.prefix, "");
     assert_string_equal(cfg.cacert, "/ca.pem");
     tt_etcd_cfg_free(&cfg);
+
+    /* tls takes the usual spellings, and means https. */
+    static const char *const on[] = {"//h:1?tls=1", "//h:1?tls=true", "//h:1?tls=yes"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(tt_etcd_parse_url("etcd:x", on[i], &cfg), TETHER_OK);
+        assert_string_equal(cfg.endpoints[0], "https://h:1");
+        tt_etcd_cfg_free(&cfg);
+    }
+    assert_int_equal(tt_etcd_parse_url("etcd:x", "//h:1?tls=false", &cfg), TETHER_OK);
+    assert_string_equal(cfg.endpoints[0], "http://h:1");
+    tt_etcd_cfg_free(&cfg);
 }
 
 static void
@@ -83,6 +94,8 @@ test_url_bad(void **state)
         "//h:1?user=a%2",           /* truncated escape */
         "//h:1?user=a%00b",         /* NUL */
         "//h:1/pre fix",            /* blank in the prefix */
+        "//h:1?tls=ture",           /* a tls value nobody knows (was plaintext) */
+        "//h:1?tls=",               /* no tls value */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct tt_etcd_cfg cfg;

@@ -40,6 +40,11 @@ int cli_parse_service_args(int argc, char **argv, const char **service, const ch
 struct tether_registry;
 struct tether_registry *cli_open_registry(const char *cmd, const char *url);
 
+/* cli_print_text - s with its control characters (escape sequences, bells,
+ * line breaks) written as \xNN: text from a peer never drives the
+ * terminal. */
+void cli_print_text(FILE *f, const char *s);
+
 /* cli_print_instance - "ADDRESS STATE weight=N [k=v ...] [pid=N]" without
  * a newline. */
 struct tether_instance;

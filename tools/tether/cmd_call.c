@@ -115,14 +115,17 @@ tether_cmd_call(int argc, char **argv)
     tether_client_destroy(c);
     if (rc != TETHER_OK) {
         if (errtext != NULL) {
-            fprintf(stderr, "tether call: %s: %s\n", tether_err_name(rc), errtext);
+            fprintf(stderr, "tether call: %s: ", tether_err_name(rc));
+            cli_print_text(stderr, errtext); /* a remote text: no escapes reach the terminal */
+            fputc('\n', stderr);
         } else {
             fprintf(stderr, "tether call: %s\n", tether_strerror(rc));
         }
         tether_free(errtext);
         return 1;
     }
-    printf("%s\n", out);
+    cli_print_text(stdout, out);
+    fputc('\n', stdout);
     tether_free(out);
     return 0;
 }

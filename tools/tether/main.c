@@ -139,6 +139,19 @@ print_token(FILE *f, const char *s)
 }
 
 void
+cli_print_text(FILE *f, const char *s)
+{
+    for (const char *p = s; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if ((c < ' ' && c != '\t') || c == 0x7f) {
+            fprintf(f, "\\x%02x", c);
+        } else {
+            fputc(c, f);
+        }
+    }
+}
+
+void
 cli_print_instance(FILE *f, const struct tether_instance *inst)
 {
     fprintf(f, "%s %s weight=%u", inst->address, tether_instance_state_name(inst->state),

@@ -182,8 +182,21 @@ parse_option(const char *url, const char *s, size_t n, struct tt_etcd_cfg *cfg, 
         return TETHER_OK;
     }
     if (klen == 3 && memcmp(s, "tls", 3) == 0) {
-        *tls = vlen == 1 && v[0] == '1';
-        return TETHER_OK;
+        /* Only values we know: "tls=true" used to mean plaintext. */
+        static const char *const yes[] = {"1", "true", "yes", "on"};
+        static const char *const no[] = {"0", "false", "no", "off"};
+        for (size_t i = 0; i < 4; i++) {
+            if (vlen == strlen(yes[i]) && memcmp(v, yes[i], vlen) == 0) {
+                *tls = true;
+                return TETHER_OK;
+            }
+            if (vlen == strlen(no[i]) && memcmp(v, no[i], vlen) == 0) {
+                *tls = false;
+                return TETHER_OK;
+            }
+        }
+        TT_ERROR("registry: tls in '%s' must be 1/0, true/false, yes/no or on/off", url);
+        return TETHER_EINVAL;
     }
     if (klen == 4 && memcmp(s, "user", 4) == 0) {
         str = &cfg->user;
