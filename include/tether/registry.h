@@ -117,6 +117,14 @@ typedef void (*tether_watch_fn)(tether_watch *w, tether_watch_event ev,
 TETHER_API tether_err tether_registry_open(const char *url, tether_registry **out);
 
 /*
+ * tether_registry_url_redact - url into buf (cap bytes, NUL-terminated,
+ * cut if longer) with the value of every password= option written as
+ * "***": the form of a registry URL that logs and messages may show.  The
+ * library's own messages always use it.
+ */
+TETHER_API void tether_registry_url_redact(const char *url, char *buf, size_t cap);
+
+/*
  * tether_registry_close - release the caller's handle.  Registrations and
  * watches made from it stay valid and keep the backend alive until they
  * are ended (tether_registration_deregister(), tether_watch_stop()).

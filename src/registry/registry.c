@@ -32,6 +32,27 @@ static const struct tt_registry_ops *const backends[] = {
 #endif
 };
 
+void
+tether_registry_url_redact(const char *url, char *buf, size_t cap)
+{
+    /* Copy url, writing the value of every password= option as "***", so
+     * no log line or error message shows a secret. */
+    size_t o = 0;
+    const char *p = url;
+    while (*p != '\0' && o + 1 < cap) {
+        int at_opt = p == url || p[-1] == '?' || p[-1] == '&';
+        if (at_opt && strncmp(p, "password=", 9) == 0) {
+            const char *end = strchr(p, '&');
+            size_t n = (size_t)snprintf(buf + o, cap - o, "password=***");
+            o += n < cap - o ? n : cap - o - 1;
+            p = end != NULL ? end : p + strlen(p);
+            continue;
+        }
+        buf[o++] = *p++;
+    }
+    buf[o < cap ? o : cap - 1] = '\0';
+}
+
 bool
 tt_registry_service_valid(const char *service)
 {
@@ -125,9 +146,11 @@ tether_registry_open(const char *url, tether_registry **out)
     }
     const char *colon = strchr(url, ':');
     if (colon == NULL || colon == url) {
+        char shown[512];
+        tether_registry_url_redact(url, shown, sizeof shown);
         TT_ERROR("registry: '%s' is not a registry URL (want local:, local:/dir, "
                  "static:host:port,... or etcd://host:port)",
-                 url);
+                 shown);
         return TETHER_EINVAL;
     }
     size_t slen = (size_t)(colon - url);
@@ -152,7 +175,9 @@ tether_registry_open(const char *url, tether_registry **out)
         return TETHER_ENOTSUP;
     }
 #endif
-    TT_ERROR("registry: no backend for scheme '%.*s' in '%s'", (int)slen, url, url);
+    char shown[512];
+    tether_registry_url_redact(url, shown, sizeof shown);
+    TT_ERROR("registry: no backend for scheme '%.*s' in '%s'", (int)slen, url, shown);
     return TETHER_ENOTSUP;
 }
 

@@ -179,6 +179,7 @@ void tt_registry_unref(struct tether_registry *r);
 bool tt_registry_service_valid(const char *service);
 bool tt_registry_address_valid(const char *address);
 
+
 /* 64 random bits for registration ids: getrandom() normally, a clock and
  * counter mix if the kernel has no entropy to give yet (registry.c). */
 uint64_t tt_registry_random64(void);

@@ -72,6 +72,22 @@ test_url_full(void **state)
     tt_etcd_cfg_free(&cfg);
 }
 
+/* URLs are shown without their passwords. */
+static void
+test_url_redact(void **state)
+{
+    (void)state;
+    char buf[128];
+    tether_registry_url_redact("etcd://h:1?user=root&password=s3cr%26t&ttl=3", buf, sizeof buf);
+    assert_string_equal(buf, "etcd://h:1?user=root&password=***&ttl=3");
+    tether_registry_url_redact("etcd://h:1?password=x", buf, sizeof buf);
+    assert_string_equal(buf, "etcd://h:1?password=***");
+    tether_registry_url_redact("etcd://h:1?xpassword=keep", buf, sizeof buf);
+    assert_string_equal(buf, "etcd://h:1?xpassword=keep");
+    tether_registry_url_redact("etcd://h:1?password=abcdef", buf, 12);
+    assert_int_equal(strlen(buf), 11);
+}
+
 static void
 test_url_bad(void **state)
 {
@@ -349,6 +365,7 @@ main(void)
         cmocka_unit_test(test_url_defaults),
         cmocka_unit_test(test_url_full),
         cmocka_unit_test(test_url_bad),
+        cmocka_unit_test(test_url_redact),
         cmocka_unit_test(test_b64),
         cmocka_unit_test(test_int),
         cmocka_unit_test(test_value_round_trip),

@@ -103,7 +103,9 @@ cli_open_registry(const char *cmd, const char *url)
     tether_registry *reg = NULL;
     tether_err err = tether_registry_open(url, &reg);
     if (err != TETHER_OK) {
-        fprintf(stderr, "tether %s: cannot open registry '%s': %s\n", cmd, url,
+        char shown[512];
+        tether_registry_url_redact(url, shown, sizeof shown);
+        fprintf(stderr, "tether %s: cannot open registry '%s': %s\n", cmd, shown,
                 tether_strerror(err));
         return NULL;
     }

@@ -17,6 +17,7 @@
 #include "core/alloc.h"
 #include "core/text.h"
 #include "core/log.h"
+#include "registry/registry.h"
 #include "registry/etcd/etcd.h"
 
 void
@@ -225,8 +226,19 @@ parse_option(const char *url, const char *s, size_t n, struct tt_etcd_cfg *cfg, 
     return TETHER_OK;
 }
 
+static tether_err parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg);
+
 tether_err
 tt_etcd_parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg)
+{
+    /* Every message below names the URL: never with its password. */
+    char shown[512];
+    tether_registry_url_redact(url, shown, sizeof shown);
+    return parse_url(shown, rest, cfg);
+}
+
+static tether_err
+parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->ttl_s = TT_ETCD_DEFAULT_TTL_S;
