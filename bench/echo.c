@@ -22,6 +22,43 @@
 
 #define MAX_SIZE (3u * 1024 * 1024)
 
+/* The measuring loop both clients share: 300 ms of warm-up, then calls
+ * counted for the given seconds, then the RESULT line. */
+struct meter {
+    size_t size;
+    double seconds;
+    uint64_t warm_end, t0, end, calls;
+};
+
+static struct meter
+meter_start(size_t size, double seconds)
+{
+    struct meter m = {.size = size, .seconds = seconds, .warm_end = bench_now_ns() + 300000000ull};
+    return m;
+}
+
+/* One call done: 1 once the measured time is over (RESULT printed). */
+static int
+meter_tick(struct meter *m)
+{
+    uint64_t now = bench_now_ns();
+    if (m->t0 == 0) {
+        if (now >= m->warm_end) {
+            m->t0 = now;
+            m->end = now + (uint64_t)(m->seconds * 1e9);
+        }
+        return 0;
+    }
+    m->calls++;
+    if (now < m->end) {
+        return 0;
+    }
+    printf("RESULT mb_per_s=%.1f calls=%llu size=%zu\n",
+           (double)m->calls * (double)m->size / ((double)(now - m->t0) / 1e9) / 1e6,
+           (unsigned long long)m->calls, m->size);
+    return 1;
+}
+
 static void
 echo(tether_call *call, const uint8_t *req, size_t len, void *arg)
 {
@@ -62,9 +99,7 @@ run_client(const char *addr, size_t size, double seconds)
         return 1;
     }
     memset(msg, 'e', size);
-    uint64_t calls = 0;
-    uint64_t warm_end = bench_now_ns() + 300000000ull;
-    uint64_t t0 = 0, end = 0;
+    struct meter m = meter_start(size, seconds);
     for (;;) {
         uint8_t *out = NULL;
         size_t len = 0;
@@ -75,18 +110,8 @@ run_client(const char *addr, size_t size, double seconds)
             return 1;
         }
         tether_free(out);
-        uint64_t now = bench_now_ns();
-        if (t0 == 0 && now >= warm_end) {
-            t0 = now;
-            end = now + (uint64_t)(seconds * 1e9);
-        } else if (t0 != 0) {
-            calls++;
-            if (now >= end) {
-                printf("RESULT mb_per_s=%.1f calls=%llu size=%zu\n",
-                       (double)calls * (double)size / ((double)(now - t0) / 1e9) / 1e6,
-                       (unsigned long long)calls, size);
-                break;
-            }
+        if (meter_tick(&m)) {
+            break;
         }
     }
     free(msg);
@@ -158,27 +183,15 @@ run_floor_client(const char *addr, size_t size, double seconds)
         return 1;
     }
     memset(buf, 'e', size + 4);
-    uint64_t calls = 0;
-    uint64_t warm_end = bench_now_ns() + 300000000ull;
-    uint64_t t0 = 0, end = 0;
+    struct meter m = meter_start(size, seconds);
     for (;;) {
         bench_put_le32(buf, (uint32_t)size);
         if (bench_write_all(fd, buf, size + 4) != 0 || bench_read_all(fd, buf, size + 4) != 0) {
             fprintf(stderr, "tether-bench-echo: floor echo failed\n");
             return 1;
         }
-        uint64_t now = bench_now_ns();
-        if (t0 == 0 && now >= warm_end) {
-            t0 = now;
-            end = now + (uint64_t)(seconds * 1e9);
-        } else if (t0 != 0) {
-            calls++;
-            if (now >= end) {
-                printf("RESULT mb_per_s=%.1f calls=%llu size=%zu\n",
-                       (double)calls * (double)size / ((double)(now - t0) / 1e9) / 1e6,
-                       (unsigned long long)calls, size);
-                break;
-            }
+        if (meter_tick(&m)) {
+            break;
         }
     }
     free(buf);
