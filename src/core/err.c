@@ -2,6 +2,7 @@
  * err.c - tether_strerror() and tether_err_name(), generated from the one
  * error list in tether.h so that codes, names and texts cannot drift apart.
  */
+#include "core/err.h"
 #include "tether/tether.h"
 
 const char *
@@ -45,4 +46,20 @@ tether_err_errno(tether_err err)
         return (int)((unsigned)err & ~(unsigned)TETHER_ESYSERR);
     }
     return 0;
+}
+
+bool
+tt_err_on_wire(tether_err code)
+{
+    if (code == TETHER_OK || ((unsigned)code & (unsigned)TETHER_ESYSERR) != 0) {
+        return false;
+    }
+    switch (code) {
+#define KNOWN_CASE_(name, num, text) case TETHER_##name:
+        TETHER_ERRNO_MAP(KNOWN_CASE_)
+#undef KNOWN_CASE_
+        return true;
+    default:
+        return false;
+    }
 }

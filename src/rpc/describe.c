@@ -47,8 +47,8 @@ strval_init(ProtobufCMessage *m)
 }
 
 static const ProtobufCFieldDescriptor strval_fields[1] = {
-    {"value", 1, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, 0, offsetof(tt_strval, value),
-     NULL, &protobuf_c_empty_string, 0, 0, NULL, NULL},
+    {"value", 1, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, 0, offsetof(tt_strval, value), NULL,
+     &protobuf_c_empty_string, 0, 0, NULL, NULL},
 };
 static const unsigned strval_by_name[1] = {0};
 static const ProtobufCIntRange strval_ranges[2] = {{1, 0}, {0, 1}};
@@ -118,9 +118,10 @@ describe_type(json_t *types, const ProtobufCMessageDescriptor *desc, int depth)
     }
     for (unsigned k = 0; k < desc->n_fields; k++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[k];
-        json_t *jf = json_pack("{s:s, s:i, s:s, s:s}", "name", f->name, "id", (json_int_t)f->id,
-                               "label", (unsigned)f->label < NLABELS ? label_names[f->label] : "none",
-                               "type", (unsigned)f->type < NTYPES ? type_names[f->type] : "bytes");
+        json_t *jf =
+            json_pack("{s:s, s:i, s:s, s:s}", "name", f->name, "id", (json_int_t)f->id, "label",
+                      (unsigned)f->label < NLABELS ? label_names[f->label] : "none", "type",
+                      (unsigned)f->type < NTYPES ? type_names[f->type] : "bytes");
         if (jf == NULL || json_array_append_new(fields, jf) != 0) {
             return -1;
         }
@@ -176,11 +177,13 @@ do_describe(tether_call *call, const ProtobufCMessage *req, void *arg)
 {
     tether_server *srv = arg;
     const char *name = ((const tt_strval *)req)->value;
-    const method_ent *m = tt_server_find_method(srv, name, strlen(name));
+    /* The describer answers for the method asked about exactly as a call
+     * of it would be answered: the same lookup, code and text. */
+    char text[TT_DESCRIBE_MAX_NAME + 64];
+    tether_err code;
+    const method_ent *m = tt_server_lookup(srv, name, strlen(name), &code, text, sizeof text);
     if (m == NULL) {
-        char text[TT_DESCRIBE_MAX_NAME + 64];
-        snprintf(text, sizeof text, "rpc: can't find method %.*s", TT_DESCRIBE_MAX_NAME, name);
-        tether_call_fail(call, text);
+        tether_call_fail_code(call, code, text);
         return;
     }
     tt_strval out;
@@ -505,11 +508,6 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
             etext = tt_strdup("the server does not describe its methods (not a tether server?): "
                               "use the jsonrpc codec");
             rc = TETHER_ENOTSUP;
-        } else if (rc == TETHER_EREMOTE && etext != NULL &&
-                   strncmp(etext, "rpc: can't find ", 16) == 0) {
-            /* The describer answers for the method asked about: report it
-             * as the call itself would have failed. */
-            rc = strncmp(etext + 16, "service", 7) == 0 ? TETHER_ENOSERVICE : TETHER_ENOMETHOD;
         }
         if (errtext != NULL) {
             *errtext = etext;

@@ -52,8 +52,9 @@
 #define MIN_BUCKETS 16u
 #define READ_CHUNK 65536u
 #define FREE_LIST_MAX 64
-#define IDLE_BUFFER_NS (1000ull * 1000000ull) /* an idle connection's read buffer goes after 1 s   \
-                                               */
+#define IDLE_BUFFER_NS                                                                             \
+    (1000ull * 1000000ull) /* an idle connection's read buffer goes after 1 s                      \
+                            */
 
 enum { READER_NONE, READER_IO, READER_SYNC };
 
@@ -205,23 +206,6 @@ dl_first(tt_engine *e)
         return h;
     }
     return e->dl_head;
-}
-
-/* The coarse clock's step, added to deadlines read from it. */
-static uint64_t
-coarse_step_ns(void)
-{
-    static _Atomic uint64_t step;
-    uint64_t v = atomic_load_explicit(&step, memory_order_relaxed);
-    if (v == 0) {
-        struct timespec ts;
-        v = clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0
-                ? (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec
-                : 10000000ull;
-        v = v > 0 ? v : 1;
-        atomic_store_explicit(&step, v, memory_order_relaxed);
-    }
-    return v;
 }
 
 static void
@@ -599,19 +583,6 @@ scratch_get(void)
     return tls_scratch;
 }
 
-static uint8_t *
-copy_bytes(const uint8_t *p, size_t n)
-{
-    uint8_t *d = tt_malloc(n + 1);
-    if (d != NULL) {
-        if (n > 0) {
-            memcpy(d, p, n);
-        }
-        d[n] = '\0';
-    }
-    return d;
-}
-
 /* The trailers of an answer as one block: the tether_meta array, then a
  * copy of the context entries its strings point into (they are
  * NUL-terminated there).  NULL with no trailers, or without memory (the
@@ -711,7 +682,7 @@ dispatch(tt_engine *e, const tt_rpc_msg *m, pending *me)
     }
     if (p->err == TETHER_OK && (p->desc == NULL || p->fn != NULL)) {
         /* Raw replies, and the bytes an async typed reply also shows. */
-        p->data = copy_bytes(m->body, m->body_len);
+        p->data = (uint8_t *)tt_strndup((const char *)m->body, m->body_len);
         p->len = m->body_len;
         if (p->data == NULL) {
             outcome_clear(p);
@@ -1261,7 +1232,7 @@ tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn, te
     p->arg = arg;
     p->desc = rq->desc;
     uint64_t deadline =
-        tt_now_coarse_ns() + coarse_step_ns() + (uint64_t)rq->timeout_ms * 1000000ull;
+        tt_now_coarse_ns() + tt_coarse_step_ns() + (uint64_t)rq->timeout_ms * 1000000ull;
     rc = dl_add(e, p, deadline);
     if (rc == TETHER_OK) {
         rc = queue_request_locked(e, p->seq, rq);

@@ -27,6 +27,7 @@
 #include "codec/pbjson/pbutil.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/err.h"
 #include "core/list.h"
 #include "core/log.h"
 #include "core/thread.h"
@@ -996,22 +997,13 @@ tether_call_fail(tether_call *call, const char *msg)
     return call_answer(call, TT_FRAME_ERROR, TETHER_EREMOTE, NULL, msg, strlen(msg));
 }
 
-/* Whether code can travel in an ERROR frame: a tether error of the list,
- * not OK, not a wrapped system error. */
-static int
-wire_code(tether_err code)
-{
-    return code != TETHER_OK && ((unsigned)code & (unsigned)TETHER_ESYSERR) == 0 &&
-           strcmp(tether_err_name(code), "TETHER_E?") != 0;
-}
-
 tether_err
 tether_call_fail_code(tether_call *call, tether_err code, const char *text)
 {
     if (call == NULL) {
         return TETHER_EINVAL;
     }
-    if (!wire_code(code)) {
+    if (!tt_err_on_wire(code)) {
         call_answer(call, TT_FRAME_ERROR, TETHER_EINTERNAL, NULL,
                     "rpc: handler failed with an invalid code",
                     strlen("rpc: handler failed with an invalid code"));
@@ -1216,11 +1208,6 @@ tether_call_get_peer(const tether_call *call, char *buf, size_t len)
 }
 
 /* Shared with server_codec.c (see server_int.h). */
-const method_ent *
-tt_server_find_method(const tether_server *srv, const char *name, size_t len)
-{
-    return find_method(srv, name, len);
-}
 
 tether_err
 tt_server_out_reserve(conn *c, size_t extra)
@@ -1311,7 +1298,7 @@ run_befores(tether_server *srv, struct tether_call *call)
             if (why == NULL) {
                 why = "rpc: call refused";
             }
-            if (!wire_code(rc)) {
+            if (!tt_err_on_wire(rc)) {
                 rc = TETHER_EINTERNAL;
             }
             call_answer(call, TT_FRAME_ERROR, (uint32_t)rc, NULL, why, strlen(why));

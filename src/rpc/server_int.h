@@ -222,7 +222,6 @@ void tt_server_registry_fini(tether_server *srv);
 void tt_sd_notify(const char *state);
 
 /* server.c: what the generic codec path shares with the native one. */
-const method_ent *tt_server_find_method(const tether_server *srv, const char *name, size_t len);
 /* The method name[0..len) names, or NULL with the code and the text (Go's
  * exact texts, for every codec) to answer with. */
 const method_ent *tt_server_lookup(const tether_server *srv, const char *name, size_t len,

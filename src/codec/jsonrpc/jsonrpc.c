@@ -351,8 +351,8 @@ keep_id(jsonrpc_state *s, const char *v, size_t n, uint64_t *seq)
     }
     if (s->id_bytes + b.len + sizeof(raw_id) > TT_JSONRPC_ID_BUDGET) {
         tt_buf_free(&b);
-        snprintf(s->err, sizeof(s->err),
-                 "jsonrpc: non-numeric ids waiting hold more than %d bytes", TT_JSONRPC_ID_BUDGET);
+        snprintf(s->err, sizeof(s->err), "jsonrpc: non-numeric ids waiting hold more than %d bytes",
+                 TT_JSONRPC_ID_BUDGET);
         return TETHER_ELIMIT;
     }
     s->id_bytes += b.len + sizeof(raw_id);
@@ -620,11 +620,39 @@ jsonrpc_encode_error(void *state, tt_buf *out, uint64_t seq, const char *method,
     return finish(s, out, mark, err, kept, true);
 }
 
+static tether_err put_request(jsonrpc_state *s, tt_buf *out, uint64_t seq, const char *method,
+                              size_t method_len, const ProtobufCMessage *msg, const void *json,
+                              size_t len);
+
 static tether_err
 jsonrpc_encode_request(void *state, tt_buf *out, uint64_t seq, const char *method,
                        size_t method_len, const ProtobufCMessage *msg)
 {
-    jsonrpc_state *s = state;
+    return put_request(state, out, seq, method, method_len, msg, NULL, 0);
+}
+
+static tether_err
+jsonrpc_encode_request_text(void *state, tt_buf *out, uint64_t seq, const char *method,
+                            size_t method_len, const void *json, size_t len)
+{
+    /* The caller's text must be one JSON value (it goes in as params[0]). */
+    tt_json_reader r = {json, (const char *)json + len, 0, false};
+    if (tt_json_skip(&r) != TETHER_OK) {
+        return TETHER_EINVAL;
+    }
+    tt_json_skip_ws(&r);
+    if (r.p != r.end) {
+        return TETHER_EINVAL;
+    }
+    return put_request(state, out, seq, method, method_len, NULL, json, len);
+}
+
+/* A request: params[0] is msg in the JSON mapping, or (msg NULL) the JSON
+ * text json[0..len) as given, whitespace aside. */
+static tether_err
+put_request(jsonrpc_state *s, tt_buf *out, uint64_t seq, const char *method, size_t method_len,
+            const ProtobufCMessage *msg, const void *json, size_t len)
+{
     size_t mark = out->len;
     tether_err err = PUT(out, "{\"method\":");
     if (err == TETHER_OK) {
@@ -634,7 +662,7 @@ jsonrpc_encode_request(void *state, tt_buf *out, uint64_t seq, const char *metho
         err = PUT(out, ",\"params\":[");
     }
     if (err == TETHER_OK) {
-        err = tt_pbjson_encode(out, msg);
+        err = msg != NULL ? tt_pbjson_encode(out, msg) : tt_json_compact(out, json, len);
     }
     if (err == TETHER_OK) {
         err = PUT(out, "],\"id\":");
@@ -660,7 +688,7 @@ const tt_codec_ops tt_codec_jsonrpc = {
     .encode_reply = jsonrpc_encode_reply,
     .encode_error = jsonrpc_encode_error,
     .encode_request = jsonrpc_encode_request,
-    .encode_request_raw = tt_jsonrpc_encode_request_text,
+    .encode_request_raw = jsonrpc_encode_request_text,
     .last_error = tt_jsonrpc_last_error,
     .reply_status = tt_codec_go_reply_status,
 };

@@ -70,14 +70,6 @@ extern const tt_codec_ops tt_codec_jsonrpc;
  */
 const char *tt_jsonrpc_last_error(const void *state);
 
-/*
- * tt_jsonrpc_encode_request_text - append a request whose params[0] is the
- * JSON text json[0..len) (jsonrpc_text.c); the codec's encode_request_raw.
- * TETHER_EINVAL if the text is not one JSON value.
- */
-tether_err tt_jsonrpc_encode_request_text(void *state, tt_buf *out, uint64_t seq,
-                                          const char *method, size_t method_len,
-                                          const void *json, size_t len);
 
 /*
  * tt_jsonrpc_held_ids - how many non-numeric ids this state keeps for

@@ -9,6 +9,7 @@
 #include "codec/codec.h"
 #include "codec/native/frame.h"
 #include "core/alloc.h"
+#include "core/err.h"
 
 static tether_err
 native_init(void *state, size_t max_msg)
@@ -28,11 +29,7 @@ native_fini(void *state)
 static tether_err
 status_err(uint32_t status)
 {
-    if (status == TETHER_OK || (status & TETHER_ESYSERR) != 0 ||
-        strcmp(tether_err_name((tether_err)status), "TETHER_E?") == 0) {
-        return TETHER_EPROTO;
-    }
-    return (tether_err)status;
+    return tt_err_on_wire((tether_err)status) ? (tether_err)status : TETHER_EPROTO;
 }
 
 static tether_err
