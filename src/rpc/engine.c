@@ -976,8 +976,13 @@ on_fd(tt_io *io, unsigned events)
         }
         arm_locked(e);
     }
+    /* Callbacks for answers read here already ran from the buffer; only a
+     * close queues more (others' completions come with a kick). */
+    int queued = e->completed != NULL;
     pthread_mutex_unlock(&e->mu);
-    run_completed(e);
+    if (queued) {
+        run_completed(e);
+    }
     if (lost) {
         notify_state(e, rc != TETHER_OK ? rc : TETHER_ECONNRESET);
     }
