@@ -6,10 +6,12 @@
  * no lock.
  *
  * Server side: probe the first bytes of a connection to pick the codec,
- * decode_request() each request (header + undecoded body), look the method
- * up, unpack() the body with the method's input descriptor, run the
- * handler, then encode_reply() or encode_error().
- * Client side: encode_request(), decode_reply(), unpack().
+ * decode_request() each message (a call with its undecoded body, a ping, a
+ * cancel), look the method up, unpack() the body with the method's input
+ * descriptor (unpack_with() into the call's arena where the codec can),
+ * run the handler, then encode_answer().  Control messages the codec can
+ * carry: encode_goaway(), encode_conn_error(), encode_pong().
+ * Client side: encode_call() or encode_request(), decode_reply(), unpack().
  */
 #ifndef TT_CODEC_CODEC_H
 #define TT_CODEC_CODEC_H
@@ -37,7 +39,8 @@ enum tt_msg_kind {
     TT_MSG_NOP = 1,        /* consumed bytes that need no action (ping, pong) */
     TT_MSG_GOAWAY = 2,     /* the server takes no new calls on this connection */
     TT_MSG_CONN_ERROR = 3, /* the server closes the connection: status, errtext say why */
-    TT_MSG_CANCEL = 4      /* the client gave up on call seq */
+    TT_MSG_CANCEL = 4,     /* the client gave up on call seq */
+    TT_MSG_PING = 5        /* the peer asks for a pong with seq */
 };
 
 /* One decoded request or reply header; pointers refer into the input. */
@@ -53,7 +56,28 @@ typedef struct tt_rpc_msg {
     size_t errtext_len;
     const uint8_t *ctx; /* native context entries (metadata, trailers), or NULL */
     size_t ctx_len;
+    /* After TETHER_EAGAIN: the bytes the message needs in all, when the
+     * codec knows it (a native header read), else 0. */
+    size_t need;
 } tt_rpc_msg;
+
+/* One answer, as the server hands it to encode_answer(). */
+typedef struct tt_answer {
+    uint64_t seq;
+    const char *method; /* "Service.Method"; not NUL-terminated */
+    size_t method_len;
+    tether_err status;  /* TETHER_OK: a reply; else an error, its text in data */
+    /* A reply is msg, or the bytes data[0..len): a message packed by
+     * protobuf-c when desc (its type) is set, else opaque bytes (raw
+     * methods).  With msg, len is its packed size. */
+    const ProtobufCMessage *msg;
+    const ProtobufCMessageDescriptor *desc;
+    const void *data;
+    size_t len;
+    /* Reply trailers, as context entries (native only; others ignore them). */
+    const uint8_t *trailers;
+    size_t trailers_len;
+} tt_answer;
 
 typedef struct tt_codec_ops {
     /* Name used in options and logs: "native", "jsonrpc", "gob". */
@@ -80,7 +104,9 @@ typedef struct tt_codec_ops {
     tether_err (*decode_request)(void *state, const uint8_t *p, size_t n, size_t *used,
                                  tt_rpc_msg *m);
 
-    /* decode_reply - the same for replies (client side). */
+    /* decode_reply - the same for replies (client side).  Control
+     * messages come as their kind (enum tt_msg_kind); a codec that cannot
+     * carry one never returns it. */
     tether_err (*decode_reply)(void *state, const uint8_t *p, size_t n, size_t *used,
                                tt_rpc_msg *m);
 
@@ -90,8 +116,28 @@ typedef struct tt_codec_ops {
     tether_err (*unpack)(void *state, const ProtobufCMessageDescriptor *desc,
                          const uint8_t *body, size_t len, ProtobufCMessage **out);
 
+    /* unpack_with - unpack() into messages allocated with alloc (the
+     * server's per-call arena, with its budget).  NULL: the codec builds
+     * its messages with tt_pb_allocator; use unpack(). */
+    tether_err (*unpack_with)(void *state, const ProtobufCMessageDescriptor *desc,
+                              const uint8_t *body, size_t len, ProtobufCAllocator *alloc,
+                              ProtobufCMessage **out);
+
+    /* encode_answer - append the answer a to out (server side, every
+     * codec).  TETHER_EMSGSIZE when it does not fit the message limit. */
+    tether_err (*encode_answer)(void *state, tt_buf *out, const tt_answer *a);
+
+    /* encode_goaway - append "no new calls here"; encode_conn_error -
+     * append "this connection closes because of code: text"; encode_pong -
+     * answer a ping.  NULL: the codec cannot say it (Go's just close). */
+    tether_err (*encode_goaway)(void *state, tt_buf *out);
+    tether_err (*encode_conn_error)(void *state, tt_buf *out, tether_err code, const char *text);
+    tether_err (*encode_pong)(void *state, tt_buf *out, uint64_t seq);
+
     /* encode_reply - append the reply to call seq of method, carrying msg,
-     * to out.  encode_error - append an error reply with text instead. */
+     * to out.  encode_error - append an error reply with text instead.
+     * The building blocks of the Go codecs' encode_answer (NULL for
+     * native, whose answers carry trailers). */
     tether_err (*encode_reply)(void *state, tt_buf *out, uint64_t seq, const char *method,
                                size_t method_len, const ProtobufCMessage *msg);
     tether_err (*encode_error)(void *state, tt_buf *out, uint64_t seq, const char *method,
@@ -118,7 +164,9 @@ typedef struct tt_codec_ops {
     tether_err (*encode_request_raw)(void *state, tt_buf *out, uint64_t seq, const char *method,
                                      size_t method_len, const void *data, size_t len);
 
-    /* last_error - why the last unpack() on state failed (never NULL). */
+    /* last_error - why the last unpack(), or the last decode that broke
+     * the stream, failed on state (never NULL; "" when the codec has no
+     * words for it). */
     const char *(*last_error)(const void *state);
 
     /* encode_call - append a request carrying msg (or, when msg is NULL,
@@ -142,8 +190,14 @@ typedef struct tt_codec_ops {
 
 #define TT_CODEC_RAW_BYTES 0x1u
 
-/* The client-side native codec (src/codec/native/native.c). */
+/* The native codec, both sides (src/codec/native/native.c). */
 extern const tt_codec_ops tt_codec_native;
+
+/* tt_codec_go_answer - encode_answer for codecs built on encode_reply and
+ * encode_error (gob, jsonrpc): a packed reply is unpacked with a->desc
+ * first, raw bytes are refused with an error reply (src/codec/answer.c). */
+tether_err tt_codec_go_answer(const tt_codec_ops *ops, void *state, tt_buf *out,
+                              const tt_answer *a);
 
 /* tt_codec_go_reply_status - reply_status for Go's net/rpc texts
  * (src/codec/goerr.c). */

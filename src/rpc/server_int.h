@@ -1,6 +1,9 @@
 /*
  * server_int.h - the server's internal structures, shared by server.c
- * (setup, connections, calls) and drain.c (the stop sequence).
+ * (setup, method table, I/O threads), server_conn.c (connections and the
+ * one read -> decode -> call -> answer -> flush pipeline), server_call.c
+ * (calls), drain.c (the stop sequence), lifecycle.c (registration) and
+ * describe_server.c (the built-in methods).
  *
  * Threads and ownership:
  *  - Each connection belongs to one I/O thread (struct iothr) and is only
@@ -23,7 +26,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "codec/codec.h"
 #include "core/buf.h"
+#include "core/thread.h"
 #include "net/loop.h"
 #include "net/sock.h"
 #include "rpc/pool.h"
@@ -53,9 +58,8 @@ typedef struct conn {
     struct iothr *t;
     int refs;        /* 1 while open + 1 per call in flight */
     int closed;
-    int preface_ok;  /* the native preface has been read */
-    /* Go-compatible connections (server_codec.c): the codec recognised from
-     * the first bytes (NULL: native, or not known yet) and its state. */
+    /* The codec recognised from the first bytes (NULL: not known yet) and
+     * its per-connection state. */
     const struct tt_codec_ops *codec;
     void *cstate;
     int paused; /* reading off: too much unsent output */
@@ -99,7 +103,11 @@ struct tether_call {
     tether_cancel_fn cancel_fn;
     void *cancel_arg;
     tt_task task;                    /* worker pool job, then the answer's trip home */
-    tt_buf ans;                      /* an answer built off the I/O thread */
+    /* An answer given off the I/O thread: its status and bytes (packed
+     * reply, raw bytes or error text), encoded at home by the codec. */
+    tt_buf ans;
+    tether_err ans_status;
+    int ans_oom; /* ans could not be stored: answer "out of memory" */
     struct tether_call *prev, *next; /* conn's calls in flight / free list */
     uint8_t small[64]; /* small raw request bodies live here */
     /* Copied at launch so that an answer from another thread never reads
@@ -221,35 +229,54 @@ void tt_server_deregister_all(tether_server *srv);
 void tt_server_registry_fini(tether_server *srv);
 void tt_sd_notify(const char *state);
 
-/* server.c: what the generic codec path shares with the native one. */
-/* The method name[0..len) names, or NULL with the code and the text (Go's
- * exact texts, for every codec) to answer with. */
+/* server.c: the method name[0..len) names, or NULL with the code and the
+ * text (Go's exact texts, for every codec) to answer with. */
 const method_ent *tt_server_lookup(const tether_server *srv, const char *name, size_t len,
                                    tether_err *code, char *text, size_t cap);
-tether_err tt_server_out_reserve(conn *c, size_t extra); /* room in c->out */
-void tt_server_mark_dirty(conn *c);                      /* flush c after this batch */
-void tt_server_conn_fail(conn *c, tether_err code, const char *why);
-struct tether_call *tt_server_call_alloc(conn *c, const method_ent *m, uint64_t seq);
-void tt_server_call_unused(iothr *t, struct tether_call *call); /* never launched */
-/* Link a filled-in call to c, count it and run its handler (inline or on
- * the worker pool), exactly as for native calls. */
-void tt_server_call_launch(conn *c, struct tether_call *call);
 
-/* server_codec.c: connections speaking Go's net/rpc codecs (gob, jsonrpc).
- * process: recognise the codec if not known yet, then decode and start
- * every complete request in p[0..n); returns the bytes used.  answer: an
- * answer made on the I/O thread (msg, or error text data[0..len)).
- * answer_home: an answer built on another thread as a native frame in
- * call->ans, re-encoded here with the connection's codec.  error: an
- * error reply for seq outside a handler.  fini: release the codec state
- * (connection closing). */
-size_t tt_server_codec_process(conn *c, const uint8_t *p, size_t n);
-tether_err tt_server_codec_answer(struct tether_call *call, int is_error, uint32_t status,
-                                  const ProtobufCMessage *msg, const void *data, size_t len);
-void tt_server_codec_answer_home(struct tether_call *call);
-void tt_server_codec_error(conn *c, uint64_t seq, const char *method, size_t method_len,
-                           tether_err code, const char *text);
-void tt_server_codec_fini(conn *c);
+/* server_conn.c: connections, buffers, accepting, the stop tasks. */
+extern TT_THREAD_LOCAL iothr *tt_srv_tls; /* the I/O thread running here */
+void tt_srv_report_drained(iothr *t);
+/* Give b storage (from the thread's spares when it has none) for extra
+ * more bytes; release gives an empty buffer's storage back. */
+tether_err tt_srv_buf_prepare(iothr *t, tt_buf *b, size_t extra);
+void tt_srv_buf_release(iothr *t, tt_buf *b);
+void tt_srv_mark_dirty(conn *c);  /* flush c after this batch */
+void tt_srv_flush_dirty(iothr *t);
+void tt_srv_conn_unref(conn *c);
+void tt_srv_conn_close(conn *c);
+void tt_srv_conn_fail(conn *c, tether_err code, const char *why);
+void tt_srv_reap(iothr *t);       /* free connections closed in this batch */
+/* An error answer to request seq of method[0..method_len), outside any
+ * handler, encoded by c's codec. */
+void tt_srv_answer_error(conn *c, uint64_t seq, const char *method, size_t method_len,
+                         tether_err code, const char *text);
+void tt_srv_on_listener(tt_io *io, unsigned events);
+void tt_srv_task_goaway(tt_task *task);
+void tt_srv_task_stop_accept(tt_task *task);
+void tt_srv_task_drain_check(tt_task *task);
+void tt_srv_task_cancel(tt_task *task);
+void tt_srv_task_stop(tt_task *task);
+
+/* server_call.c: a decoded request becomes a call; cancel one. */
+struct tt_rpc_msg;
+void tt_srv_start_call(conn *c, const struct tt_rpc_msg *m);
+/* Cancel an open call on its I/O thread: answer the caller now with why
+ * (unless it gave up itself: answer_caller 0), drop the handler's answer
+ * when it comes, and tell the handler. */
+void tt_srv_call_cancel(struct tether_call *call, tether_err why, int answer_caller,
+                        const char *text);
+/* Mark call canceled for why and tell its handler (first reason wins). */
+void tt_srv_call_cancel_notify(struct tether_call *call, tether_err why);
+
+/* Single-writer counter bump: only the owning thread writes. */
+static inline void
+tt_srv_bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /* describe.c: built-in methods every server serves (_tether.Describe). */
 tether_err tt_server_add_builtins(tether_server *srv);
 

@@ -777,6 +777,12 @@ gob_encode_request(void *state, tt_buf *out, uint64_t seq, const char *method, s
     return encode_message(state, out, GOB_OT_REQUEST, seq, method, method_len, msg);
 }
 
+static tether_err
+gob_encode_answer(void *state, tt_buf *out, const tt_answer *a)
+{
+    return tt_codec_go_answer(&tt_codec_gob, state, out, a);
+}
+
 const tt_codec_ops tt_codec_gob = {
     .name = "gob",
     .state_size = sizeof(gob_state),
@@ -788,6 +794,7 @@ const tt_codec_ops tt_codec_gob = {
     .unpack = gob_unpack,
     .encode_reply = gob_encode_reply,
     .encode_error = gob_encode_error,
+    .encode_answer = gob_encode_answer,
     .encode_request = gob_encode_request,
     .last_error = tt_gob_last_error,
     .reply_status = tt_codec_go_reply_status,

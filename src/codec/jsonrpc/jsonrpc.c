@@ -676,6 +676,12 @@ put_request(jsonrpc_state *s, tt_buf *out, uint64_t seq, const char *method, siz
     return finish(s, out, mark, err, NULL, false);
 }
 
+static tether_err
+jsonrpc_encode_answer(void *state, tt_buf *out, const tt_answer *a)
+{
+    return tt_codec_go_answer(&tt_codec_jsonrpc, state, out, a);
+}
+
 const tt_codec_ops tt_codec_jsonrpc = {
     .name = "jsonrpc",
     .state_size = sizeof(jsonrpc_state),
@@ -687,6 +693,7 @@ const tt_codec_ops tt_codec_jsonrpc = {
     .unpack = jsonrpc_unpack,
     .encode_reply = jsonrpc_encode_reply,
     .encode_error = jsonrpc_encode_error,
+    .encode_answer = jsonrpc_encode_answer,
     .encode_request = jsonrpc_encode_request,
     .encode_request_raw = jsonrpc_encode_request_text,
     .last_error = tt_jsonrpc_last_error,

@@ -1,0 +1,702 @@
+/*
+ * server_conn.c - the server's connections: accepting, one pipeline for
+ * every codec (read -> decode -> call -> answer -> flush), output
+ * buffering with backpressure, and the tasks the stop sequence posts to
+ * each I/O thread (see server_int.h for the threading model).
+ *
+ * The codec of a connection is picked from its first bytes by the codecs'
+ * own probes (native, jsonrpc, gob) and from then on every message goes
+ * through its ops: nothing here knows one codec from another.  The hot
+ * path for calls answered inline: one recv() brings a batch of requests
+ * into the thread's scratch buffer, each is decoded in place and started
+ * (server_call.c), its answer encoded straight into the connection's
+ * output; after the batch one send() per connection carries all answers.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec/gob/gob.h"
+#include "codec/jsonrpc/jsonrpc.h"
+#include "core/alloc.h"
+#include "core/list.h"
+#include "core/log.h"
+#include "rpc/server_int.h"
+
+/* Unsent output above which a connection's reading pauses, and below which
+ * it resumes: a client that never reads its answers cannot grow us. */
+#define OUT_HIGH (4u * 1024 * 1024)
+#define OUT_LOW (1u * 1024 * 1024)
+
+/* The codecs a connection may speak, in probe order (native's one-byte
+ * test first, then jsonrpc's '{' after whitespace, then gob). */
+static const tt_codec_ops *const codecs[] = {&tt_codec_native, &tt_codec_jsonrpc, &tt_codec_gob};
+
+/* A client that has sent this much without showing its protocol (only
+ * whitespace, say) is not one we speak. */
+#define PROBE_MAX 4096
+
+/* Bytes a connection may hold unconsumed beyond the message limit: Go's
+ * codecs send a request's header and type definitions in front of its
+ * body, so the buffer may hold a little more than one message. */
+#define IN_SLACK (64 * 1024)
+
+TT_THREAD_LOCAL iothr *tt_srv_tls;
+
+/* Tell the control thread this I/O thread has no call left (draining). */
+void
+tt_srv_report_drained(iothr *t)
+{
+    uint64_t one = 1;
+    ssize_t w = write(t->srv->drained_fd, &one, sizeof one);
+    (void)w;
+}
+
+/* Give b storage from the thread's spare buffers when it has none. */
+tether_err
+tt_srv_buf_prepare(iothr *t, tt_buf *b, size_t extra)
+{
+    if (b->data == NULL && extra <= TT_IOBUF && t->nbufs > 0) {
+        b->data = t->bufs[--t->nbufs];
+        b->cap = TT_IOBUF;
+        b->off = b->len = 0;
+        return TETHER_OK;
+    }
+    if (b->data == NULL && extra <= TT_IOBUF) {
+        b->data = tt_malloc(TT_IOBUF);
+        if (b->data == NULL) {
+            return TETHER_ENOMEM;
+        }
+        b->cap = TT_IOBUF;
+        b->off = b->len = 0;
+        return TETHER_OK;
+    }
+    return tt_buf_reserve(b, extra);
+}
+
+/* Return an empty buffer's storage to the thread (idle connections hold
+ * no buffers). */
+void
+tt_srv_buf_release(iothr *t, tt_buf *b)
+{
+    if (b->data == NULL) {
+        return;
+    }
+    if (b->cap == TT_IOBUF && t->nbufs < (int)(sizeof t->bufs / sizeof t->bufs[0])) {
+        t->bufs[t->nbufs++] = b->data;
+        b->data = NULL;
+        b->off = b->len = b->cap = 0;
+    } else {
+        tt_buf_free(b);
+    }
+}
+
+void
+tt_srv_mark_dirty(conn *c)
+{
+    if (!c->in_dirty && !c->closed) {
+        c->in_dirty = 1;
+        c->dirty_next = c->t->dirty;
+        c->t->dirty = c;
+    }
+}
+
+static void
+update_events(conn *c)
+{
+    unsigned ev = 0;
+    if (!c->paused) {
+        ev |= TT_EV_READ;
+    }
+    if (tt_buf_size(&c->out) > 0) {
+        ev |= TT_EV_WRITE;
+    }
+    tt_loop_mod(&c->t->loop, &c->io, ev);
+}
+
+static void
+conn_flush(conn *c)
+{
+    while (tt_buf_size(&c->out) > 0) {
+        ssize_t n = send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            tt_buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        }
+        tt_srv_conn_close(c);
+        return;
+    }
+    size_t left = tt_buf_size(&c->out);
+    if (left == 0) {
+        tt_srv_buf_release(c->t, &c->out);
+    }
+    if (!c->paused && left > OUT_HIGH) {
+        c->paused = 1;
+    } else if (c->paused && left < OUT_LOW) {
+        c->paused = 0;
+    }
+    update_events(c);
+}
+
+void
+tt_srv_flush_dirty(iothr *t)
+{
+    while (t->dirty != NULL) {
+        conn *c = t->dirty;
+        t->dirty = c->dirty_next;
+        c->in_dirty = 0;
+        if (!c->closed) {
+            conn_flush(c);
+        }
+    }
+}
+
+static void
+conn_free(conn *c)
+{
+    tt_srv_buf_release(c->t, &c->in);
+    tt_srv_buf_release(c->t, &c->out);
+    tt_free(c);
+}
+
+void
+tt_srv_conn_unref(conn *c)
+{
+    if (--c->refs == 0) {
+        if (c->zombie) {
+            /* Its last call finished: off the zombie list. */
+            TT_DLIST_REMOVE(&c->t->zombies, c);
+            c->zombie = 0;
+        }
+        /* Freed after the current event batch: it may still be on a stack. */
+        c->reap_next = c->t->reap;
+        c->t->reap = c;
+    }
+}
+
+void
+tt_srv_conn_close(conn *c)
+{
+    if (c->closed) {
+        return;
+    }
+    iothr *t = c->t;
+    c->closed = 1;
+    /* Nobody waits for the answers any more: tell the handlers. */
+    for (struct tether_call *call = c->calls; call != NULL; call = call->next) {
+        tt_srv_call_cancel_notify(call, TETHER_ECANCELED);
+    }
+    tt_loop_del(&t->loop, &c->io);
+    close(c->io.fd);
+    c->io.fd = -1;
+    TT_DLIST_REMOVE(&t->conns, c);
+    if (c->refs > 1) {
+        /* Calls in flight keep it; listed so a stopped thread can free it. */
+        c->zombie = 1;
+        TT_DLIST_PUSH(&t->zombies, c);
+    }
+    atomic_fetch_sub(&t->srv->nconns, 1);
+    atomic_fetch_sub(&t->nconns, 1);
+    tt_srv_buf_release(t, &c->in);
+    tt_srv_buf_release(t, &c->out);
+    if (c->cstate != NULL) {
+        c->codec->fini(c->cstate);
+        tt_free(c->cstate);
+        c->cstate = NULL;
+    }
+    tt_srv_conn_unref(c);
+}
+
+/* Append a control message with enc (codecs that cannot say it: none). */
+static void
+put_control(conn *c, tether_err (*enc)(void *, tt_buf *))
+{
+    if (enc != NULL && !c->closed && tt_srv_buf_prepare(c->t, &c->out, 64) == TETHER_OK &&
+        enc(c->cstate, &c->out) == TETHER_OK) {
+        tt_srv_mark_dirty(c);
+    }
+}
+
+/* A broken stream: tell the peer why where its codec can (best effort),
+ * then close. */
+void
+tt_srv_conn_fail(conn *c, tether_err code, const char *why)
+{
+    tt_srv_bump(&c->t->st_proto);
+    tt_log(TETHER_LOG_DEBUG, "closing connection: %s", why);
+    if (c->codec != NULL && c->codec->encode_conn_error != NULL &&
+        tt_srv_buf_prepare(c->t, &c->out, 64 + strlen(why)) == TETHER_OK) {
+        c->codec->encode_conn_error(c->cstate, &c->out, code, why);
+    }
+    if (tt_buf_size(&c->out) > 0) {
+        ssize_t n =
+            send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
+    }
+    tt_srv_conn_close(c);
+}
+
+void
+tt_srv_answer_error(conn *c, uint64_t seq, const char *method, size_t method_len,
+                    tether_err code, const char *text)
+{
+    tt_srv_bump(&c->t->st_failed);
+    if (c->closed) {
+        return;
+    }
+    size_t len = strlen(text);
+    tt_answer a = {.seq = seq, .method = method, .method_len = method_len, .status = code,
+                   .data = text, .len = len};
+    /* Without memory the answer is lost and the caller times out. */
+    if (tt_srv_buf_prepare(c->t, &c->out, 64 + method_len + len) == TETHER_OK) {
+        c->codec->encode_answer(c->cstate, &c->out, &a);
+        tt_srv_mark_dirty(c);
+    }
+}
+
+/* Pick the codec from the first bytes: 1 chosen, 0 need more, -1 closed. */
+static int
+pick_codec(conn *c, const uint8_t *p, size_t n)
+{
+    const tt_codec_ops *pick = NULL;
+    int undecided = 0;
+    for (size_t i = 0; i < sizeof codecs / sizeof codecs[0] && pick == NULL; i++) {
+        int r = codecs[i]->probe(p, n);
+        if (r > 0) {
+            pick = codecs[i];
+        } else if (r < 0) {
+            undecided = 1;
+        }
+    }
+    if (pick == NULL) {
+        if (undecided && n < PROBE_MAX) {
+            return 0;
+        }
+        tt_srv_conn_fail(c, TETHER_EPROTO, "rpc: unknown protocol (not tether, gob or jsonrpc)");
+        return -1;
+    }
+    void *st = tt_calloc(1, pick->state_size);
+    tether_err rc = st != NULL ? pick->init(st, c->t->srv->cfg.max_frame_size) : TETHER_ENOMEM;
+    if (rc != TETHER_OK) {
+        tt_free(st);
+        tt_srv_conn_fail(c, rc, "rpc: server out of memory");
+        return -1;
+    }
+    c->codec = pick;
+    c->cstate = st;
+    if (atomic_load(&c->t->srv->state) == SRV_DRAINING && !c->goaway_sent) {
+        /* Connected while we drain: "going away" at once, where the codec
+         * can say it (Go's cannot: their calls get the error instead). */
+        put_control(c, pick->encode_goaway);
+        c->goaway_sent = 1;
+    }
+    return 1;
+}
+
+/* Limits a peer runs into are logged at WARN, at most once a second for
+ * the whole process (a flood of bad connections must not flood the log);
+ * the lines left out are counted and reported with the next one. */
+static void
+log_limit(const conn *c, const char *why)
+{
+    static _Atomic long last;
+    static _Atomic unsigned long dropped;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    long now = (long)ts.tv_sec;
+    long prev = atomic_load_explicit(&last, memory_order_relaxed);
+    if (prev == now ||
+        !atomic_compare_exchange_strong_explicit(&last, &prev, now, memory_order_relaxed,
+                                                 memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
+        return;
+    }
+    unsigned long d = atomic_exchange_explicit(&dropped, 0, memory_order_relaxed);
+    tt_log(TETHER_LOG_WARN, "%s connection closed at a limit: %s (%lu more not logged)",
+           c->codec->name, why, d);
+}
+
+/* The stream cannot be decoded any further: say why and close. */
+static void
+stream_broken(conn *c, tether_err rc)
+{
+    char why[256];
+    const char *detail = c->codec->last_error(c->cstate);
+    snprintf(why, sizeof why, "rpc: broken %s stream: %s", c->codec->name,
+             detail[0] != '\0' ? detail : tether_strerror(rc));
+    if (rc == TETHER_ELIMIT || rc == TETHER_EMSGSIZE) {
+        log_limit(c, why);
+    }
+    tt_srv_conn_fail(c, rc, why);
+}
+
+/* The caller gave up on seq: tell the handler, drop its answer.  Calls in
+ * flight per connection are bounded (max_inflight_per_conn) and cancels
+ * rare, so a walk of the list is enough. */
+static void
+cancel_seq(conn *c, uint64_t seq)
+{
+    for (struct tether_call *call = c->calls; call != NULL; call = call->next) {
+        if (call->seq == seq) {
+            tt_srv_call_cancel(call, TETHER_ECANCELED, 0, NULL);
+            return;
+        }
+    }
+}
+
+/* Decode and act on every complete message in p[0..n); returns the bytes
+ * used (the rest waits in c->in for more). */
+static size_t
+process(conn *c, const uint8_t *p, size_t n)
+{
+    c->need = 0;
+    if (c->codec == NULL) {
+        int r = pick_codec(c, p, n);
+        if (r <= 0) {
+            return r == 0 ? 0 : n;
+        }
+    }
+    const tt_codec_ops *ops = c->codec;
+    size_t off = 0;
+    while (off < n && !c->closed) {
+        tt_rpc_msg m;
+        memset(&m, 0, sizeof m);
+        size_t used = 0;
+        /* After EAGAIN the codec sees the same bytes again plus more. */
+        tether_err rc = ops->decode_request(c->cstate, p + off, n - off, &used, &m);
+        if (rc == TETHER_EAGAIN) {
+            c->need = m.need;
+            break;
+        }
+        if (rc != TETHER_OK) {
+            stream_broken(c, rc);
+            return n;
+        }
+        off += used;
+        switch (m.kind) {
+        case TT_MSG_CALL:
+            if (m.method != NULL) {
+                tt_srv_start_call(c, &m);
+            } else if (used == 0) {
+                goto done; /* nothing consumed, nothing decoded: wait for more */
+            }
+            break; /* without a method: gob type definitions, whitespace */
+        case TT_MSG_PING:
+            if (ops->encode_pong != NULL && tt_srv_buf_prepare(c->t, &c->out, 64) == TETHER_OK &&
+                ops->encode_pong(c->cstate, &c->out, m.seq) == TETHER_OK) {
+                tt_srv_mark_dirty(c);
+            }
+            break;
+        case TT_MSG_CANCEL:
+            cancel_seq(c, m.seq);
+            break;
+        case TT_MSG_NOP:
+            break;
+        default:
+            tt_srv_conn_fail(c, TETHER_EPROTO, "rpc: unexpected message from client");
+            return n;
+        }
+    }
+done:
+    /* What stays unconsumed waits in the connection's input buffer: cap it,
+     * so a peer cannot park more than one message (plus headers) there. */
+    if (!c->closed && n - off > c->t->srv->cfg.max_frame_size + IN_SLACK) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "rpc: broken %s stream: %zu bytes buffered without a complete request "
+                 "(the limit is %zu)",
+                 ops->name, n - off, c->t->srv->cfg.max_frame_size + IN_SLACK);
+        log_limit(c, why);
+        tt_srv_conn_fail(c, TETHER_EMSGSIZE, why);
+        return n;
+    }
+    return off;
+}
+
+static void
+conn_read(conn *c)
+{
+    c->t->now_ns = 0; /* read once per batch, by the first deadline */
+    iothr *t = c->t;
+    if (tt_buf_size(&c->in) > 0) {
+        /* Continue a partial frame: read straight into its buffer, sized
+         * for the whole frame once its header is known. */
+        size_t held = tt_buf_size(&c->in);
+        size_t want = c->need > held ? c->need - held : 0;
+        if (want < 16384) {
+            want = 16384;
+        }
+        if (tt_srv_buf_prepare(t, &c->in, want) != TETHER_OK) {
+            tt_srv_conn_fail(c, TETHER_ENOMEM, "rpc: server out of memory");
+            return;
+        }
+        ssize_t r = recv(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        if (r <= 0) {
+            if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+                return;
+            }
+            tt_srv_conn_close(c);
+            return;
+        }
+        c->in.len += (size_t)r;
+        size_t used = process(c, tt_buf_head(&c->in), tt_buf_size(&c->in));
+        if (c->closed) {
+            return;
+        }
+        tt_buf_consume(&c->in, used);
+        if (tt_buf_size(&c->in) == 0) {
+            tt_srv_buf_release(t, &c->in);
+        }
+        return;
+    }
+    ssize_t r = recv(c->io.fd, t->scratch, TT_IOBUF, 0);
+    if (r <= 0) {
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        tt_srv_conn_close(c);
+        return;
+    }
+    size_t used = process(c, t->scratch, (size_t)r);
+    if (!c->closed && used < (size_t)r) {
+        /* Keep the incomplete tail for the next read. */
+        size_t rest = (size_t)r - used;
+        if (tt_srv_buf_prepare(t, &c->in, rest) != TETHER_OK ||
+            tt_buf_append(&c->in, t->scratch + used, rest) != TETHER_OK) {
+            tt_srv_conn_fail(c, TETHER_ENOMEM, "rpc: server out of memory");
+        }
+    }
+}
+
+static void
+on_conn(tt_io *io, unsigned events)
+{
+    conn *c = (conn *)io;
+    if (c->closed) {
+        return;
+    }
+    if (events & TT_EV_WRITE) {
+        conn_flush(c);
+        if (c->closed) {
+            return;
+        }
+    }
+    if (events & (TT_EV_READ | TT_EV_ERROR)) {
+        if (!c->paused) {
+            conn_read(c);
+        } else if (events & TT_EV_ERROR) {
+            tt_srv_conn_close(c);
+        }
+    }
+}
+
+/* Make fd a connection of thread t (on t).  t->nconns was already counted
+ * for it by whoever chose t. */
+static void
+conn_adopt(iothr *t, int fd, const tt_addr *peer)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn *c = tt_calloc(1, sizeof *c);
+    if (c != NULL) {
+        c->io.fd = fd;
+        c->io.cb = on_conn;
+        c->t = t;
+        c->refs = 1;
+        c->peer = *peer;
+    }
+    if (c == NULL || tt_loop_add(&t->loop, &c->io, TT_EV_READ) != TETHER_OK) {
+        close(fd);
+        tt_free(c);
+        atomic_fetch_sub(&t->nconns, 1);
+        return;
+    }
+    TT_DLIST_PUSH(&t->conns, c);
+    atomic_fetch_add(&t->srv->nconns, 1);
+    tt_srv_bump(&t->st_accepted);
+    /* While draining, "going away" is sent once the first bytes show the
+     * codec (pick_codec). */
+}
+
+/* A connection accepted by one thread and handed to another. */
+struct adopt {
+    tt_task task; /* first: the task pointer is the struct's */
+    int fd;
+    tt_addr peer;
+};
+
+static void
+adopt_task(tt_task *task)
+{
+    struct adopt *a = (struct adopt *)task;
+    iothr *t = tt_srv_tls;
+    if (t == NULL || t->stop || !t->accepting) {
+        close(a->fd); /* the server is stopping */
+        if (t != NULL) {
+            atomic_fetch_sub(&t->nconns, 1);
+        }
+    } else {
+        conn_adopt(t, a->fd, &a->peer);
+    }
+    tt_free(a);
+}
+
+/* The thread with the fewest connections (this one on a tie). */
+static iothr *
+least_loaded(iothr *self)
+{
+    tether_server *srv = self->srv;
+    iothr *best = self;
+    long least = atomic_load_explicit(&self->nconns, memory_order_relaxed);
+    for (int i = 0; i < srv->nthreads; i++) {
+        long n = atomic_load_explicit(&srv->threads[i].nconns, memory_order_relaxed);
+        if (n < least) {
+            least = n;
+            best = &srv->threads[i];
+        }
+    }
+    return best;
+}
+
+/* A connection over the limit is told why in tether's own framing, the
+ * only one with a connection-level error (a Go client just sees the
+ * close); rare enough to pay for a codec state. */
+static void
+refuse(int fd, const char *why)
+{
+    const tt_codec_ops *ops = &tt_codec_native;
+    void *st = tt_calloc(1, ops->state_size);
+    tt_buf b = {0};
+    if (st != NULL && ops->init(st, 4096) == TETHER_OK &&
+        ops->encode_conn_error(st, &b, TETHER_ELIMIT, why) == TETHER_OK) {
+        ssize_t w = send(fd, tt_buf_head(&b), tt_buf_size(&b), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+    }
+    if (st != NULL) {
+        ops->fini(st);
+    }
+    tt_free(st);
+    tt_buf_free(&b);
+}
+
+void
+tt_srv_on_listener(tt_io *io, unsigned events)
+{
+    (void)events;
+    iothr *t = tt_srv_tls;
+    tether_server *srv = t->srv;
+    /* Take a bounded batch so one busy listener cannot starve the rest. */
+    for (int i = 0; i < 64 && t->accepting; i++) {
+        tt_addr peer;
+        peer.len = sizeof peer.ss;
+        int fd =
+            accept4(io->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                tt_log(TETHER_LOG_WARN, "accept: out of file descriptors");
+            }
+            return;
+        }
+        if ((uint64_t)atomic_load(&srv->nconns) >= srv->cfg.max_connections) {
+            refuse(fd, "rpc: too many connections");
+            close(fd);
+            tt_srv_bump(&t->st_proto);
+            continue;
+        }
+        /* Whichever thread the kernel woke, connections are spread over
+         * the threads: an idle thread tends to win every accept, and a
+         * server whose clients all landed on one thread uses one core. */
+        iothr *dst = least_loaded(t);
+        struct adopt *a = dst != t ? tt_malloc(sizeof *a) : NULL;
+        if (a == NULL) {
+            dst = t;
+        }
+        /* Counted at once, so the next accept of this batch sees it. */
+        atomic_fetch_add(&dst->nconns, 1);
+        if (a == NULL) {
+            conn_adopt(t, fd, &peer);
+            continue;
+        }
+        a->fd = fd;
+        a->peer = peer;
+        a->task.fn = adopt_task;
+        tt_loop_post(&dst->loop, &a->task);
+    }
+}
+
+#define TASK_THR(task, field) ((iothr *)((char *)(task)-offsetof(iothr, field)))
+
+void
+tt_srv_task_goaway(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_goaway);
+    for (conn *c = t->conns; c != NULL; c = c->next) {
+        if (!c->goaway_sent && c->codec != NULL) {
+            put_control(c, c->codec->encode_goaway);
+            c->goaway_sent = 1;
+        }
+    }
+}
+
+void
+tt_srv_task_stop_accept(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_stop_accept);
+    t->accepting = 0;
+    for (int i = 0; i < t->srv->nlisteners; i++) {
+        tt_loop_del(&t->loop, &t->lios[i]);
+    }
+}
+
+/* The drain step asks each thread, on the thread itself, whether it is
+ * idle: a thread's own count is exact there, so a last call that finished
+ * just before the stop began is not missed (the control thread, reading
+ * the counters from outside, could see a stale one). */
+void
+tt_srv_task_drain_check(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_drain_check);
+    if (atomic_load_explicit(&t->inflight, memory_order_relaxed) == 0) {
+        tt_srv_report_drained(t);
+    }
+}
+
+void
+tt_srv_task_cancel(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_cancel);
+    for (conn *c = t->conns; c != NULL; c = c->next) {
+        for (struct tether_call *call = c->calls; call != NULL; call = call->next) {
+            tt_srv_call_cancel(call, TETHER_ECANCELED, 1,
+                        "rpc: call canceled: the server stopped before it finished");
+        }
+    }
+}
+
+void
+tt_srv_task_stop(tt_task *task)
+{
+    iothr *t = TASK_THR(task, t_stop);
+    t->stop = 1;
+}
+
+void
+tt_srv_reap(iothr *t)
+{
+    while (t->reap != NULL) {
+        conn *c = t->reap;
+        t->reap = c->reap_next;
+        conn_free(c);
+    }
+}
