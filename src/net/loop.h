@@ -15,6 +15,7 @@
 #define TT_NET_LOOP_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "core/heap.h"
@@ -64,6 +65,9 @@ typedef struct tt_loop {
     tt_task *head, *tail;
     int posted; /* a wake is outstanding (under mu) */
     tt_heap timers;
+    /* The earliest timer's time (UINT64_MAX: none), written under mu and
+     * read without it, so a poll with no timer due takes no lock. */
+    _Atomic uint64_t next_due;
     pthread_t owner; /* the thread that polls it (set by the first poll) */
     int owned;
 } tt_loop;

@@ -79,6 +79,7 @@ tt_loop_init(tt_loop *l)
     l->posted = 0;
     l->owned = 0;
     l->timers = (tt_heap){0};
+    atomic_init(&l->next_due, UINT64_MAX);
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0) {
         return tt_err_errno(errno);
@@ -168,6 +169,15 @@ tt_loop_on_thread(const tt_loop *l)
     return l->owned && pthread_equal(l->owner, pthread_self());
 }
 
+/* Publish the earliest timer's time (under mu). */
+static void
+note_due(tt_loop *l)
+{
+    tt_heap_node *top = tt_heap_top(&l->timers);
+    atomic_store_explicit(&l->next_due, top != NULL ? top->key : UINT64_MAX,
+                          memory_order_release);
+}
+
 tether_err
 tt_timer_arm(tt_loop *l, tt_timer *t, uint64_t when_ns)
 {
@@ -180,6 +190,7 @@ tt_timer_arm(tt_loop *l, tt_timer *t, uint64_t when_ns)
     } else {
         rc = tt_heap_push(&l->timers, &t->node, when_ns);
     }
+    note_due(l);
     /* The poller sleeps until the earliest timer it knew of: a new
      * earliest one set from elsewhere must cut that sleep short. */
     int need_wake = rc == TETHER_OK && when_ns < was && !tt_loop_on_thread(l) && !l->posted;
@@ -198,6 +209,7 @@ tt_timer_cancel(tt_loop *l, tt_timer *t)
 {
     pthread_mutex_lock(&l->mu);
     tt_heap_remove(&l->timers, &t->node);
+    note_due(l);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -206,10 +218,7 @@ tt_timer_cancel(tt_loop *l, tt_timer *t)
 static int
 timer_wait_ms(tt_loop *l, int limit)
 {
-    pthread_mutex_lock(&l->mu);
-    tt_heap_node *top = tt_heap_top(&l->timers);
-    uint64_t when = top != NULL ? top->key : UINT64_MAX;
-    pthread_mutex_unlock(&l->mu);
+    uint64_t when = atomic_load_explicit(&l->next_due, memory_order_acquire);
     if (when == UINT64_MAX) {
         return limit;
     }
@@ -230,8 +239,14 @@ timer_wait_ms(tt_loop *l, int limit)
 static void
 run_timers(tt_loop *l)
 {
+    if (atomic_load_explicit(&l->next_due, memory_order_acquire) == UINT64_MAX) {
+        return; /* no timer at all: not even the clock is read */
+    }
     uint64_t now = tt_now_ns();
     for (int i = 0; i < 1024; i++) {
+        if (atomic_load_explicit(&l->next_due, memory_order_acquire) > now) {
+            return;
+        }
         pthread_mutex_lock(&l->mu);
         tt_heap_node *top = tt_heap_top(&l->timers);
         if (top == NULL || top->key > now) {
@@ -239,6 +254,7 @@ run_timers(tt_loop *l)
             return;
         }
         tt_heap_remove(&l->timers, top);
+        note_due(l);
         pthread_mutex_unlock(&l->mu);
         tt_timer *t = (tt_timer *)((char *)top - offsetof(tt_timer, node));
         t->fn(t);
