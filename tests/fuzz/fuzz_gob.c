@@ -15,7 +15,10 @@
 #include <stdlib.h>
 
 #include "../../src/codec/gob/gob.c"
-#include "../../src/codec/gob/gob_value.c"
+#include "../../src/codec/gob/gob_decode.c"
+#include "../../src/codec/gob/gob_encode.c"
+#include "../../src/codec/gob/gob_types.c"
+#include "../../src/codec/gob/gob_wire.c"
 #include "../../src/codec/pbjson/pbutil.c"
 #include "calculator.pb-c.h"
 #include "codectest.pb-c.h"

@@ -1,7 +1,8 @@
 /*
  * gob.c - Go net/rpc's default codec (encoding/gob): framing, the type
  * definitions of each stream, and the Request/Response headers (contract
- * in gob.h).  Values are mapped to and from messages in gob_value.c.
+ * in gob.h).  Values are mapped to and from messages in gob_decode.c
+ * and gob_encode.c.
  */
 #include "codec/gob/gob.h"
 

@@ -1,6 +1,8 @@
 /*
  * gob_int.h - internals shared by gob.c (framing, headers, type tables)
- * and gob_value.c (messages <-> gob values).
+ * and the files that map messages to gob values: gob_wire.c (primitives,
+ * the peer's types, skipping), gob_decode.c, gob_types.c (our type
+ * definitions) and gob_encode.c.
  */
 #ifndef TT_CODEC_GOB_GOB_INT_H
 #define TT_CODEC_GOB_GOB_INT_H
@@ -164,5 +166,39 @@ tether_err tt_gob_encode_value(gob_state *s, tt_buf *out, const ProtobufCMessage
 /* Outgoing type helpers used by gob.c for the header types. */
 tether_err tt_gob_special_type(gob_state *s, int special, int64_t *id);
 tether_err tt_gob_send_types(gob_state *s, tt_buf *out, int64_t id, unsigned depth);
+
+#include <string.h>
+
+/* gob_wire.c: the gob type id a protobuf scalar field travels as. */
+int64_t tt_gob_scalar_id(const ProtobufCFieldDescriptor *f);
+/* gob_types.c: the id of our type definition for desc, made on first use. */
+tether_err tt_gob_struct_type(gob_state *s, const ProtobufCMessageDescriptor *desc, int64_t *id);
+
+/* Floats travel as their IEEE-754 bits with the bytes reversed, so that
+ * small exponents make short encodings. */
+static inline uint64_t
+tt_gob_float_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof(u));
+    uint64_t r = 0;
+    for (int i = 0; i < 8; i++) {
+        r = (r << 8) | ((u >> (8 * i)) & 0xff);
+    }
+    return r;
+}
+
+static inline double
+tt_gob_bits_float(uint64_t r)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) {
+        u = (u << 8) | ((r >> (8 * i)) & 0xff);
+    }
+    double d;
+    memcpy(&d, &u, sizeof(d));
+    return d;
+}
+
 
 #endif
