@@ -41,7 +41,9 @@ typedef struct tether_server_config {
     int worker_threads;             /* pool for TETHER_METHOD_BLOCKING; default 4 */
     size_t max_frame_size;          /* largest frame accepted or sent; default 4 MiB */
     uint32_t max_inflight_per_conn; /* calls in flight per connection; default 4096 */
-    uint32_t max_connections;       /* open connections; default 65536 */
+    /* Open connections, all listeners together; default: the soft
+     * RLIMIT_NOFILE less 128 (half of it below 256), at most 65536. */
+    uint32_t max_connections;
     uint32_t drain_timeout_ms;      /* graceful stop: wait for calls; default 10000 */
     uint32_t grace_ms;              /* graceful stop: pause after "going away"; default 0 */
     /* Request metadata (and reply trailers) per call, in bytes as encoded
@@ -228,6 +230,9 @@ typedef struct tether_server_stats {
     uint64_t calls_completed;
     uint64_t calls_failed; /* answered with an error of any kind */
     uint64_t protocol_errors;
+    /* Accepts that failed for want of a file descriptor (EMFILE/ENFILE);
+     * accepting pauses 10 ms to 1 s each time, see docs/protocol.md. */
+    uint64_t fd_exhausted;
 } tether_server_stats;
 
 /*

@@ -3,6 +3,7 @@
  * published together under a mutex; the level is also kept in an atomic so
  * that disabled lines cost no lock.
  */
+#include <time.h>
 #include "core/log.h"
 
 #include <pthread.h>
@@ -56,4 +57,21 @@ tt_log(tether_log_level level, const char *fmt, ...)
         log_fn(level, line, log_arg);
     }
     pthread_mutex_unlock(&log_mu);
+}
+
+int
+tt_log_gate_pass(tt_log_gate *g, unsigned long *dropped)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    long now = (long)ts.tv_sec;
+    long prev = atomic_load_explicit(&g->last, memory_order_relaxed);
+    if (prev == now ||
+        !atomic_compare_exchange_strong_explicit(&g->last, &prev, now, memory_order_relaxed,
+                                                 memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&g->dropped, 1, memory_order_relaxed);
+        return 0;
+    }
+    *dropped = atomic_exchange_explicit(&g->dropped, 0, memory_order_relaxed);
+    return 1;
 }

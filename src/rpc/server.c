@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,6 +26,23 @@
 #include "core/thread.h"
 #include "rpc/server_int.h"
 
+/* Connections a server can hold with the descriptors it may open: its
+ * soft RLIMIT_NOFILE less a reserve for listeners, logs, registry and
+ * worker files, and at most 65536. */
+static uint32_t
+default_max_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 65536;
+    }
+    rlim_t n = rl.rlim_cur > 256 ? rl.rlim_cur - 128 : rl.rlim_cur / 2;
+    if (n < 1) {
+        n = 1;
+    }
+    return n > 65536 ? 65536 : (uint32_t)n;
+}
+
 void
 tether_server_config_init(tether_server_config *cfg)
 {
@@ -35,7 +53,7 @@ tether_server_config_init(tether_server_config *cfg)
     cfg->max_frame_size = 4u * 1024 * 1024; /* gRPC's default */
     cfg->max_inflight_per_conn = 4096;
     cfg->max_metadata_size = 8192;
-    cfg->max_connections = 65536;
+    cfg->max_connections = default_max_connections();
     cfg->drain_timeout_ms = 10000;
     cfg->grace_ms = 0;
 }
@@ -397,6 +415,7 @@ tether_server_get_stats(const tether_server *srv, tether_server_stats *out)
         out->calls_completed += atomic_load_explicit(&t->st_completed, memory_order_relaxed);
         out->calls_failed += atomic_load_explicit(&t->st_failed, memory_order_relaxed);
         out->protocol_errors += atomic_load_explicit(&t->st_proto, memory_order_relaxed);
+        out->fd_exhausted += atomic_load_explicit(&t->st_fd_exhausted, memory_order_relaxed);
     }
     long open = atomic_load(&((tether_server *)srv)->nconns);
     out->connections_open = open > 0 ? (uint64_t)open : 0;
@@ -510,6 +529,7 @@ tether_server_start(tether_server *srv)
         t->srv = srv;
         t->idx = i;
         t->accepting = 1;
+        tt_timer_init(&t->accept_tmr, tt_srv_accept_resume);
         t->t_goaway.fn = tt_srv_task_goaway;
         t->t_stop_accept.fn = tt_srv_task_stop_accept;
         t->t_cancel.fn = tt_srv_task_cancel;

@@ -24,6 +24,7 @@
 #include "codec/gob/gob.h"
 #include "codec/jsonrpc/jsonrpc.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/list.h"
 #include "core/log.h"
 #include "rpc/server_int.h"
@@ -304,27 +305,17 @@ pick_codec(conn *c, const uint8_t *p, size_t n)
     return 1;
 }
 
-/* Limits a peer runs into are logged at WARN, at most once a second for
- * the whole process (a flood of bad connections must not flood the log);
- * the lines left out are counted and reported with the next one. */
+/* Limits a peer runs into are logged at WARN through a gate (a flood of
+ * bad connections must not flood the log). */
 static void
 log_limit(const conn *c, const char *why)
 {
-    static _Atomic long last;
-    static _Atomic unsigned long dropped;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    long now = (long)ts.tv_sec;
-    long prev = atomic_load_explicit(&last, memory_order_relaxed);
-    if (prev == now ||
-        !atomic_compare_exchange_strong_explicit(&last, &prev, now, memory_order_relaxed,
-                                                 memory_order_relaxed)) {
-        atomic_fetch_add_explicit(&dropped, 1, memory_order_relaxed);
-        return;
+    static tt_log_gate lg;
+    unsigned long dropped;
+    if (tt_log_gate_pass(&lg, &dropped)) {
+        tt_log(TETHER_LOG_WARN, "%s connection closed at a limit: %s (%lu more not logged)",
+               c->codec->name, why, dropped);
     }
-    unsigned long d = atomic_exchange_explicit(&dropped, 0, memory_order_relaxed);
-    tt_log(TETHER_LOG_WARN, "%s connection closed at a limit: %s (%lu more not logged)",
-           c->codec->name, why, d);
 }
 
 /* The stream cannot be decoded any further: say why and close. */
@@ -590,6 +581,55 @@ refuse(int fd, const char *why)
     tt_buf_free(&b);
 }
 
+#define ACCEPT_BACKOFF_MIN_MS 10
+#define ACCEPT_BACKOFF_MAX_MS 1000
+
+/* The listeners are level-triggered: out of descriptors, a pending
+ * connection would wake the thread again at once, for ever.  So this
+ * thread stops watching them for a while (10 ms, doubling up to 1 s while
+ * it lasts); the connections wait in the kernel's backlog meanwhile. */
+static void
+accept_pause(iothr *t, int err)
+{
+    static tt_log_gate lg;
+    unsigned long dropped;
+    tt_srv_bump(&t->st_fd_exhausted);
+    if (tt_log_gate_pass(&lg, &dropped)) {
+        tt_log(TETHER_LOG_WARN,
+               "accept: %s: not accepting for a while (raise the descriptor limit, "
+               "ulimit -n, or lower max_connections; %lu more not logged)",
+               err == EMFILE ? "out of file descriptors (EMFILE)"
+                             : "the system is out of file descriptors (ENFILE)",
+               dropped);
+    }
+    if (t->accept_paused) {
+        return;
+    }
+    t->accept_paused = 1;
+    for (int i = 0; i < t->srv->nlisteners; i++) {
+        tt_loop_del(&t->loop, &t->lios[i]);
+    }
+    uint32_t ms = t->accept_backoff_ms == 0 ? ACCEPT_BACKOFF_MIN_MS : t->accept_backoff_ms * 2;
+    t->accept_backoff_ms = ms > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : ms;
+    tt_timer_arm(&t->loop, &t->accept_tmr, tt_now_ns() + (uint64_t)t->accept_backoff_ms * 1000000u);
+}
+
+void
+tt_srv_accept_resume(tt_timer *tm)
+{
+    iothr *t = (iothr *)((char *)tm - offsetof(iothr, accept_tmr));
+    if (!t->accept_paused) {
+        return;
+    }
+    t->accept_paused = 0;
+    if (!t->accepting) {
+        return; /* stopped meanwhile: the listeners stay off */
+    }
+    for (int i = 0; i < t->srv->nlisteners; i++) {
+        tt_loop_add(&t->loop, &t->lios[i], TT_EV_READ | TT_EV_EXCLUSIVE);
+    }
+}
+
 void
 tt_srv_on_listener(tt_io *io, unsigned events)
 {
@@ -604,10 +644,11 @@ tt_srv_on_listener(tt_io *io, unsigned events)
             accept4(io->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
-                tt_log(TETHER_LOG_WARN, "accept: out of file descriptors");
+                accept_pause(t, errno);
             }
             return;
         }
+        t->accept_backoff_ms = 0;
         if ((uint64_t)atomic_load(&srv->nconns) >= srv->cfg.max_connections) {
             refuse(fd, "rpc: too many connections");
             close(fd);
@@ -654,9 +695,15 @@ tt_srv_task_stop_accept(tt_task *task)
 {
     iothr *t = TASK_THR(task, t_stop_accept);
     t->accepting = 0;
-    for (int i = 0; i < t->srv->nlisteners; i++) {
-        tt_loop_del(&t->loop, &t->lios[i]);
+    if (tt_timer_armed(&t->accept_tmr)) {
+        tt_timer_cancel(&t->loop, &t->accept_tmr);
     }
+    if (!t->accept_paused) {
+        for (int i = 0; i < t->srv->nlisteners; i++) {
+            tt_loop_del(&t->loop, &t->lios[i]);
+        }
+    }
+    t->accept_paused = 0;
 }
 
 /* The drain step asks each thread, on the thread itself, whether it is

@@ -141,6 +141,11 @@ typedef struct iothr {
     uint64_t now_ns; /* time of the latest read, for deadlines set during it */
     tt_io *lios;     /* one per listener */
     int accepting;
+    /* Out of descriptors: the listeners are off this loop until the timer
+     * (server_conn.c accept_pause). */
+    int accept_paused;
+    uint32_t accept_backoff_ms;
+    tt_timer accept_tmr;
     int stop;
     conn *conns;
     conn *dirty;
@@ -156,6 +161,7 @@ typedef struct iothr {
     /* Counters written only by this thread, read by anyone. */
     _Atomic uint64_t st_accepted, st_started, st_completed, st_failed, st_proto;
     _Atomic uint64_t st_unpack_limit; /* requests refused by the unpack budget */
+    _Atomic uint64_t st_fd_exhausted; /* accepts that failed for want of a descriptor */
     _Atomic long inflight;
     _Atomic long nconns;
     tt_task t_goaway, t_stop_accept, t_drain_check, t_cancel, t_stop;
@@ -252,6 +258,7 @@ void tt_srv_reap(iothr *t);       /* free connections closed in this batch */
 void tt_srv_answer_error(conn *c, uint64_t seq, const char *method, size_t method_len,
                          tether_err code, const char *text);
 void tt_srv_on_listener(tt_io *io, unsigned events);
+void tt_srv_accept_resume(tt_timer *tm); /* the accept_tmr callback */
 void tt_srv_task_goaway(tt_task *task);
 void tt_srv_task_stop_accept(tt_task *task);
 void tt_srv_task_drain_check(tt_task *task);

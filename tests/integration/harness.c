@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -265,7 +266,7 @@ read_report(h_proc *p, int fd)
 void
 h_spawn_server(h_proc *p, const h_server_opts *opts)
 {
-    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0};
+    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL};
     if (opts == NULL) {
         opts = &defaults;
     }
@@ -304,6 +305,14 @@ h_spawn_server(h_proc *p, const h_server_opts *opts)
     argv[n++] = args[k++];
     snprintf(args[k], sizeof(args[k]), "ic=%d", opts->interceptors);
     argv[n++] = args[k++];
+    if (opts->nofile > 0) {
+        snprintf(args[k], sizeof(args[k]), "nofile=%u", opts->nofile);
+        argv[n++] = args[k++];
+    }
+    if (opts->log_path != NULL) {
+        snprintf(args[k], sizeof(args[k]), "log=%s", opts->log_path);
+        argv[n++] = args[k++];
+    }
     argv[n] = NULL;
     p->pid = h_spawn(argv, NULL, pfd[1], -1, -1);
     close(pfd[1]);
@@ -1117,6 +1126,18 @@ h_child_main(int argc, char **argv)
             want_ic = 1;
         } else if (strncmp(a, "max_conns=", 10) == 0 && opt_num(v) > 0) {
             cfg.max_connections = (uint32_t)opt_num(v);
+        } else if (strncmp(a, "nofile=", 7) == 0 && opt_num(v) > 0) {
+            struct rlimit rl = {(rlim_t)opt_num(v), (rlim_t)opt_num(v)};
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+                child_die(fd, "setrlimit", TETHER_ESYSERR, NULL);
+            }
+        } else if (strncmp(a, "log=", 4) == 0) {
+            int lfd = open(v, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            if (lfd < 0 || dup2(lfd, 2) < 0) {
+                child_die(fd, "log file", TETHER_ESYSERR, NULL);
+            }
+            close(lfd);
+            tether_log_set_handler(tether_log_stderr, TETHER_LOG_WARN, NULL);
         }
     }
     tether_server *srv = NULL;

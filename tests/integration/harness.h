@@ -65,6 +65,8 @@ typedef struct h_server_opts {
     uint32_t max_inflight_per_conn;
     uint32_t max_connections;
     int interceptors; /* install the test interceptors (Test.IcLog tells what they saw) */
+    unsigned nofile;  /* >0: the server's RLIMIT_NOFILE (soft and hard) */
+    const char *log_path; /* the server logs WARN and above to this file (NULL: not at all) */
 } h_server_opts;
 
 /* h_child_main - when argv asks for server mode, run the test server and

@@ -75,7 +75,7 @@ static void
 server_dies_mid_call(const char *listen)
 {
     enum { N = 20 };
-    h_server_opts opts = {{listen, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0};
+    h_server_opts opts = {{listen, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL};
     h_spawn_server(&srv, &opts);
     char addr[256];
     snprintf(addr, sizeof(addr), "%s", srv.addr[0]);
@@ -127,7 +127,7 @@ server_dies_mid_call(const char *listen)
     assert_null(reply);
 
     /* Same address again: the next call reconnects. */
-    h_server_opts again = {{addr, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0};
+    h_server_opts again = {{addr, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL};
     h_spawn_server(&srv, &again);
     assert_string_equal(srv.addr[0], addr);
     assert_int_equal(h_add(c, 20, 22), 42);
@@ -232,7 +232,7 @@ static void
 test_misbehaving_clients(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     tether_client *good = h_client(addr);
@@ -340,7 +340,7 @@ static void
 test_unknown_field_flood(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     size_t blen = 2u << 20;
@@ -406,7 +406,7 @@ static void
 test_codec_limits(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     tether_client *good = h_client(addr);
@@ -480,6 +480,91 @@ test_codec_limits(void **state)
     assert_true(h_alive(&srv));
 }
 
+/* CPU seconds (user + system) process pid has used. */
+static double
+cpu_seconds(pid_t pid)
+{
+    char path[64];
+    char buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* after the command name */
+    assert_non_null(p);
+    unsigned long ut = 0;
+    unsigned long st = 0;
+    /* fields 14 and 15 (utime, stime); p points at the end of field 2 */
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st),
+                     2);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int
+count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Out of descriptors (finding 6): a server allowed 64 files but 10,000
+ * connections, with 100 clients connecting.  accept() fails with EMFILE;
+ * the listener must not spin (it would burn a core and log millions of
+ * lines), the log says so about once a second, and once descriptors are
+ * free again the server accepts and serves. */
+static void
+test_out_of_descriptors(void **state)
+{
+    (void)state;
+    char log_path[256];
+    snprintf(log_path, sizeof log_path, "%s/emfile-%d.log",
+             getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 10000, 0, 0, NULL};
+    opts.nofile = 64;
+    opts.log_path = log_path;
+    h_spawn_server(&srv, &opts);
+    const char *addr = srv.addr[0];
+    enum { N = 100 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = h_raw_connect(addr); /* the kernel completes them: backlog */
+        assert_true(fds[i] >= 0);
+    }
+    H_WAIT(count_lines(log_path, "out of file descriptors") >= 1, "the EMFILE warning");
+    double cpu0 = cpu_seconds(srv.pid);
+    uint64_t t0 = h_now_ms();
+    usleep(2000 * 1000);
+    double cpu = cpu_seconds(srv.pid) - cpu0;
+    double wall = (double)(h_now_ms() - t0) / 1000.0;
+    int lines = count_lines(log_path, "out of file descriptors");
+    print_message("out of descriptors: server CPU %.2f s in %.2f s, %d warning lines\n", cpu, wall,
+                  lines);
+    /* A spinning listener uses all of its core: 2 s in 2 s. */
+    assert_true(cpu < 0.5 * wall);
+    /* One line a second at most (plus the first). */
+    assert_true(lines <= (int)wall + 2);
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+    }
+    /* Descriptors are free again: new connections are served. */
+    tether_client *good = h_client(addr);
+    good_client_works(good, 5);
+    tether_client_destroy(good);
+    assert_true(h_alive(&srv));
+    unlink(log_path);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -490,6 +575,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_misbehaving_clients, teardown),
         cmocka_unit_test_teardown(test_codec_limits, teardown),
         cmocka_unit_test_teardown(test_unknown_field_flood, teardown),
+        cmocka_unit_test_teardown(test_out_of_descriptors, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h_cleanup();
