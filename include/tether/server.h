@@ -50,7 +50,28 @@ typedef struct tether_server_config {
      * (docs/protocol.md); a call over it is answered TETHER_ELIMIT and the
      * connection stays.  Default 8192, at most 65536. */
     uint32_t max_metadata_size;
+    /* A message whose first bytes arrived must be complete within this
+     * many ms, or its connection is closed (slow senders holding
+     * connections open).  Default 30000; TETHER_NO_TIMEOUT: never. */
+    uint32_t partial_timeout_ms;
+    /* A connection with no call in flight and nothing received for this
+     * many ms is closed (clients reconnect when they next call).  Default
+     * 0: never. */
+    uint32_t idle_timeout_ms;
+    /* Bytes of incomplete messages the server holds in all, shared out
+     * over the I/O threads; a connection that would need more stops being
+     * read until others finish theirs (one connection alone may always
+     * take a whole message).  Default 64 MiB. */
+    size_t max_input_buffered;
+    /* Calls of TETHER_METHOD_BLOCKING methods waiting for or running on a
+     * worker, server-wide.  Each connection gets a fair share (an equal
+     * part, with room kept for one more connection); a call past it, or
+     * past the total, is answered TETHER_ELIMIT at once.  Default 1024. */
+    uint32_t max_queued_blocking;
 } tether_server_config;
+
+/* A timeout of "never" where 0 means the default. */
+#define TETHER_NO_TIMEOUT UINT32_MAX
 
 /*
  * tether_server_config_init - fill cfg with the documented defaults.
@@ -233,6 +254,14 @@ typedef struct tether_server_stats {
     /* Accepts that failed for want of a file descriptor (EMFILE/ENFILE);
      * accepting pauses 10 ms to 1 s each time, see docs/protocol.md. */
     uint64_t fd_exhausted;
+    /* Connections closed because a message stayed incomplete past
+     * partial_timeout_ms, or idle past idle_timeout_ms. */
+    uint64_t partial_timeouts;
+    uint64_t idle_closed;
+    /* Times a connection stopped being read at max_input_buffered, and
+     * blocking calls refused past their share of max_queued_blocking. */
+    uint64_t input_paused;
+    uint64_t blocking_refused;
 } tether_server_stats;
 
 /*

@@ -56,6 +56,10 @@ tether_server_config_init(tether_server_config *cfg)
     cfg->max_connections = default_max_connections();
     cfg->drain_timeout_ms = 10000;
     cfg->grace_ms = 0;
+    cfg->partial_timeout_ms = 30000;
+    cfg->idle_timeout_ms = 0;
+    cfg->max_input_buffered = 64u * 1024 * 1024;
+    cfg->max_queued_blocking = 1024;
 }
 
 static void __attribute__((format(printf, 2, 3))) set_err(tether_server *srv, const char *fmt, ...)
@@ -95,6 +99,18 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
         }
         if (cfg->max_connections > 0) {
             srv->cfg.max_connections = cfg->max_connections;
+        }
+        if (cfg->partial_timeout_ms > 0) {
+            srv->cfg.partial_timeout_ms = cfg->partial_timeout_ms;
+        }
+        if (cfg->idle_timeout_ms > 0) {
+            srv->cfg.idle_timeout_ms = cfg->idle_timeout_ms;
+        }
+        if (cfg->max_input_buffered > 0) {
+            srv->cfg.max_input_buffered = cfg->max_input_buffered;
+        }
+        if (cfg->max_queued_blocking > 0) {
+            srv->cfg.max_queued_blocking = cfg->max_queued_blocking;
         }
         if (cfg->drain_timeout_ms > 0) {
             srv->cfg.drain_timeout_ms = cfg->drain_timeout_ms;
@@ -416,6 +432,10 @@ tether_server_get_stats(const tether_server *srv, tether_server_stats *out)
         out->calls_failed += atomic_load_explicit(&t->st_failed, memory_order_relaxed);
         out->protocol_errors += atomic_load_explicit(&t->st_proto, memory_order_relaxed);
         out->fd_exhausted += atomic_load_explicit(&t->st_fd_exhausted, memory_order_relaxed);
+        out->partial_timeouts += atomic_load_explicit(&t->st_partial_to, memory_order_relaxed);
+        out->idle_closed += atomic_load_explicit(&t->st_idle_closed, memory_order_relaxed);
+        out->input_paused += atomic_load_explicit(&t->st_in_paused, memory_order_relaxed);
+        out->blocking_refused += atomic_load_explicit(&t->st_blk_refused, memory_order_relaxed);
     }
     long open = atomic_load(&((tether_server *)srv)->nconns);
     out->connections_open = open > 0 ? (uint64_t)open : 0;
@@ -530,6 +550,10 @@ tether_server_start(tether_server *srv)
         t->idx = i;
         t->accepting = 1;
         tt_timer_init(&t->accept_tmr, tt_srv_accept_resume);
+        /* The input budget is shared out: no lock, no cross-thread wake. */
+        size_t share = srv->cfg.max_input_buffered / (size_t)srv->cfg.io_threads;
+        size_t least = srv->cfg.max_frame_size + TT_IOBUF;
+        t->in_budget = share > least ? share : least;
         t->t_goaway.fn = tt_srv_task_goaway;
         t->t_stop_accept.fn = tt_srv_task_stop_accept;
         t->t_cancel.fn = tt_srv_task_cancel;

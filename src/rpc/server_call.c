@@ -34,6 +34,7 @@
 #define TT_UNPACK_OVERHEAD 16
 
 static void call_finish(struct tether_call *call);
+static void blocking_done(conn *c);
 
 /* A call for request seq of method m on c, from the thread's free list;
  * NULL without memory. */
@@ -71,6 +72,7 @@ call_alloc(conn *c, const method_ent *m, uint64_t seq)
     atomic_store_explicit(&call->cstate, CST_NONE, memory_order_relaxed);
     call->cancel_fn = NULL;
     call->nic = 0;
+    call->blk = 0;
     call->status = TETHER_OK;
     tt_timer_init(&call->dl_tmr, NULL);
     return call;
@@ -181,6 +183,10 @@ call_finish(struct tether_call *call)
     }
     TT_DLIST_REMOVE(&c->calls, call);
     c->inflight--;
+    if (call->blk) {
+        blocking_done(c);
+        call->blk = 0;
+    }
     tt_srv_bump(&t->st_completed);
     if (tt_timer_armed(&call->dl_tmr)) {
         tt_timer_cancel(&t->loop, &call->dl_tmr);
@@ -627,6 +633,53 @@ run_befores(tether_server *srv, struct tether_call *call)
     return 1;
 }
 
+/* The worker queue is shared fairly: at most max_queued_blocking blocking
+ * calls in flight server-wide, and a connection that already has some
+ * may hold an equal share with room kept for one more connection, so one
+ * client queuing thousands of calls cannot make everyone else wait
+ * behind them.  1 admitted (counted), 0 refused with why. */
+static int
+blocking_admit(conn *c, char *why, size_t cap)
+{
+    tether_server *srv = c->t->srv;
+    long max = (long)srv->cfg.max_queued_blocking;
+    long total = atomic_load_explicit(&srv->nblocking, memory_order_relaxed);
+    if (total >= max) {
+        snprintf(why, cap,
+                 "rpc: server busy: %ld blocking calls are queued or running "
+                 "(max_queued_blocking)",
+                 total);
+        return 0;
+    }
+    if (c->nblocking > 0) {
+        long conns = atomic_load_explicit(&srv->nconns_blocking, memory_order_relaxed);
+        long share = max / (conns + 1);
+        share = share > 0 ? share : 1;
+        if ((long)c->nblocking >= share) {
+            snprintf(why, cap,
+                     "rpc: server busy: this connection has its share of the worker queue "
+                     "(%ld calls)",
+                     share);
+            return 0;
+        }
+    }
+    atomic_fetch_add_explicit(&srv->nblocking, 1, memory_order_relaxed);
+    if (c->nblocking++ == 0) {
+        atomic_fetch_add_explicit(&srv->nconns_blocking, 1, memory_order_relaxed);
+    }
+    return 1;
+}
+
+static void
+blocking_done(conn *c)
+{
+    tether_server *srv = c->t->srv;
+    atomic_fetch_sub_explicit(&srv->nblocking, 1, memory_order_relaxed);
+    if (--c->nblocking == 0) {
+        atomic_fetch_sub_explicit(&srv->nconns_blocking, 1, memory_order_relaxed);
+    }
+}
+
 /* Put a filled-in call in flight (linked to its connection, counted) and
  * run its handler: inline, or on the worker pool for blocking methods. */
 static inline void
@@ -648,6 +701,13 @@ call_launch(conn *c, struct tether_call *call)
         return; /* refused: answered already */
     }
     if (m->flags & TETHER_METHOD_BLOCKING) {
+        char why[160];
+        if (!blocking_admit(c, why, sizeof why)) {
+            tt_srv_bump(&t->st_blk_refused);
+            call_answer(call, TETHER_ELIMIT, NULL, why, strlen(why));
+            return;
+        }
+        call->blk = 1;
         /* Leaves the thread: the gate must outlive the server for it. */
         atomic_fetch_add_explicit(&call->g->refs, 1, memory_order_relaxed);
         call->gref = 1;

@@ -49,6 +49,8 @@ static const tt_codec_ops *const codecs[] = {&tt_codec_native, &tt_codec_jsonrpc
 
 TT_THREAD_LOCAL iothr *tt_srv_tls;
 
+static void in_release(conn *c);
+
 /* Tell the control thread this I/O thread has no call left (draining). */
 void
 tt_srv_report_drained(iothr *t)
@@ -111,7 +113,7 @@ static void
 update_events(conn *c)
 {
     unsigned ev = 0;
-    if (!c->paused) {
+    if (!c->paused && !c->starved) {
         ev |= TT_EV_READ;
     }
     if (tt_buf_size(&c->out) > 0) {
@@ -209,7 +211,19 @@ tt_srv_conn_close(conn *c)
     }
     atomic_fetch_sub(&t->srv->nconns, 1);
     atomic_fetch_sub(&t->nconns, 1);
-    tt_srv_buf_release(t, &c->in);
+    if (tt_timer_armed(&c->tmr)) {
+        tt_timer_cancel(&t->loop, &c->tmr);
+    }
+    if (c->starved) {
+        for (conn **pp = &t->starved; *pp != NULL; pp = &(*pp)->starved_next) {
+            if (*pp == c) {
+                *pp = c->starved_next;
+                break;
+            }
+        }
+        c->starved = 0;
+    }
+    in_release(c);
     tt_srv_buf_release(t, &c->out);
     if (c->cstate != NULL) {
         c->codec->fini(c->cstate);
@@ -415,6 +429,142 @@ done:
     return off;
 }
 
+/* --- The input budget (max_input_buffered) and the partial and idle
+ * timeouts.  Incomplete messages are what a peer can make us hold, so
+ * their buffers are counted per thread; a connection whose next buffer
+ * would pass the thread's share stops being read (its peer's sends then
+ * block in TCP) until another connection's buffer goes.  A message begun
+ * must be finished within partial_timeout_ms: together the two bound what
+ * slow or stalled senders can hold, in bytes and in time. --- */
+
+static void
+resume_starved(iothr *t)
+{
+    while (t->starved != NULL) {
+        conn *c = t->starved;
+        t->starved = c->starved_next;
+        c->starved_next = NULL;
+        c->starved = 0;
+        if (!c->closed) {
+            update_events(c); /* level-triggered: pending bytes wake it */
+        }
+    }
+}
+
+/* Count c->in's storage as it is now in the thread's budget. */
+static void
+in_account(conn *c)
+{
+    iothr *t = c->t;
+    size_t now = c->in.cap;
+    size_t was = c->in_held;
+    t->in_bytes = t->in_bytes - was + now;
+    c->in_held = now;
+    if (now < was && t->starved != NULL) {
+        resume_starved(t);
+    }
+}
+
+/* May c's input buffer grow to cap bytes?  Else c stops being read. */
+static int
+in_allowed(conn *c, size_t cap)
+{
+    iothr *t = c->t;
+    if (cap <= c->in.cap || t->in_bytes - c->in_held + cap <= t->in_budget ||
+        t->in_bytes == c->in_held) {
+        return 1; /* within budget, or the only holder: it may finish */
+    }
+    if (!c->starved) {
+        c->starved = 1;
+        c->starved_next = t->starved;
+        t->starved = c;
+        tt_srv_bump(&t->st_in_paused);
+        update_events(c);
+    }
+    return 0;
+}
+
+static void
+in_release(conn *c)
+{
+    tt_srv_buf_release(c->t, &c->in);
+    c->partial_since = 0;
+    in_account(c);
+}
+
+static uint64_t
+ms_ns(uint32_t ms)
+{
+    return (uint64_t)ms * 1000000u;
+}
+
+/* Arm c's timer for when its next timeout could fall due. */
+static void
+conn_timer_arm(conn *c, uint64_t now)
+{
+    const tether_server_config *cfg = &c->t->srv->cfg;
+    uint64_t due = UINT64_MAX;
+    if (c->partial_since != 0 && cfg->partial_timeout_ms != TETHER_NO_TIMEOUT) {
+        due = c->partial_since + ms_ns(cfg->partial_timeout_ms);
+    }
+    if (cfg->idle_timeout_ms != 0 && cfg->idle_timeout_ms != TETHER_NO_TIMEOUT) {
+        uint64_t d = c->last_active + ms_ns(cfg->idle_timeout_ms);
+        if (d <= now) {
+            d = now + ms_ns(cfg->idle_timeout_ms); /* busy now: look again later */
+        }
+        due = d < due ? d : due;
+    }
+    if (due != UINT64_MAX) {
+        /* The coarse clock may lag: never fire early. */
+        tt_timer_arm(&c->t->loop, &c->tmr, due + tt_coarse_step_ns());
+    }
+}
+
+static void
+on_conn_timer(tt_timer *tm)
+{
+    conn *c = (conn *)((char *)tm - offsetof(conn, tmr));
+    if (c->closed) {
+        return;
+    }
+    const tether_server_config *cfg = &c->t->srv->cfg;
+    uint64_t now = tt_now_coarse_ns();
+    if (c->partial_since != 0 && cfg->partial_timeout_ms != TETHER_NO_TIMEOUT &&
+        now >= c->partial_since + ms_ns(cfg->partial_timeout_ms)) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "rpc: a message was begun and not finished within %u ms (partial_timeout_ms)",
+                 (unsigned)cfg->partial_timeout_ms);
+        tt_srv_bump(&c->t->st_partial_to);
+        if (c->codec != NULL) {
+            log_limit(c, why);
+        }
+        tt_srv_conn_fail(c, TETHER_ETIMEDOUT, why);
+        return;
+    }
+    if (cfg->idle_timeout_ms != 0 && cfg->idle_timeout_ms != TETHER_NO_TIMEOUT &&
+        c->inflight == 0 && c->partial_since == 0 && tt_buf_size(&c->out) == 0 &&
+        now >= c->last_active + ms_ns(cfg->idle_timeout_ms)) {
+        tt_srv_bump(&c->t->st_idle_closed);
+        tt_log(TETHER_LOG_DEBUG, "closing a connection idle for %u ms", (unsigned)cfg->idle_timeout_ms);
+        tt_srv_conn_close(c);
+        return;
+    }
+    conn_timer_arm(c, now);
+}
+
+/* c->in now holds an incomplete message: start its clock. */
+static void
+partial_begin(conn *c)
+{
+    if (c->partial_since == 0) {
+        c->partial_since = tt_now_coarse_ns();
+        if (c->t->srv->cfg.partial_timeout_ms != TETHER_NO_TIMEOUT) {
+            conn_timer_arm(c, c->partial_since);
+        }
+    }
+}
+
 static void
 conn_read(conn *c)
 {
@@ -428,10 +578,14 @@ conn_read(conn *c)
         if (want < 16384) {
             want = 16384;
         }
+        if (!in_allowed(c, held + want)) {
+            return; /* not read until the thread's input budget frees */
+        }
         if (tt_srv_buf_prepare(t, &c->in, want) != TETHER_OK) {
             tt_srv_conn_fail(c, TETHER_ENOMEM, "rpc: server out of memory");
             return;
         }
+        in_account(c);
         ssize_t r = recv(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
         if (r <= 0) {
             if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -441,13 +595,20 @@ conn_read(conn *c)
             return;
         }
         c->in.len += (size_t)r;
+        if (c->t->srv->cfg.idle_timeout_ms != 0) {
+            c->last_active = tt_now_coarse_ns();
+        }
         size_t used = process(c, tt_buf_head(&c->in), tt_buf_size(&c->in));
         if (c->closed) {
             return;
         }
         tt_buf_consume(&c->in, used);
         if (tt_buf_size(&c->in) == 0) {
-            tt_srv_buf_release(t, &c->in);
+            in_release(c);
+        } else if (used > 0) {
+            /* A message finished, the next one began: its own clock. */
+            c->partial_since = 0;
+            partial_begin(c);
         }
         return;
     }
@@ -459,14 +620,21 @@ conn_read(conn *c)
         tt_srv_conn_close(c);
         return;
     }
+    if (c->t->srv->cfg.idle_timeout_ms != 0) {
+        c->last_active = tt_now_coarse_ns();
+    }
     size_t used = process(c, t->scratch, (size_t)r);
     if (!c->closed && used < (size_t)r) {
-        /* Keep the incomplete tail for the next read. */
+        /* Keep the incomplete tail for the next read (a thread spare, or
+         * the tail's size: within one read, so within the budget's slack). */
         size_t rest = (size_t)r - used;
         if (tt_srv_buf_prepare(t, &c->in, rest) != TETHER_OK ||
             tt_buf_append(&c->in, t->scratch + used, rest) != TETHER_OK) {
             tt_srv_conn_fail(c, TETHER_ENOMEM, "rpc: server out of memory");
+            return;
         }
+        in_account(c);
+        partial_begin(c);
     }
 }
 
@@ -484,7 +652,7 @@ on_conn(tt_io *io, unsigned events)
         }
     }
     if (events & (TT_EV_READ | TT_EV_ERROR)) {
-        if (!c->paused) {
+        if (!c->paused && !c->starved) {
             conn_read(c);
         } else if (events & TT_EV_ERROR) {
             tt_srv_conn_close(c);
@@ -506,6 +674,7 @@ conn_adopt(iothr *t, int fd, const tt_addr *peer)
         c->t = t;
         c->refs = 1;
         c->peer = *peer;
+        tt_timer_init(&c->tmr, on_conn_timer);
     }
     if (c == NULL || tt_loop_add(&t->loop, &c->io, TT_EV_READ) != TETHER_OK) {
         close(fd);
@@ -516,6 +685,10 @@ conn_adopt(iothr *t, int fd, const tt_addr *peer)
     TT_DLIST_PUSH(&t->conns, c);
     atomic_fetch_add(&t->srv->nconns, 1);
     tt_srv_bump(&t->st_accepted);
+    if (t->srv->cfg.idle_timeout_ms != 0 && t->srv->cfg.idle_timeout_ms != TETHER_NO_TIMEOUT) {
+        c->last_active = tt_now_coarse_ns();
+        conn_timer_arm(c, c->last_active);
+    }
     /* While draining, "going away" is sent once the first bytes show the
      * codec (pick_codec). */
 }

@@ -63,6 +63,13 @@ typedef struct conn {
     const struct tt_codec_ops *codec;
     void *cstate;
     int paused; /* reading off: too much unsent output */
+    int starved; /* reading off: the thread's input budget is spent (on t->starved) */
+    struct conn *starved_next;
+    size_t in_held;        /* bytes of 'in' counted in the thread's budget */
+    uint64_t partial_since; /* coarse ns: 'in' holds an incomplete message since */
+    uint64_t last_active;   /* coarse ns of the last read (with idle_timeout_ms) */
+    tt_timer tmr;           /* partial and idle timeouts */
+    uint32_t nblocking;     /* blocking calls of this connection in flight */
     int zombie; /* closed with calls in flight: on the thread's zombie list */
     int goaway_sent;
     int in_dirty;
@@ -117,6 +124,7 @@ struct tether_call {
     /* Interceptors: how many befores let the call through (their afters
      * run at the end), when the call started, and the answer's code. */
     int nic;
+    int blk; /* counted in the worker queue's fair share */
     uint64_t ic_start_ns;
     tether_err status;
     const ProtobufCMessageDescriptor *out_desc;
@@ -162,6 +170,10 @@ typedef struct iothr {
     _Atomic uint64_t st_accepted, st_started, st_completed, st_failed, st_proto;
     _Atomic uint64_t st_unpack_limit; /* requests refused by the unpack budget */
     _Atomic uint64_t st_fd_exhausted; /* accepts that failed for want of a descriptor */
+    _Atomic uint64_t st_partial_to, st_idle_closed, st_in_paused, st_blk_refused;
+    size_t in_bytes;  /* input buffer bytes held by this thread's connections */
+    size_t in_budget; /* its share of max_input_buffered */
+    conn *starved;    /* connections waiting for input budget */
     _Atomic long inflight;
     _Atomic long nconns;
     tt_task t_goaway, t_stop_accept, t_drain_check, t_cancel, t_stop;
@@ -193,6 +205,10 @@ struct tether_server {
     gate *g;
     _Atomic int state;
     _Atomic long nconns;
+    /* Blocking calls in flight, and connections that have some (the
+     * worker queue's fair share, server_call.c). */
+    _Atomic long nblocking;
+    _Atomic long nconns_blocking;
     int shutdown_fd;  /* eventfd: tether_server_shutdown() writes it */
     int drained_fd;   /* eventfd: a thread saw its last call finish while draining */
     pthread_t control;

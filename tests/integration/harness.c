@@ -266,7 +266,7 @@ read_report(h_proc *p, int fd)
 void
 h_spawn_server(h_proc *p, const h_server_opts *opts)
 {
-    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL};
+    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
     if (opts == NULL) {
         opts = &defaults;
     }
@@ -277,8 +277,8 @@ h_spawn_server(h_proc *p, const h_server_opts *opts)
     }
     /* Everything the child needs goes on its command line, built before
      * fork. */
-    char args[16][320];
-    char *argv[18];
+    char args[20][320];
+    char *argv[22];
     int n = 0;
     argv[n++] = "/proc/self/exe";
     argv[n++] = CHILD_FLAG;
@@ -309,6 +309,9 @@ h_spawn_server(h_proc *p, const h_server_opts *opts)
         snprintf(args[k], sizeof(args[k]), "nofile=%u", opts->nofile);
         argv[n++] = args[k++];
     }
+    snprintf(args[k], sizeof(args[k]), "limits=%u,%u,%zu,%u", opts->partial_ms, opts->idle_ms,
+             opts->max_input, opts->max_queued);
+    argv[n++] = args[k++];
     if (opts->log_path != NULL) {
         snprintf(args[k], sizeof(args[k]), "log=%s", opts->log_path);
         argv[n++] = args[k++];
@@ -1126,6 +1129,17 @@ h_child_main(int argc, char **argv)
             want_ic = 1;
         } else if (strncmp(a, "max_conns=", 10) == 0 && opt_num(v) > 0) {
             cfg.max_connections = (uint32_t)opt_num(v);
+        } else if (strncmp(a, "limits=", 7) == 0) {
+            unsigned pm = 0;
+            unsigned im = 0;
+            size_t mi = 0;
+            unsigned mq = 0;
+            if (sscanf(v, "%u,%u,%zu,%u", &pm, &im, &mi, &mq) == 4) {
+                cfg.partial_timeout_ms = pm;
+                cfg.idle_timeout_ms = im;
+                cfg.max_input_buffered = mi;
+                cfg.max_queued_blocking = mq;
+            }
         } else if (strncmp(a, "nofile=", 7) == 0 && opt_num(v) > 0) {
             struct rlimit rl = {(rlim_t)opt_num(v), (rlim_t)opt_num(v)};
             if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {

@@ -67,6 +67,10 @@ typedef struct h_server_opts {
     int interceptors; /* install the test interceptors (Test.IcLog tells what they saw) */
     unsigned nofile;  /* >0: the server's RLIMIT_NOFILE (soft and hard) */
     const char *log_path; /* the server logs WARN and above to this file (NULL: not at all) */
+    uint32_t partial_ms;  /* partial_timeout_ms (0: the default) */
+    uint32_t idle_ms;     /* idle_timeout_ms (0: the default) */
+    size_t max_input;     /* max_input_buffered (0: the default) */
+    uint32_t max_queued;  /* max_queued_blocking (0: the default) */
 } h_server_opts;
 
 /* h_child_main - when argv asks for server mode, run the test server and

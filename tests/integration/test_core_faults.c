@@ -75,7 +75,7 @@ static void
 server_dies_mid_call(const char *listen)
 {
     enum { N = 20 };
-    h_server_opts opts = {{listen, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL};
+    h_server_opts opts = {{listen, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     char addr[256];
     snprintf(addr, sizeof(addr), "%s", srv.addr[0]);
@@ -127,7 +127,7 @@ server_dies_mid_call(const char *listen)
     assert_null(reply);
 
     /* Same address again: the next call reconnects. */
-    h_server_opts again = {{addr, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL};
+    h_server_opts again = {{addr, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
     h_spawn_server(&srv, &again);
     assert_string_equal(srv.addr[0], addr);
     assert_int_equal(h_add(c, 20, 22), 42);
@@ -232,7 +232,7 @@ static void
 test_misbehaving_clients(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     tether_client *good = h_client(addr);
@@ -340,7 +340,7 @@ static void
 test_unknown_field_flood(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     size_t blen = 2u << 20;
@@ -406,7 +406,7 @@ static void
 test_codec_limits(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     tether_client *good = h_client(addr);
@@ -530,7 +530,7 @@ test_out_of_descriptors(void **state)
     char log_path[256];
     snprintf(log_path, sizeof log_path, "%s/emfile-%d.log",
              getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp", (int)getpid());
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 10000, 0, 0, NULL};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 10000, 0, 0, NULL, 0, 0, 0, 0};
     opts.nofile = 64;
     opts.log_path = log_path;
     h_spawn_server(&srv, &opts);
@@ -565,6 +565,197 @@ test_out_of_descriptors(void **state)
     unlink(log_path);
 }
 
+/* Resident memory of process pid, in KiB. */
+static long
+rss_kib(pid_t pid)
+{
+    char path[64];
+    char line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kb = -1;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+/* Slow senders (finding 12): a message begun must be finished within
+ * partial_timeout_ms, an idle connection goes after idle_timeout_ms, and a
+ * connection with a call in flight is not idle. */
+static void
+test_slow_senders(void **state)
+{
+    (void)state;
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+    opts.partial_ms = 300;
+    opts.idle_ms = 500;
+    h_spawn_server(&srv, &opts);
+    const char *addr = srv.addr[0];
+
+    /* Half a frame header, then nothing. */
+    int half = h_raw_connect(addr);
+    uint64_t t0 = h_now_ms();
+    assert_int_equal(h_raw_send(half, H_PREFACE, H_PREFACE_LEN), 0);
+    assert_int_equal(h_raw_send(half, "\x40\x00\x00\x00\x01\x00\x0e", 7), 0);
+    uint8_t buf[512];
+    size_t n = h_raw_frame(half, buf, sizeof buf - 1, H_TIMEOUT_MS);
+    uint64_t took = h_now_ms() - t0;
+    assert_true(n > H_FRAME_HDR);
+    buf[n] = '\0';
+    assert_int_equal(buf[4], 3); /* ERROR */
+    assert_int_equal(h_le32(buf + 16), TETHER_ETIMEDOUT);
+    assert_non_null(strstr((char *)buf + H_FRAME_HDR, "not finished within 300 ms"));
+    assert_true(took >= 250); /* never early */
+    assert_true(h_raw_closed(half, H_TIMEOUT_MS));
+    close(half);
+    print_message("partial frame: closed after %llu ms (limit 300)\n", (unsigned long long)took);
+
+    /* A connection that only sent its preface is idle: closed. */
+    int idle = h_raw_connect(addr);
+    t0 = h_now_ms();
+    assert_int_equal(h_raw_send(idle, H_PREFACE, H_PREFACE_LEN), 0);
+    assert_true(h_raw_closed(idle, H_TIMEOUT_MS));
+    took = h_now_ms() - t0;
+    assert_true(took >= 450);
+    close(idle);
+    print_message("idle connection: closed after %llu ms (limit 500)\n", (unsigned long long)took);
+
+    /* A call in flight keeps its connection: parked for 3 idle periods. */
+    tether_client *c = h_client(addr);
+    struct pending pd = {0};
+    _Atomic int done = 0;
+    pd.done = &done;
+    H_OK(tether_client_call_async_raw(c, "Test.Park", "p", 1, TETHER_CALL_TIMEOUT(H_CALL_MS),
+                                      on_reply, &pd));
+    H_WAIT(h_raw_u32(c, "Test.Parked") == 1, "the call parked");
+    usleep(1500 * 1000);
+    assert_int_equal(atomic_load(&done), 0);
+    assert_int_equal(h_raw_u32(c, "Test.Release"), 1);
+    H_WAIT(atomic_load(&done) == 1, "the parked call answered on its connection");
+    assert_int_equal(pd.err, TETHER_OK);
+    tether_client_destroy(c);
+    assert_true(h_alive(&srv));
+}
+
+/* The input budget (finding 13): twenty connections each start a 4 MiB
+ * request and send 3 MiB of it.  Without a budget the server holds all of
+ * it (60 MiB and more); with max_input_buffered at 8 MiB the others stop
+ * being read, and a well-behaved client is still served. */
+static void
+test_input_budget(void **state)
+{
+    (void)state;
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+    opts.max_input = 8u << 20;
+    h_spawn_server(&srv, &opts);
+    const char *addr = srv.addr[0];
+    tether_client *good = h_client(addr);
+    good_client_works(good, 5);
+    long base = rss_kib(srv.pid);
+    enum { N = 20 };
+    int fds[N];
+    static uint8_t chunk[64 * 1024];
+    const size_t body = (4u << 20) - 64;
+    for (int i = 0; i < N; i++) {
+        fds[i] = h_raw_connect(addr);
+        uint8_t hdr[H_FRAME_HDR + 14];
+        size_t hl = h_put_frame(hdr, 1, 1, "Calculator.Add", NULL, 0);
+        /* The length field announces the whole body. */
+        uint32_t len = (uint32_t)(hl - 4 + body);
+        memcpy(hdr, &len, 4);
+        assert_int_equal(h_raw_send(fds[i], H_PREFACE, H_PREFACE_LEN), 0);
+        assert_int_equal(h_raw_send(fds[i], hdr, hl), 0);
+    }
+    /* 3 MiB each, as far as the server reads (sends that would block are
+     * dropped: a starved connection's socket buffers fill). */
+    for (int round = 0; round < 48; round++) {
+        for (int i = 0; i < N; i++) {
+            ssize_t w = send(fds[i], chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+            (void)w;
+        }
+    }
+    usleep(500 * 1000);
+    long grown = rss_kib(srv.pid) - base;
+    print_message("input budget 8 MiB: server RSS grew by %ld KiB with %d partial 4 MiB frames\n",
+                  grown, N);
+    assert_true(grown < 24 * 1024);
+    good_client_works(good, 5);
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+    }
+    good_client_works(good, 5);
+    tether_client_destroy(good);
+    assert_true(h_alive(&srv));
+}
+
+struct fair {
+    _Atomic int ok, limit, other;
+};
+
+static void
+on_fair(tether_client *c, const tether_reply *r, void *arg)
+{
+    (void)c;
+    struct fair *f = arg;
+    if (r->err == TETHER_OK) {
+        atomic_fetch_add(&f->ok, 1);
+    } else if (r->err == TETHER_ELIMIT && r->errtext != NULL &&
+               strstr(r->errtext, "server busy") != NULL) {
+        atomic_fetch_add(&f->limit, 1);
+    } else {
+        atomic_fetch_add(&f->other, 1);
+    }
+}
+
+/* Worker-pool fairness (finding 14): one worker, a queue of 64.  A client
+ * sending 200 blocking calls gets its share (half: room is kept for one
+ * more connection) and ELIMIT for the rest, at once; another client's
+ * blocking call is admitted and answered after at most that share, not
+ * after all 200. */
+static void
+test_worker_fairness(void **state)
+{
+    (void)state;
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 1, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+    opts.max_queued = 64;
+    h_spawn_server(&srv, &opts);
+    const char *addr = srv.addr[0];
+    tether_client *heavy = h_client(addr);
+    tether_client *light = h_client(addr);
+    struct fair hf = {0};
+    struct fair lf = {0};
+    for (int i = 0; i < 200; i++) {
+        H_OK(tether_client_call_async_raw(heavy, "Test.Block", "h", 1,
+                                          TETHER_CALL_TIMEOUT(H_CALL_MS), on_fair, &hf));
+    }
+    H_WAIT(atomic_load(&hf.limit) == 200 - 32, "the heavy client's calls past its share refused");
+    H_OK(tether_client_call_async_raw(light, "Test.Block", "l", 1, TETHER_CALL_TIMEOUT(H_CALL_MS),
+                                      on_fair, &lf));
+    /* Each Test.Open lets the blocked call go; the next one blocks.  The
+     * light call is answered once the heavy share ahead of it is done. */
+    uint64_t end = h_now_ms() + H_TIMEOUT_MS;
+    while (atomic_load(&lf.ok) + atomic_load(&lf.other) == 0) {
+        assert_true(h_now_ms() < end);
+        (void)h_raw_u32(light, "Test.Open");
+        usleep(2000);
+    }
+    print_message("fair share: heavy client %d answered, %d refused at once; the light call "
+                  "waited for %d\n",
+                  atomic_load(&hf.ok), atomic_load(&hf.limit), atomic_load(&hf.ok));
+    assert_int_equal(atomic_load(&lf.other), 0);
+    assert_int_equal(atomic_load(&hf.other), 0);
+    assert_true(atomic_load(&hf.ok) <= 32);
+    assert_int_equal(atomic_load(&hf.limit), 200 - 32);
+    tether_client_destroy(heavy);
+    tether_client_destroy(light);
+    assert_true(h_alive(&srv));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -576,6 +767,9 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_codec_limits, teardown),
         cmocka_unit_test_teardown(test_unknown_field_flood, teardown),
         cmocka_unit_test_teardown(test_out_of_descriptors, teardown),
+        cmocka_unit_test_teardown(test_slow_senders, teardown),
+        cmocka_unit_test_teardown(test_input_budget, teardown),
+        cmocka_unit_test_teardown(test_worker_fairness, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h_cleanup();

@@ -51,11 +51,15 @@ depends() {
 depends libtether0 libc6 libprotobuf-c1 libjansson4
 depends libtether-dev libtether0= libprotobuf-c-dev libjansson-dev protobuf-c-compiler pkg-config
 depends tether-tools libtether0=
-if dpkg-deb -f "$(deb libtether0)" Depends | grep -q libcurl; then
+# (Listings are read whole before grep -q looks at them: grep stopping
+# early would kill dpkg-deb with SIGPIPE, which pipefail reports.)
+lib_depends=$(dpkg-deb -f "$(deb libtether0)" Depends)
+if grep -q libcurl <<<"$lib_depends"; then
     fail "libtether0 depends on libcurl (it is loaded at run time only)"
 fi
-dpkg-deb -c "$(deb libtether0)" | grep -q '/libtether\.so\.0\( \|$\)' || fail "libtether0 lacks libtether.so.0"
-if dpkg-deb -c "$(deb libtether0)" | grep -q '\.h$\|\.a$\|/libtether\.so\( \|$\)'; then
+lib_files=$(dpkg-deb -c "$(deb libtether0)")
+grep -q '/libtether\.so\.0\( \|$\)' <<<"$lib_files" || fail "libtether0 lacks libtether.so.0"
+if grep -q '\.h$\|\.a$\|/libtether\.so\( \|$\)' <<<"$lib_files"; then
     fail "libtether0 holds development files"
 fi
 echo "packages: ok ($(cd "$TMP/pkg" && echo ./*.deb | sed 's|\./||g'))"
