@@ -24,11 +24,11 @@ tt_buf_size(const tt_buf *b)
     return b->len - b->off;
 }
 
-/* First held byte. */
+/* First held byte (NULL for a buffer that never had storage). */
 static inline uint8_t *
 tt_buf_head(const tt_buf *b)
 {
-    return b->data + b->off;
+    return b->data != NULL ? b->data + b->off : NULL;
 }
 
 /* tt_buf_reserve - make room for extra more bytes after len (moving held

@@ -503,6 +503,7 @@ thread_fini(iothr *t)
         struct tether_call *call = t->free_calls;
         t->free_calls = call->next;
         tt_buf_free(&call->ans);
+        tt_buf_free(&call->trailers);
         tt_free(call);
     }
     for (int i = 0; i < t->nbufs; i++) {

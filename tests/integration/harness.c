@@ -210,6 +210,47 @@ h_kill(h_proc *p)
     }
 }
 
+int
+h_stop(h_proc *p)
+{
+    if (p->pid <= 0) {
+        return 0;
+    }
+    pid_t pid = p->pid;
+    kill(pid, SIGTERM);
+    uint64_t end = h_now_ms() + H_TIMEOUT_MS;
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            break;
+        }
+        if (r < 0 && errno != EINTR) {
+            p->pid = 0;
+            return 0; /* reaped elsewhere */
+        }
+        if (h_now_ms() > end) {
+            fprintf(stderr, "h_stop: server %d did not exit within %u ms of SIGTERM\n",
+                    (int)pid, H_TIMEOUT_MS);
+            h_kill(p);
+            return -1;
+        }
+        usleep(2000);
+    }
+    p->pid = 0;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        return 0;
+    }
+    if (WIFEXITED(st)) {
+        fprintf(stderr, "h_stop: server %d exited with status %d%s\n", (int)pid,
+                WEXITSTATUS(st),
+                WEXITSTATUS(st) == H_SANITIZER_EXIT ? " (a sanitizer report: see above)" : "");
+    } else {
+        fprintf(stderr, "h_stop: server %d died of signal %d\n", (int)pid, WTERMSIG(st));
+    }
+    return -1;
+}
+
 /* Read the child's report: one bound address per line, then "READY". */
 static void
 read_report(h_proc *p, int fd)
@@ -1096,6 +1137,24 @@ opt_num(const char *s)
     return strtoul(s, NULL, 10);
 }
 
+/* What the test methods keep between calls, freed before a clean exit
+ * (their calls were answered or canceled by the server's stop). */
+static void
+child_free_state(void)
+{
+    pthread_mutex_lock(&mu);
+    struct parked *p = parked_head;
+    parked_head = NULL;
+    parked_count = 0;
+    pthread_mutex_unlock(&mu);
+    while (p != NULL) {
+        struct parked *next = p->next;
+        free(p->req);
+        free(p);
+        p = next;
+    }
+}
+
 void
 h_child_main(int argc, char **argv)
 {
@@ -1104,8 +1163,16 @@ h_child_main(int argc, char **argv)
     }
     int fd = (int)opt_num(argv[2]);
     int want_ic = 0;
+    /* A SIGTERM that comes before tether_server_run() has installed its
+     * handler waits, blocked, instead of killing us without a report. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
     tether_server_config cfg;
     tether_server_config_init(&cfg);
+    cfg.drain_timeout_ms = 1000; /* parked calls must not hold h_stop() for long */
     const char *listen[4] = {NULL, NULL, NULL, NULL};
     int nlisten = 0;
     for (int i = 3; i < argc; i++) {
@@ -1222,8 +1289,15 @@ h_child_main(int argc, char **argv)
     }
     dprintf(fd, "READY\n");
     close(fd);
-    /* Serve until the test kills this process. */
-    for (;;) {
-        pause();
+    /* Serve until SIGTERM (h_stop), then drain, stop and free everything,
+     * so the sanitizers see a clean exit; SIGKILL (h_kill) is for the
+     * tests about crashes. */
+    e = tether_server_run(srv);
+    if (e != TETHER_OK) {
+        fprintf(stderr, "test server: run: %s\n", tether_strerror(e));
+        _exit(3);
     }
+    tether_server_destroy(srv);
+    child_free_state();
+    exit(0);
 }

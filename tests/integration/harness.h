@@ -45,6 +45,8 @@
 /* The deadline for anything that must happen: long enough that a slow,
  * loaded or sanitized build never hits it when the code is right. */
 #define H_TIMEOUT_MS 60000u
+/* The exit code the test run gives the sanitizers (scripts/test.sh). */
+#define H_SANITIZER_EXIT 86
 
 /* A call timeout for calls that must succeed. */
 #define H_CALL_MS 60000u
@@ -142,6 +144,14 @@ pid_t h_spawn(char *const argv[], char *const envp[], int keep_fd, int stdout_fd
 
 /* h_alive - whether p still runs (false once it exited or was killed). */
 bool h_alive(h_proc *p);
+
+/* h_stop - stop p gracefully (SIGTERM: the server drains and exits, so
+ * LeakSanitizer and the other sanitizers report what they found) and reap
+ * it.  0 if it exited with status 0; else -1, with why on stderr (a
+ * sanitizer's exit code, a signal, or no exit within H_TIMEOUT_MS, when
+ * it is killed).  Safe on a proc never started or already gone.  For
+ * teardowns: return its value. */
+int h_stop(h_proc *p);
 
 /* h_kill - SIGKILL p and reap it.  Safe on a proc never started or already
  * killed. */

@@ -22,8 +22,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    h_kill(&srv);
-    return 0;
+    return h_stop(&srv);
 }
 
 /* What Test.HoldStats says: handlers holding now, and how many learnt of a

@@ -25,8 +25,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    h_kill(&srv);
-    return 0;
+    return h_stop(&srv);
 }
 
 static int
@@ -184,9 +183,9 @@ static int
 teardown2(void **state)
 {
     (void)state;
-    h_kill(&srv);
-    h_kill(&srv2);
-    return 0;
+    int a = h_stop(&srv);
+    int b = h_stop(&srv2);
+    return a != 0 ? a : b;
 }
 
 static atomic_int async_done;

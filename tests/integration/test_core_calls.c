@@ -31,10 +31,10 @@ static int
 group_teardown(void **state)
 {
     (void)state;
-    h_kill(&calc);
-    h_kill(&tsrv);
+    int a = h_stop(&calc);
+    int b = h_stop(&tsrv);
     h_cleanup();
-    return 0;
+    return a != 0 ? a : b;
 }
 
 /* One asynchronous call and what its callback saw. */

@@ -25,8 +25,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    h_kill(&srv);
-    return 0;
+    return h_stop(&srv);
 }
 
 struct pending {

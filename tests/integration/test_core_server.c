@@ -19,8 +19,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    h_kill(&srv);
-    return 0;
+    return h_stop(&srv);
 }
 
 static long
