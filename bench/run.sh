@@ -93,7 +93,7 @@ cleanup() {
     for p in "${PIDS[@]}"; do
         wait "$p" 2>/dev/null
     done
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
+    if [ "${KEEP_TMP:-0}" = 1 ] || [ -s "$TMP/failed-runs" ] || [ -s "$TMP/missing" ]; then
         say "raw samples, logs and allocation reports kept in $TMP"
     else
         rm -rf "$TMP"
@@ -185,8 +185,15 @@ run_client() {
         go) cmd=("$GOBIN" client) ;;
     esac
     # shellcheck disable=SC2046
-    timeout "$CLIENT_TIMEOUT" $(placement_prefix "$placement") "${cmd[@]}" \
-        --addr "$SERVER_ADDR" "$@" 2>>"$TMP/client-$impl.log" | grep '^RESULT' | tail -1
+    local out
+    out=$(timeout "$CLIENT_TIMEOUT" $(placement_prefix "$placement") "${cmd[@]}" \
+        --addr "$SERVER_ADDR" "$@" 2>>"$TMP/client-$impl.log" | grep '^RESULT' | tail -1)
+    if [ -z "$out" ]; then
+        # A failed sample is never dropped silently: counted, its client's
+        # stderr kept (client-IMPL.log, and $TMP is kept).
+        echo "$impl $placement $*" >>"$TMP/failed-runs"
+    fi
+    printf '%s\n' "$out"
 }
 
 # field LINE KEY - the value of KEY=VALUE in a RESULT line.
@@ -436,13 +443,16 @@ PIPE_WIN=$(field "$PIPE_ALLOC" window_calls)
 
 # stat KEY [int] - "median (min-max)" of the samples, or "n/a".  Three
 # significant digits or so, whole numbers for counts ("int").
+# A cell with fewer samples than runs says how many it holds ("[3/5]");
+# a figure without any is "n/a", listed at the end, and the run exits 1.
 stat() {
     local f=$TMP/m.$1
-    [ -s "$f" ] || { echo "n/a"; return; }
-    sort -g "$f" | awk -v whole="${2:-}" '{ v[NR] = $1 } END {
+    [ -s "$f" ] || { echo "$1" >>"$TMP/missing"; echo "n/a"; return; }
+    sort -g "$f" | awk -v whole="${2:-}" -v runs="$RUNS" '{ v[NR] = $1 } END {
         m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
         fmt = (v[NR] >= 1000 || whole != "") ? "%.0f" : (v[NR] >= 100 ? "%.1f" : "%.2f")
-        printf fmt " (" fmt "-" fmt ")", m, v[1], v[NR] }'
+        printf fmt " (" fmt "-" fmt ")", m, v[1], v[NR]
+        if (NR < runs) printf " [%d/%d]", NR, runs }'
 }
 
 median() {
@@ -485,7 +495,8 @@ echo "  bytes     request frame 49 B, reply frame 22 B per call (tether's frames
 echo "            sends the same sizes)"
 echo "  runs      $RUNS; latency: $SEQ_CALLS calls after $SEQ_WARMUP warm-up;"
 echo "            throughput: ${PIPE_SECONDS} s after ${PIPE_WARMUP_MS} ms warm-up"
-echo "  cells     median (min-max) over the runs; ratios are of the medians"
+echo "  cells     median (min-max) over the runs ([k/N]: only k of the N runs gave a sample);"
+echo "            ratios are of the medians; a figure with no sample fails the run (exit 1)"
 echo
 printf '%-24s %-18s %-22s %-22s %-22s %-8s %-8s %-8s\n' \
     "figure" "CPU placement" "raw TCP floor" "tether" "Go net/rpc" "t/floor" "target" "Go/t"
@@ -559,4 +570,15 @@ if [ -n "$SEQ_WIN" ]; then
     echo "  client allocation sites, sequential run:"
     show_stacks "$TMP/alloc-client.seq" "$SEQ_WIN"
 fi
-exit 0
+status=0
+if [ -s "$TMP/failed-runs" ]; then
+    echo
+    echo "$(wc -l <"$TMP/failed-runs") client runs gave no result (their stderr: $TMP/client-*.log):"
+    sed 's/^/  /' "$TMP/failed-runs" | sort | uniq -c | head -20
+fi
+if [ -s "$TMP/missing" ]; then
+    echo
+    echo "figures without a single sample: $(sort -u "$TMP/missing" | paste -sd' ')"
+    status=1
+fi
+exit $status
