@@ -131,7 +131,7 @@ pick_hash(const tt_cand *c, size_t n, uint64_t *state, const char *key, size_t k
     return best;
 }
 
-const tt_balance_ops tt_balance_roundrobin = {"round_robin", pick_rr};
-const tt_balance_ops tt_balance_random = {"random", pick_random};
-const tt_balance_ops tt_balance_p2c = {"p2c", pick_p2c};
-const tt_balance_ops tt_balance_hash = {"hash", pick_hash};
+const tt_balance_ops tt_balance_roundrobin = {.name = "round_robin", .pick = pick_rr};
+const tt_balance_ops tt_balance_random = {.name = "random", .pick = pick_random};
+const tt_balance_ops tt_balance_p2c = {.name = "p2c", .pick = pick_p2c};
+const tt_balance_ops tt_balance_hash = {.name = "hash", .pick = pick_hash, .sticky = 1};

@@ -24,6 +24,10 @@ typedef struct tt_balance_ops {
      * random seed) owned by the caller, updated under the caller's lock.
      * key/key_len matter only to hashing balancers. */
     int (*pick)(const tt_cand *c, size_t n, uint64_t *state, const char *key, size_t key_len);
+    /* sticky - the choice must not depend on which instances happen to be
+     * connected right now (a key keeps its instance): instances still
+     * connecting are candidates too, and a call to one waits for it. */
+    int sticky;
 } tt_balance_ops;
 
 extern const tt_balance_ops tt_balance_roundrobin;

@@ -296,7 +296,12 @@ pick_locked(struct tt_disc *d, ep *const *tried, int ntried, const char *key, ui
             if (st == TT_ENGINE_IDLE && tt_engine_prepare(e->eng) != TETHER_OK) {
                 backoff_locked(e);
             }
-            c->ok = st == TT_ENGINE_READY;
+            /* Only connected instances, so that a slow connect delays
+             * nobody; a sticky (keyed) choice also takes one still
+             * connecting, and its call waits for the connection. */
+            c->ok = st == TT_ENGINE_READY ||
+                    (d->bal->sticky && (st == TT_ENGINE_CONNECTING ||
+                                        tt_engine_state(e->eng) == TT_ENGINE_CONNECTING));
         }
     }
     return d->bal->pick(d->cands, d->neps, &d->bal_state, key, key != NULL ? strlen(key) : 0);

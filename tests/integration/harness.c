@@ -1137,6 +1137,19 @@ opt_num(const char *s)
     return strtoul(s, NULL, 10);
 }
 
+/* Test.Whoami: this server's first listening address (for tests that
+ * count which instance answered). */
+static char whoami[256];
+
+static void
+m_whoami(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    tether_call_reply_raw(call, whoami, strlen(whoami));
+}
+
 /* What the test methods keep between calls, freed before a clean exit
  * (their calls were answered or canceled by the server's stop). */
 static void
@@ -1262,6 +1275,7 @@ h_child_main(int argc, char **argv)
         {"Test.Peer", m_peer, 0},         {"Test.FailCode", m_fail_code, 0},
         {"Test.Hold", m_hold, TETHER_METHOD_BLOCKING}, {"Test.HoldStats", m_hold_stats, 0},
         {"Test.IcLog", m_ic_log, 0},      {"Test.FailEscape", m_fail_escape, 0},
+        {"Test.Whoami", m_whoami, 0},
     };
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         e = tether_server_add_raw_method(srv, raw[i].name, raw[i].fn, raw[i].flags, NULL);
@@ -1286,6 +1300,9 @@ h_child_main(int argc, char **argv)
             child_die(fd, "address", e, NULL);
         }
         dprintf(fd, "%s\n", addr);
+        if (i == 0) {
+            snprintf(whoami, sizeof whoami, "%s", addr);
+        }
     }
     dprintf(fd, "READY\n");
     close(fd);
