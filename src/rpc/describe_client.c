@@ -17,6 +17,7 @@
  * mappings work on them unchanged.
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -742,6 +743,49 @@ call_native(tether_client *c, const char *method, const ProtobufCMessage *req,
     return rc;
 }
 
+/* The gob codec remembers per connection which descriptors it has sent
+ * and matched, by address.  Descriptors freed after one call could come
+ * back at the same address as different types in the next call on the
+ * same client, so gob calls use descriptors that live as long as the
+ * process: one set per distinct description text, kept here (bounded). */
+#define GOB_KEEP_MAX 256
+
+static struct {
+    pthread_mutex_t mu;
+    size_t n;
+    struct kept {
+        char *text;
+        tt_dyn *dy;
+    } e[GOB_KEEP_MAX];
+} gob_keep = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The kept set for text (taking over dy, or freeing it when an equal one
+ * is kept already); NULL when the table is full. */
+static tt_dyn *
+keep_for_gob(const char *text, tt_dyn *dy)
+{
+    pthread_mutex_lock(&gob_keep.mu);
+    tt_dyn *out = NULL;
+    for (size_t i = 0; i < gob_keep.n && out == NULL; i++) {
+        if (strcmp(gob_keep.e[i].text, text) == 0) {
+            out = gob_keep.e[i].dy;
+        }
+    }
+    if (out == NULL && gob_keep.n < GOB_KEEP_MAX) {
+        char *copy = tt_strdup(text);
+        if (copy != NULL) {
+            gob_keep.e[gob_keep.n].text = copy;
+            gob_keep.e[gob_keep.n].dy = dy;
+            gob_keep.n++;
+            out = dy;
+            dy = NULL;
+        }
+    }
+    pthread_mutex_unlock(&gob_keep.mu);
+    tt_dyn_free(dy);
+    return out;
+}
+
 tether_err
 tether_client_call_json(tether_client *c, const char *method, const char *json_in, char **json_out,
                         const tether_call_opts *opts, char **errtext)
@@ -771,11 +815,24 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
     }
     char why[TT_DESCRIBE_ERRLEN];
     tt_dyn *dy = tt_dyn_parse(text, strlen(text), why, sizeof why);
-    tt_free(text);
     if (dy == NULL) {
+        tt_free(text);
         set_errtext(errtext, errtext_printf("bad description from the server: %s", why));
         return TETHER_EBADREPLY;
     }
+    int kept = 0;
+    if (tt_client_codec_kind(c) == TETHER_CODEC_GOB && !tt_dyn_is_raw(dy)) {
+        dy = keep_for_gob(text, dy);
+        if (dy == NULL) {
+            tt_free(text);
+            set_errtext(errtext, errtext_printf("more than %d distinct methods called over gob "
+                                                "without generated code in one process",
+                                                GOB_KEEP_MAX));
+            return TETHER_ELIMIT;
+        }
+        kept = 1;
+    }
+    tt_free(text);
     if (tt_dyn_is_raw(dy)) {
         /* A raw method: the text goes as bytes, the reply comes back as is. */
         tt_dyn_free(dy);
@@ -797,7 +854,9 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         if (rc == TETHER_EBADREQUEST) {
             set_errtext(errtext, tt_strdup(jwhy));
         }
-        tt_dyn_free(dy);
+        if (!kept) {
+            tt_dyn_free(dy);
+        }
         return rc == TETHER_EBADREQUEST ? TETHER_EINVAL : rc;
     }
     ProtobufCMessage *reply = NULL;
@@ -821,6 +880,8 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         }
         protobuf_c_message_free_unpacked(reply, &tt_pb_allocator);
     }
-    tt_dyn_free(dy);
+    if (!kept) {
+        tt_dyn_free(dy);
+    }
     return rc;
 }

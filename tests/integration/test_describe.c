@@ -265,15 +265,36 @@ test_calculator_describe(void **state)
     }
 }
 
+/* Many calls without generated code on one gob client: its codec keeps
+ * per-connection state by descriptor, which must stay right from call to
+ * call (the descriptors of a description are kept for gob). */
+static void
+test_gob_call_json_repeated(void **state)
+{
+    (void)state;
+    tether_client *c = client_for(calc_addr, TETHER_CODEC_GOB);
+    for (int i = 0; i < 50; i++) {
+        char *out = NULL, *err = NULL, want[32];
+        const char *method = i % 2 ? "Calculator.Mul" : "Calculator.Add";
+        char json[64];
+        snprintf(json, sizeof json, "{\"A\":%d,\"B\":3}", i);
+        H_OK(tether_client_call_json(c, method, json, &out, TETHER_CALL_TIMEOUT(H_CALL_MS), &err));
+        snprintf(want, sizeof want, "%d", i % 2 ? i * 3 : i + 3);
+        assert_string_equal(out, want);
+        tether_free(out);
+        expect_call_err(c, "Calculator.Div", "{\"A\":1,\"B\":0}", TETHER_EREMOTE, "divide by zero");
+    }
+    tether_client_destroy(c);
+}
+
 int
 main(int argc, char **argv)
 {
     h_child_main(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hostile_deep_reply),
-        cmocka_unit_test(test_hostile_packed_string),
-        cmocka_unit_test(test_hostile_descriptions),
-        cmocka_unit_test(test_calculator_describe),
+        cmocka_unit_test(test_hostile_deep_reply),     cmocka_unit_test(test_hostile_packed_string),
+        cmocka_unit_test(test_hostile_descriptions),   cmocka_unit_test(test_calculator_describe),
+        cmocka_unit_test(test_gob_call_json_repeated),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
