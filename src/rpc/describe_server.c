@@ -18,7 +18,6 @@
  * codec can ask, and a Go client could too.
  */
 #include <jansson.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "codec/pbjson/pbutil.h"
@@ -224,7 +223,11 @@ do_describe(tether_call *call, const ProtobufCMessage *req, void *arg)
     tt_strval_init(&out);
     out.value = text;
     tether_call_reply(call, &out.base);
-    free(text); /* jansson's allocator */
+    /* json_dumps allocates with jansson's functions, which are tt_malloc
+     * once an allocator is set (core/alloc.c), plain malloc before. */
+    json_free_t jfree;
+    json_get_alloc_funcs(NULL, &jfree);
+    jfree(text);
 }
 
 static const ProtobufCMethodDescriptor describe_methods[1] = {
