@@ -294,6 +294,21 @@ TETHER_API tether_err tether_client_call_json(tether_client *c, const char *meth
                                               const tether_call_opts *opts, char **errtext);
 
 /*
+ * tether_client_describe - ask the server's built-in _tether.Describe
+ * (docs/call.md) and get its answer as JSON text in *json_out (caller
+ * frees it with tether_free()): for name "Service.Method" that method's
+ * input and output types and every message type they reach; for NULL or
+ * "" the list of services and their methods.  The answer is checked in
+ * full before it is returned (names, numbers, types, references, sizes).
+ * Works over every codec.  Errors: those of tether_client_call();
+ * TETHER_EBADREPLY when the answer is not a valid description (*errtext
+ * says why); TETHER_ENOTSUP when the server does not describe its
+ * methods, or (for the list) is a tether server too old to list them.
+ */
+TETHER_API tether_err tether_client_describe(tether_client *c, const char *name, char **json_out,
+                                             const tether_call_opts *opts, char **errtext);
+
+/*
  * tether_client_cancel - give up on the asynchronous call whose id a call
  * option returned: its callback runs once with TETHER_ECANCELED (on an I/O
  * thread, never inside this function), and the server is told, so its

@@ -52,7 +52,7 @@ void tt_client_fini(tether_client *c);
 tether_err tt_disc_create(tether_registry *reg, const char *service,
                           const tether_client_config *cfg, tether_client **out);
 
-/* describe.c: the built-in method every server answers, its message type. */
+/* describe_server.c: the built-in method every server answers, its message type. */
 #define TT_DESCRIBE_SERVICE "_tether"
 #define TT_DESCRIBE_MAX_NAME 1024
 extern const ProtobufCMessageDescriptor tt_string_value_descriptor;

@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"list", tether_cmd_list, "list SERVICE [--registry URL]   print live instances"},
     {"watch", tether_cmd_watch, "watch SERVICE [--registry URL]  print changes as they happen"},
     {"call", NULL, "call ...                        call a method (see tether call --help)"},
+    {"describe", tether_cmd_describe, "describe ADDR|SERVICE [Service] print methods and types"},
 };
 
 static void
