@@ -27,8 +27,14 @@ note() {
 }
 
 cleanup() {
-    local p
+    local p g
     for p in "${PIDS[@]}"; do
+        # A server's crash guardian (docs/etcd.md) first, by its PID: it
+        # would otherwise try to revoke the lease of the killed server
+        # while etcd is being stopped too.
+        for g in $(pgrep -P "$p" -x tether-guard 2>/dev/null); do
+            kill -KILL "$g" 2>/dev/null
+        done
         # A stopped (SIGSTOP) process must be continued to die cleanly.
         kill -CONT "$p" 2>/dev/null
         kill -KILL "$p" 2>/dev/null
