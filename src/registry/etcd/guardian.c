@@ -216,7 +216,8 @@ config_msg(const struct tt_etcd_cfg *cfg)
     return text;
 }
 
-/* The environment for the guardian: ours, with TETHER_GUARDIAN set. */
+/* The environment for the guardian: ours, with TETHER_GUARDIAN set and
+ * without TETHER_ETCD_PASSWORD. */
 static char **
 guardian_env(char *var)
 {
@@ -230,7 +231,10 @@ guardian_env(char *var)
     }
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], TT_GUARDIAN_ENV "=", sizeof TT_GUARDIAN_ENV) != 0) {
+        /* The password comes over the channel: the guardian's environment
+         * does not need it. */
+        if (strncmp(environ[i], TT_GUARDIAN_ENV "=", sizeof TT_GUARDIAN_ENV) != 0 &&
+            strncmp(environ[i], "TETHER_ETCD_PASSWORD=", 21) != 0) {
             env[o++] = environ[i];
         }
     }
