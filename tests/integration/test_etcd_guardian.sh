@@ -9,7 +9,8 @@
 #      exits quietly, nobody logs an error (no double revoke);
 #   4. SIGTERM of the guardian alone: it revokes; the server keeps serving
 #      and registers again under a new lease, with a new guardian;
-#   5. guardian=0: no guardian process.
+#   5. guardian=0: no guardian process;
+#   6. a program linked with libtether.a has its guardian too.
 source "$(dirname "$0")/etcd_lib.sh"
 
 TTL=10
@@ -150,6 +151,45 @@ rc=0
 "$BIN/tether" list calculator --registry "$URL&guardian=2" >/dev/null 2>"$TMP/bad.log" || rc=$?
 [ $rc -ne 0 ] && grep -q "guardian" "$TMP/bad.log" || fail "guardian=2 accepted: $(cat "$TMP/bad.log")"
 note "guardian=0: no guardian process; guardian=2 refused"
+
+# ---- 6. a program linked with libtether.a (no libtether.so) ----------------------
+# The guardian's constructor comes along with the etcd backend's objects.
+cat >"$TMP/st.c" <<'EOF'
+#include <stdio.h>
+#include <unistd.h>
+#include <tether/registry.h>
+int
+main(int argc, char **argv)
+{
+    tether_registry *r = NULL;
+    tether_registration *g = NULL;
+    tether_instance inst = {.service = "statictest", .address = argv[2], .weight = 1};
+    if (argc != 3 || tether_registry_open(argv[1], &r) != TETHER_OK ||
+        tether_registry_register(r, &inst, &g) != TETHER_OK) {
+        return 1;
+    }
+    printf("registered\n");
+    fflush(stdout);
+    pause();
+    return 0;
+}
+EOF
+# shellcheck disable=SC2086
+"${TETHER_CC:-cc}" ${TETHER_CC_FLAGS:-} -o "$TMP/st" "$TMP/st.c" -I"$TETHER_SOURCE_DIR/include" \
+    "$BIN/../src/libtether.a" -ljansson -lprotobuf-c -ldl -lm -lpthread >"$TMP/st-cc.log" 2>&1 ||
+    fail "cannot build the static test program: $(cat "$TMP/st-cc.log")"
+readelf -d "$TMP/st" | grep -q 'NEEDED.*libtether' && fail "the test program needs libtether.so"
+SKEY=/services/statictest/127.0.0.1:9
+"$TMP/st" "$URL" 127.0.0.1:9 >"$TMP/server-st.log" 2>&1 &
+STPID=$!
+PIDS+=("$STPID")
+wait_until 30 "the static program's key" key_present "$CPORT" "$SKEY"
+wait_until 10 "the static program's guardian" has_guardian "$STPID"
+kill -KILL "$STPID"
+wait "$STPID" 2>/dev/null
+t0=$(now_ms)
+wait_until 5 "the static program's key revoked by its guardian" key_absent "$CPORT" "$SKEY"
+note "libtether.a: guardian present; SIGKILL -> key gone after $(($(now_ms) - t0)) ms"
 
 for f in "$TMP"/server-*.log; do
     grep -q 'runtime error:\|ERROR: [A-Za-z]*Sanitizer' "$f" && fail "sanitizer report in $f"
