@@ -421,7 +421,14 @@ keepalive_once(struct tt_etcd_registry *er, int64_t lease, tether_err *err)
     int rc = -1;
     const json_t *res = json_object_get(rep.json, "result");
     int64_t ttl = 0;
-    if (rep.status != 200 || !json_is_object(res) ||
+    if (rep.status == 408 || rep.status >= 500) {
+        /* The gateway's own connection to its server is closing (408 is
+         * gRPC's Canceled: etcd is stopping or restarting) or the member
+         * is unavailable: like a broken connection, retried quietly. */
+        TT_DEBUG("registry: etcd at %s: keep-alive answered HTTP %ld: %s", tt_etcd_endpoint(er),
+                 rep.status, tt_etcd_err_text(&rep));
+        *err = TETHER_ECONNRESET;
+    } else if (rep.status != 200 || !json_is_object(res) ||
         !tt_etcd_int(json_object_get(res, "TTL"), &ttl)) {
         TT_WARN("registry: etcd at %s: unexpected keep-alive answer (HTTP %ld): %s",
                 tt_etcd_endpoint(er), rep.status,

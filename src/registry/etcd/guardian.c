@@ -44,7 +44,6 @@
  * Not PR_SET_PDEATHSIG: it fires when the *thread* that spawned the child
  * ends, not the process, and the spawning thread may be any caller's.
  */
-#define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -273,7 +272,8 @@ spawn(struct tt_etcd_guardian *g, const struct tt_etcd_cfg *cfg)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-        TT_WARN("registry: no crash guardian (socketpair: %s)", strerror(errno));
+        char eb[128];
+        TT_WARN("registry: no crash guardian (socketpair: %s)", strerror_r(errno, eb, sizeof eb));
         return false;
     }
     if (sv[1] == GUARD_FD) {
@@ -319,9 +319,10 @@ spawn(struct tt_etcd_guardian *g, const struct tt_etcd_cfg *cfg)
     close(sv[1]);
     if (rc != 0) {
         close(sv[0]);
+        char eb[128];
         TT_WARN("registry: no crash guardian (cannot run /proc/self/exe: %s); after a crash "
                 "keys go when the lease expires",
-                strerror(rc));
+                strerror_r(rc, eb, sizeof eb));
         return false;
     }
     g->sock = sv[0];
@@ -578,10 +579,14 @@ guard_main(int sock)
     prctl(PR_SET_NAME, "tether-guard", 0, 0, 0);
     /* Terminal signals go to the server's whole process group: the server
      * decides; if one kills it, the pidfd tells us. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGINT, &ign, NULL);
+    sigaction(SIGHUP, &ign, NULL);
+    sigaction(SIGQUIT, &ign, NULL);
+    sigaction(SIGPIPE, &ign, NULL);
     sigset_t term;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);

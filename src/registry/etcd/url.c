@@ -56,8 +56,9 @@ read_password_file(const char *url, const char *path, char **out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
+        char eb[128];
         TT_ERROR("registry: cannot open password_file '%s' of '%s': %s", path, url,
-                 strerror(errno));
+                 strerror_r(errno, eb, sizeof eb));
         return TETHER_EINVAL;
     }
     char buf[MAX_PASSWORD + 2];
@@ -68,7 +69,9 @@ read_password_file(const char *url, const char *path, char **out)
             continue;
         }
         if (n < 0) {
-            TT_ERROR("registry: cannot read password_file '%s': %s", path, strerror(errno));
+            char eb[128];
+            TT_ERROR("registry: cannot read password_file '%s': %s", path,
+                     strerror_r(errno, eb, sizeof eb));
             close(fd);
             memset(buf, 0, sizeof buf);
             return TETHER_EINVAL;
