@@ -10,7 +10,8 @@
 #   4. SIGTERM of the guardian alone: it revokes; the server keeps serving
 #      and registers again under a new lease, with a new guardian;
 #   5. guardian=0: no guardian process;
-#   6. a program linked with libtether.a has its guardian too.
+#   6. a program linked with libtether.a has its guardian too; when it
+#      exec()s another program, the guardian revokes.
 source "$(dirname "$0")/etcd_lib.sh"
 
 TTL=10
@@ -164,12 +165,18 @@ main(int argc, char **argv)
     tether_registry *r = NULL;
     tether_registration *g = NULL;
     tether_instance inst = {.service = "statictest", .address = argv[2], .weight = 1};
-    if (argc != 3 || tether_registry_open(argv[1], &r) != TETHER_OK ||
+    if (argc < 3 || tether_registry_open(argv[1], &r) != TETHER_OK ||
         tether_registry_register(r, &inst, &g) != TETHER_OK) {
         return 1;
     }
     printf("registered\n");
     fflush(stdout);
+    if (argc == 4) {
+        /* Another program in the same process: the lease is nobody's. */
+        sleep(3);
+        execl("/bin/sleep", "sleep", "1000", (char *)NULL);
+        return 2;
+    }
     pause();
     return 0;
 }
@@ -190,6 +197,18 @@ wait "$STPID" 2>/dev/null
 t0=$(now_ms)
 wait_until 5 "the static program's key revoked by its guardian" key_absent "$CPORT" "$SKEY"
 note "libtether.a: guardian present; SIGKILL -> key gone after $(($(now_ms) - t0)) ms"
+
+# The server exec()s another program: its end of the channel closes, and
+# the guardian revokes though the process lives on.
+XKEY=/services/statictest/127.0.0.1:10
+"$TMP/st" "$URL" 127.0.0.1:10 exec >"$TMP/server-stx.log" 2>&1 &
+XPID=$!
+PIDS+=("$XPID")
+wait_until 30 "the exec test's key" key_present "$CPORT" "$XKEY"
+wait_until 15 "the key revoked after the exec" key_absent "$CPORT" "$XKEY"
+alive "$XPID" || fail "the exec test's process is gone"
+[ "$(cat "/proc/$XPID/comm")" = sleep ] || fail "the key went before the exec"
+note "exec of another program: the guardian revoked the lease, the process lives on"
 
 for f in "$TMP"/server-*.log; do
     grep -q 'runtime error:\|ERROR: [A-Za-z]*Sanitizer' "$f" && fail "sanitizer report in $f"
