@@ -10,6 +10,7 @@ PKGS=(
     libclang-rt-14-dev
     etcd-server etcd-client golang-go
     iproute2 procps psmisc openssl
+    nftables util-linux    # tests/netns: partitions (nft), hosts (setpriv)
     dpkg-dev file          # cpack -G DEB: dpkg-shlibdeps, file
     systemd                # systemd-analyze verify (examples/systemd)
 )

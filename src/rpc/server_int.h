@@ -300,7 +300,7 @@ tt_srv_bump(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
-/* describe.c: built-in methods every server serves (_tether.Describe). */
+/* describe_server.c: built-in methods every server serves (_tether.Describe). */
 tether_err tt_server_add_builtins(tether_server *srv);
 
 #endif

@@ -27,15 +27,22 @@ note() {
 }
 
 cleanup() {
-    local rc=$? p
-    # Stopped gracefully first, so that LeakSanitizer and the other
-    # sanitizers report what they found; killed only if they do not stop.
+    local rc=$? p g i
+    # Crash guardians (docs/etcd.md) first, by PID: they would revoke
+    # leases while etcd is stopping too, and outlive the test.
     for p in "${PIDS[@]}"; do
+        for g in $(pgrep -P "$p" -x tether-guard 2>/dev/null); do
+            kill -KILL "$g" 2>/dev/null
+        done
+    done
+    # Then each process gracefully, the last started first (servers before
+    # the etcd they talk to), so that LeakSanitizer and the other
+    # sanitizers report what they found; killed only if it does not stop.
+    local end=$(($(date +%s) + 20))
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        p=${PIDS[$i]}
         kill -CONT "$p" 2>/dev/null # a SIGSTOPped process must run to stop
         kill -TERM "$p" 2>/dev/null
-    done
-    local end=$(($(date +%s) + 15))
-    for p in "${PIDS[@]}"; do
         while kill -0 "$p" 2>/dev/null && [ "$(date +%s)" -lt $end ]; do
             sleep 0.05
         done

@@ -6,7 +6,8 @@
 #      servers come and go; after etcd restarts (its simple tokens die
 #      with it) the watch and the server log in again on the 401; a wrong
 #      password fails at once with a clear message (tether list and the
-#      server); SIGTERM removes the key;
+#      server); SIGTERM removes the key; the password from password_file=
+#      and from $TETHER_ETCD_PASSWORD; the crash guardian logs in too;
 #   2. https with a throwaway CA: a server registers with cacert=CA and
 #      `tether list` reads it; a server given an unrelated CA logs the
 #      certificate failure, registers nothing, and keeps serving calls.
@@ -182,6 +183,53 @@ want="added ${ADDR[a1]},added ${ADDR[a2]},removed ${ADDR[a2]},"
 want+="added ${ADDR[a3]},removed ${ADDR[a3]},removed ${ADDR[a1]},"
 [ "$events" = "$want" ] || fail "watch events: $(cat "$TMP/w.out")"
 note "auth: after an etcd restart, the watch and a1 logged in again; SIGTERM removed a1's key"
+
+# The password out of the URL: from a file (password_file=, first line), or
+# from $TETHER_ETCD_PASSWORD.  Neither shows up in a log line.
+printf '%s\n' "$PASS" >"$TMP/pw"
+chmod 600 "$TMP/pw"
+FURL="etcd://127.0.0.1:$A?user=root&password_file=$TMP/pw&ttl=$TTL"
+start_server f1 "$FURL"
+wait_until 20 "server f1's key (password_file)" akey_present "$PFX${ADDR[f1]}"
+timeout "$CMD_TIMEOUT" "$BIN/tether" list calculator --registry "$FURL" \
+    >"$TMP/flist.out" 2>"$TMP/flist.log" || fail "tether list, password_file: $(cat "$TMP/flist.log")"
+grep -q "^${ADDR[f1]} serving" "$TMP/flist.out" || fail "tether list: $(cat "$TMP/flist.out")"
+# The crash guardian logs in with the same credentials (sent over its
+# channel): SIGKILL of the server, and the key goes at once.
+kill -KILL "${SPID[f1]}"
+wait "${SPID[f1]}" 2>/dev/null
+t0=$(now_ms)
+wait_until 5 "f1's key revoked by its guardian after SIGKILL" akey_absent "$PFX${ADDR[f1]}"
+note "password_file: registered, listed; SIGKILL -> key revoked by the guardian" \
+    "(with auth) after $(($(now_ms) - t0)) ms"
+EURL="etcd://127.0.0.1:$A?user=root&ttl=$TTL"
+TETHER_ETCD_PASSWORD=$PASS server_start v1 0 "$EURL"
+wait_until 20 "server v1 to listen" has_addr v1
+ADDR[v1]=$(server_addr v1)
+wait_until 20 "server v1's key (TETHER_ETCD_PASSWORD)" akey_present "$PFX${ADDR[v1]}"
+G=$(pgrep -P "${SPID[v1]}" -x tether-guard | head -n 1)
+[ -n "$G" ] || fail "server v1 has no crash guardian"
+# The password is neither in the guardian's command line nor in its
+# environment.
+grep -qa "s3cr" "/proc/$G/cmdline" "/proc/$G/environ" && fail "the password is visible in the guardian"
+stop_server v1
+akey_absent "$PFX${ADDR[v1]}" || fail "v1's key still there after SIGTERM"
+no_warnings v1
+# A wrong one from the environment fails like a wrong one in the URL; a
+# missing file is named in a clear message.
+rc=0
+TETHER_ETCD_PASSWORD=wrong timeout "$CMD_TIMEOUT" "$BIN/tether" list calculator \
+    --registry "$EURL" >/dev/null 2>"$TMP/bad-env.log" || rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "authentication as 'root' failed" "$TMP/bad-env.log" ||
+    fail "wrong TETHER_ETCD_PASSWORD: exit $rc, $(cat "$TMP/bad-env.log")"
+rc=0
+timeout "$CMD_TIMEOUT" "$BIN/tether" list calculator \
+    --registry "etcd://127.0.0.1:$A?user=root&password_file=$TMP/nope" >/dev/null \
+    2>"$TMP/bad-file.log" || rc=$?
+[ $rc -ne 0 ] && grep -q "cannot open password_file '$TMP/nope'" "$TMP/bad-file.log" ||
+    fail "missing password_file: exit $rc, $(cat "$TMP/bad-file.log")"
+grep -rqa "$PASS" "$TMP"/*.log && fail "the password appears in a log: $(grep -rla "$PASS" "$TMP"/*.log)"
+note "TETHER_ETCD_PASSWORD: registered, not visible in the guardian; bad file and bad env refused"
 etcd_stop e1
 
 # ---- 2. https ------------------------------------------------------------------

@@ -8,7 +8,8 @@
 #     is skipped;
 #   - SIGTERM with a call in flight: a watcher sees the DELETE while the
 #     server still drains (before it exits), and the call is answered;
-#   - SIGKILL: the key goes after about the TTL.
+#   - SIGKILL without the crash guardian (guardian=0): the key goes after
+#     about the TTL (with it: test_etcd_guardian.sh).
 source "$(dirname "$0")/etcd_lib.sh"
 
 TTL=3
@@ -116,7 +117,7 @@ note "SIGTERM: DELETE seen while the server was still draining, call in flight a
 
 # ---- SIGKILL: gone after about the TTL -----------------------------------
 P2=$(free_port)
-server_start s2 "$P2" "$URL"
+server_start s2 "$P2" "$URL&guardian=0"
 wait_until 30 "server 2's key" key_present "$CPORT" "${PFX}127.0.0.1:$P2"
 kill -KILL "${SPID[s2]}"
 wait "${SPID[s2]}" 2>/dev/null

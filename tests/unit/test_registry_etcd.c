@@ -5,6 +5,7 @@
  * that talks to etcd is tested against a real one in
  * tests/integration/test_etcd_*.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -72,6 +74,58 @@ test_url_full(void **state)
     tt_etcd_cfg_free(&cfg);
 }
 
+/* The crash guardian is on unless guardian=0; the password may come from
+ * a file (first line) or from $TETHER_ETCD_PASSWORD. */
+static void
+test_url_guardian_password(void **state)
+{
+    (void)state;
+    struct tt_etcd_cfg cfg;
+    assert_int_equal(tt_etcd_parse_url("etcd:x", "//h:1", &cfg), TETHER_OK);
+    assert_true(cfg.guardian);
+    tt_etcd_cfg_free(&cfg);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", "//h:1?guardian=0", &cfg), TETHER_OK);
+    assert_false(cfg.guardian);
+    tt_etcd_cfg_free(&cfg);
+
+    char path[] = "/tmp/tt-pwfile-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "fr0m&file\nsecond line\n", 22), 22);
+    close(fd);
+    char rest[128];
+    snprintf(rest, sizeof rest, "//h:1?user=u&password_file=%s", path);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", rest, &cfg), TETHER_OK);
+    assert_string_equal(cfg.password, "fr0m&file");
+    tt_etcd_cfg_free(&cfg);
+    /* Both at once is ambiguous; a file without a user is refused. */
+    snprintf(rest, sizeof rest, "//h:1?user=u&password=p&password_file=%s", path);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", rest, &cfg), TETHER_EINVAL);
+    snprintf(rest, sizeof rest, "//h:1?password_file=%s", path);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", rest, &cfg), TETHER_EINVAL);
+    /* An empty file holds no password. */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(rest, sizeof rest, "//h:1?user=u&password_file=%s", path);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", rest, &cfg), TETHER_EINVAL);
+    unlink(path);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", rest, &cfg), TETHER_EINVAL);
+
+    /* The environment, only with a user and no password in the URL. */
+    setenv("TETHER_ETCD_PASSWORD", "fr0m-env", 1);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", "//h:1?user=u", &cfg), TETHER_OK);
+    assert_string_equal(cfg.password, "fr0m-env");
+    tt_etcd_cfg_free(&cfg);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", "//h:1?user=u&password=url", &cfg), TETHER_OK);
+    assert_string_equal(cfg.password, "url");
+    tt_etcd_cfg_free(&cfg);
+    assert_int_equal(tt_etcd_parse_url("etcd:x", "//h:1", &cfg), TETHER_OK);
+    assert_null(cfg.password);
+    tt_etcd_cfg_free(&cfg);
+    unsetenv("TETHER_ETCD_PASSWORD");
+}
+
 /* URLs are shown without their passwords. */
 static void
 test_url_redact(void **state)
@@ -112,6 +166,7 @@ test_url_bad(void **state)
         "//h:1/pre fix",            /* blank in the prefix */
         "//h:1?tls=ture",           /* a tls value nobody knows (was plaintext) */
         "//h:1?tls=",               /* no tls value */
+        "//h:1?guardian=yes",       /* guardian takes 1 or 0 */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct tt_etcd_cfg cfg;
@@ -366,6 +421,7 @@ main(void)
         cmocka_unit_test(test_url_full),
         cmocka_unit_test(test_url_bad),
         cmocka_unit_test(test_url_redact),
+        cmocka_unit_test(test_url_guardian_password),
         cmocka_unit_test(test_b64),
         cmocka_unit_test(test_int),
         cmocka_unit_test(test_value_round_trip),

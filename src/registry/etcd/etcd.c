@@ -67,6 +67,8 @@ struct tt_etcd_state {
     /* Something must be written (a pending registration, a lost lease,
      * an orphan): the keep-alive thread looks at once. */
     atomic_bool dirty;
+    /* The crash guardian (guardian.c), under op_mu. */
+    struct tt_etcd_guardian guard;
 };
 
 const char *
@@ -112,6 +114,7 @@ etcd_open(const char *url, const char *rest, struct tether_registry **out)
     atomic_init(&er->cur_ep, 0);
     atomic_init(&st->stop, false);
     atomic_init(&st->dirty, false);
+    tt_etcd_guardian_init(&st->guard);
     pthread_mutex_init(&er->tok_mu, NULL);
     pthread_mutex_init(&st->op_mu, NULL);
     pthread_mutex_init(&st->api_mu, NULL);
@@ -147,6 +150,7 @@ etcd_destroy(struct tether_registry *r)
         tt_etcd_http_wake(&st->ka);
         pthread_join(st->thread, NULL);
     }
+    tt_etcd_guardian_fini(&st->guard);
     tt_etcd_http_fini(&st->ka);
     tt_etcd_http_fini(&st->api);
     for (size_t i = 0; i < st->norphans; i++) {
@@ -291,8 +295,9 @@ delete_key(struct tt_etcd_registry *er, struct tt_etcd_http *h, const char *key6
 
 /* Revoke a lease, which deletes its keys in one revision; a lease already
  * gone is fine. */
-static tether_err
-revoke_lease(struct tt_etcd_registry *er, struct tt_etcd_http *h, int64_t lease, uint32_t budget)
+tether_err
+tt_etcd_revoke_lease(struct tt_etcd_registry *er, struct tt_etcd_http *h, int64_t lease,
+                     uint32_t budget)
 {
     char lid[24];
     snprintf(lid, sizeof lid, "%lld", (long long)lease);
@@ -358,6 +363,9 @@ sync_locked(struct tt_etcd_registry *er, struct tt_etcd_http *h, bool *regranted
             st->lease = lease;
             pthread_mutex_unlock(&st->mu);
             *regranted = true;
+            /* Before any key is put with it: a crash from here on is
+             * covered. */
+            tt_etcd_guardian_lease(&st->guard, &er->cfg, lease);
         }
         bool lost = false;
         for (struct etcd_registration *r = st->regs; r != NULL && !lost; r = r->next) {
@@ -413,7 +421,14 @@ keepalive_once(struct tt_etcd_registry *er, int64_t lease, tether_err *err)
     int rc = -1;
     const json_t *res = json_object_get(rep.json, "result");
     int64_t ttl = 0;
-    if (rep.status != 200 || !json_is_object(res) ||
+    if (rep.status == 408 || rep.status >= 500) {
+        /* The gateway's own connection to its server is closing (408 is
+         * gRPC's Canceled: etcd is stopping or restarting) or the member
+         * is unavailable: like a broken connection, retried quietly. */
+        TT_DEBUG("registry: etcd at %s: keep-alive answered HTTP %ld: %s", tt_etcd_endpoint(er),
+                 rep.status, tt_etcd_err_text(&rep));
+        *err = TETHER_ECONNRESET;
+    } else if (rep.status != 200 || !json_is_object(res) ||
         !tt_etcd_int(json_object_get(res, "TTL"), &ttl)) {
         TT_WARN("registry: etcd at %s: unexpected keep-alive answer (HTTP %ld): %s",
                 tt_etcd_endpoint(er), rep.status,
@@ -492,8 +507,9 @@ ka_main(void *arg)
             backoff = 0;
             next_ka = tt_now_ms() + interval;
         } else if (alive == 0) {
-            TT_WARN("registry: etcd lease %llx lost (expired while etcd was unreachable, or "
-                    "etcd lost its data); granting a new one and putting every key again",
+            TT_WARN("registry: etcd lease %llx lost (expired while etcd was unreachable, "
+                    "revoked by another process, or etcd lost its data); granting a new one and "
+                    "putting every key again",
                     (unsigned long long)lease);
             pthread_mutex_lock(&st->op_mu);
             if (st->lease == lease) {
@@ -708,7 +724,10 @@ etcd_deregister(struct tether_registration *g)
         if (last) {
             /* The last key of this lease: revoking it removes the key and
              * stops the lease at once, in one request. */
-            err = revoke_lease(er, &st->api, lease, er->cfg.timeout_ms);
+            err = tt_etcd_revoke_lease(er, &st->api, lease, er->cfg.timeout_ms);
+            /* Revoked: the guardian goes quietly.  Not: it revokes the
+             * lease itself, retrying while the lease can still exist. */
+            tt_etcd_guardian_release(&st->guard, err == TETHER_OK);
             if (err != TETHER_OK) {
                 err = delete_key(er, &st->api, reg->key64, er->cfg.timeout_ms);
             }

@@ -13,7 +13,9 @@
  *   etcd.c   open/destroy, the one lease per registry object, register,
  *            set_state, deregister, list, and the keep-alive thread;
  *   watch.c  the watch: range, then one streaming watch from revision+1,
- *            resumed after a break from the last revision seen.
+ *            resumed after a break from the last revision seen;
+ *   guardian.c  the crash guardian: a process that revokes the lease when
+ *            the server dies without revoking it.
  *
  * Threads: the generic layer's threads call into etcd.c; each registry
  * object has at most one keep-alive thread of its own (started by the
@@ -28,6 +30,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/buf.h"
 #include "registry/registry.h"
@@ -51,7 +54,8 @@ struct tt_etcd_cfg {
     uint32_t timeout_ms; /* per unary request */
     char *user;          /* NULL: no auth */
     char *password;
-    char *cacert; /* NULL: the system's CAs (https only) */
+    char *cacert;  /* NULL: the system's CAs (https only) */
+    bool guardian; /* start a crash guardian (guardian.c); default true */
 };
 
 /*
@@ -242,6 +246,47 @@ tether_err tt_etcd_range(struct tt_etcd_http *h, const char *service, uint32_t b
 
 /* tt_etcd_endpoint - the endpoint requests go to now (for log lines). */
 const char *tt_etcd_endpoint(struct tt_etcd_registry *er);
+
+/*
+ * tt_etcd_revoke_lease - revoke lease with h within budget_ms; a lease
+ * already gone is fine.  Errors: as tt_etcd_post, TETHER_EREGISTRY (etcd
+ * refused; logged).
+ */
+tether_err tt_etcd_revoke_lease(struct tt_etcd_registry *er, struct tt_etcd_http *h, int64_t lease,
+                                uint32_t budget_ms);
+
+/* ---- guardian.c --------------------------------------------------------- */
+
+/* The environment variable that makes a process started from the
+ * program's own executable the guardian (its value: the channel's fd). */
+#define TT_GUARDIAN_ENV "TETHER_GUARDIAN"
+
+/* The server's handle on its guardian; used under the registry's op_mu. */
+struct tt_etcd_guardian {
+    int sock;      /* the channel, -1: no guardian */
+    pid_t pid;     /* -1: none */
+    int pidfd;     /* to reap exactly our child; -1 if the kernel has none */
+    pid_t old_pid; /* a retired guardian not reaped yet */
+    int old_pidfd;
+    bool failed; /* could not start one: do not try again */
+};
+
+void tt_etcd_guardian_init(struct tt_etcd_guardian *g);
+
+/* tt_etcd_guardian_lease - tell the guardian the lease to guard (after a
+ * grant, before any key is put with it), starting one first if there is
+ * none (or it died).  Never fails: without a guardian, keys of a crashed
+ * server go when the lease expires (logged once). */
+void tt_etcd_guardian_lease(struct tt_etcd_guardian *g, const struct tt_etcd_cfg *cfg,
+                            int64_t lease);
+
+/* tt_etcd_guardian_release - the server no longer uses its lease: revoked
+ * says whether it revoked it itself (the guardian exits quietly) or could
+ * not (the guardian revokes it, retrying, then exits). */
+void tt_etcd_guardian_release(struct tt_etcd_guardian *g, bool revoked);
+
+/* tt_etcd_guardian_fini - let the guardian go quietly and reap it. */
+void tt_etcd_guardian_fini(struct tt_etcd_guardian *g);
 
 /* ---- watch.c ------------------------------------------------------------ */
 

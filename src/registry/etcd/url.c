@@ -7,18 +7,24 @@
  * to 2379.  The prefix defaults to /services; trailing slashes are
  * dropped.  Options (values may be %-encoded): ttl (seconds, 2..86400),
  * timeout_ms (per request, 50..60000), user and password (etcd auth),
- * cacert (a CA file; implies https) and tls=1 (https with the system's
- * CAs).  Unknown options are refused, so a typo is not silently ignored.
+ * password_file (the password read from a file), cacert (a CA file;
+ * implies https), tls=1 (https with the system's CAs) and guardian=0 (no
+ * crash guardian).  Without password or password_file, a user's password
+ * comes from $TETHER_ETCD_PASSWORD if set.  Unknown options are refused,
+ * so a typo is not silently ignored.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
-#include "core/text.h"
 #include "core/log.h"
-#include "registry/registry.h"
+#include "core/text.h"
 #include "registry/etcd/etcd.h"
+#include "registry/registry.h"
 
 void
 tt_etcd_cfg_free(struct tt_etcd_cfg *cfg)
@@ -35,6 +41,65 @@ tt_etcd_cfg_free(struct tt_etcd_cfg *cfg)
     tt_free(cfg->password);
     tt_free(cfg->cacert);
     memset(cfg, 0, sizeof *cfg);
+}
+
+/* Longest password accepted from a file or the environment. */
+#define MAX_PASSWORD 1024
+
+/*
+ * The password in file path: its content up to the first newline (files
+ * written with `echo` end in one).  Messages name the file, never what is
+ * in it.
+ */
+static tether_err
+read_password_file(const char *url, const char *path, char **out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        char eb[128];
+        TT_ERROR("registry: cannot open password_file '%s' of '%s': %s", path, url,
+                 strerror_r(errno, eb, sizeof eb));
+        return TETHER_EINVAL;
+    }
+    char buf[MAX_PASSWORD + 2];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            char eb[128];
+            TT_ERROR("registry: cannot read password_file '%s': %s", path,
+                     strerror_r(errno, eb, sizeof eb));
+            close(fd);
+            memset(buf, 0, sizeof buf);
+            return TETHER_EINVAL;
+        }
+        if (n == 0 || (len += (size_t)n) == sizeof buf - 1) {
+            break;
+        }
+    }
+    close(fd);
+    buf[len] = '\0';
+    char *nl = memchr(buf, '\n', len);
+    size_t plen = nl != NULL ? (size_t)(nl - buf) : len;
+    if (plen > 0 && buf[plen - 1] == '\r') {
+        plen--;
+    }
+    tether_err err = TETHER_OK;
+    if (plen > MAX_PASSWORD) {
+        TT_ERROR("registry: password_file '%s' holds more than %d bytes", path, MAX_PASSWORD);
+        err = TETHER_EINVAL;
+    } else if (plen == 0 || memchr(buf, '\0', plen) != NULL) {
+        TT_ERROR("registry: password_file '%s' holds no password (empty, or a NUL byte)", path);
+        err = TETHER_EINVAL;
+    } else {
+        *out = tt_strndup(buf, plen);
+        err = *out != NULL ? TETHER_OK : TETHER_ENOMEM;
+    }
+    memset(buf, 0, sizeof buf);
+    return err;
 }
 
 /* A decimal number in [lo, hi] filling all of s[0..n). */
@@ -153,7 +218,8 @@ parse_endpoint(const char *s, size_t n, bool tls, char **out)
 
 /* Apply one "name=value" option. */
 static tether_err
-parse_option(const char *url, const char *s, size_t n, struct tt_etcd_cfg *cfg, bool *tls)
+parse_option(const char *url, const char *s, size_t n, struct tt_etcd_cfg *cfg, bool *tls,
+             char **password_file)
 {
     const char *eq = memchr(s, '=', n);
     if (eq == NULL) {
@@ -199,16 +265,26 @@ parse_option(const char *url, const char *s, size_t n, struct tt_etcd_cfg *cfg, 
         TT_ERROR("registry: tls in '%s' must be 1/0, true/false, yes/no or on/off", url);
         return TETHER_EINVAL;
     }
+    if (klen == 8 && memcmp(s, "guardian", 8) == 0) {
+        if (vlen == 1 && (v[0] == '0' || v[0] == '1')) {
+            cfg->guardian = v[0] == '1';
+            return TETHER_OK;
+        }
+        TT_ERROR("registry: guardian in '%s' must be 1 or 0", url);
+        return TETHER_EINVAL;
+    }
     if (klen == 4 && memcmp(s, "user", 4) == 0) {
         str = &cfg->user;
     } else if (klen == 8 && memcmp(s, "password", 8) == 0) {
         str = &cfg->password;
+    } else if (klen == 13 && memcmp(s, "password_file", 13) == 0) {
+        str = password_file;
     } else if (klen == 6 && memcmp(s, "cacert", 6) == 0) {
         str = &cfg->cacert;
         *tls = true;
     } else {
         TT_ERROR("registry: unknown option '%.*s' in '%s' (known: ttl, timeout_ms, user, "
-                 "password, cacert, tls)",
+                 "password, password_file, cacert, tls, guardian)",
                  (int)klen, s, url);
         return TETHER_EINVAL;
     }
@@ -243,8 +319,10 @@ parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->ttl_s = TT_ETCD_DEFAULT_TTL_S;
     cfg->timeout_ms = TT_ETCD_DEFAULT_TIMEOUT_MS;
+    cfg->guardian = true;
     tether_err err = TETHER_EINVAL;
     bool tls = false;
+    char *password_file = NULL;
     if (strncmp(rest, "//", 2) != 0) {
         TT_ERROR("registry: '%s' must look like etcd://host:port[,host:port...][/prefix]", url);
         return TETHER_EINVAL;
@@ -262,7 +340,7 @@ parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg)
             const char *amp = strchr(p, '&');
             size_t n = amp != NULL ? (size_t)(amp - p) : strlen(p);
             if (n > 0) {
-                err = parse_option(url, p, n, cfg, &tls);
+                err = parse_option(url, p, n, cfg, &tls, &password_file);
                 if (err != TETHER_OK) {
                     goto fail;
                 }
@@ -270,10 +348,36 @@ parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg)
             p += n + (amp != NULL ? 1 : 0);
         }
     }
-    if (cfg->password != NULL && cfg->user == NULL) {
+    if (cfg->password != NULL && password_file != NULL) {
+        TT_ERROR("registry: '%s' has both password and password_file", url);
+        err = TETHER_EINVAL;
+        goto fail;
+    }
+    if ((cfg->password != NULL || password_file != NULL) && cfg->user == NULL) {
         TT_ERROR("registry: '%s' has a password but no user", url);
         err = TETHER_EINVAL;
         goto fail;
+    }
+    if (password_file != NULL) {
+        err = read_password_file(url, password_file, &cfg->password);
+        if (err != TETHER_OK) {
+            goto fail;
+        }
+    } else if (cfg->user != NULL && cfg->password == NULL) {
+        /* Out of the URL, so out of command lines and unit files. */
+        const char *env = getenv("TETHER_ETCD_PASSWORD");
+        if (env != NULL && env[0] != '\0') {
+            if (strlen(env) > MAX_PASSWORD) {
+                TT_ERROR("registry: TETHER_ETCD_PASSWORD holds more than %d bytes", MAX_PASSWORD);
+                err = TETHER_EINVAL;
+                goto fail;
+            }
+            cfg->password = tt_strdup(env);
+            if (cfg->password == NULL) {
+                err = TETHER_ENOMEM;
+                goto fail;
+            }
+        }
     }
 
     const char *p = rest;
@@ -328,9 +432,11 @@ parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg)
         err = TETHER_ENOMEM;
         goto fail;
     }
+    tt_free(password_file);
     return TETHER_OK;
 
 fail:
+    tt_free(password_file);
     tt_etcd_cfg_free(cfg);
     return err;
 }
