@@ -8,7 +8,7 @@
 #include "core/alloc.h"
 
 tether_err
-tt_buf_reserve(tt_buf *b, size_t extra)
+tt_buf_reserve_slow(tt_buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra) {
         return TETHER_OK;

@@ -34,7 +34,13 @@ tt_buf_head(const tt_buf *b)
 /* tt_buf_reserve - make room for extra more bytes after len (moving held
  * bytes to the front first when that suffices).  TETHER_ENOMEM on failure,
  * the buffer unchanged. */
-tether_err tt_buf_reserve(tt_buf *b, size_t extra);
+tether_err tt_buf_reserve_slow(tt_buf *b, size_t extra);
+static inline tether_err
+tt_buf_reserve(tt_buf *b, size_t extra)
+{
+    /* Inline: the hot path (an answer into a buffer with room) is one test. */
+    return b->cap - b->len >= extra ? TETHER_OK : tt_buf_reserve_slow(b, extra);
+}
 
 /* tt_buf_append - copy n bytes to the end. */
 tether_err tt_buf_append(tt_buf *b, const void *p, size_t n);

@@ -642,7 +642,7 @@ run_callback(pending *p, const uint8_t *data, size_t len)
 /* Hand one answer to its call.  Unknown seqs (late answers of calls that
  * timed out) are dropped. */
 static void
-dispatch(tt_engine *e, const tt_rpc_msg *m, pending *me)
+dispatch(tt_engine *e, const tt_rpc_msg *m, pending *me, pending **spent)
 {
     pthread_mutex_lock(&e->mu);
     pending *p = pend_take(e, m->seq);
@@ -675,9 +675,11 @@ dispatch(tt_engine *e, const tt_rpc_msg *m, pending *me)
     if (p->fn != NULL && on_loop) {
         /* On the loop thread: run the callback straight from the buffer. */
         run_callback(p, m->body, m->body_len);
-        pthread_mutex_lock(&e->mu);
-        pend_free_locked(e, p);
-        pthread_mutex_unlock(&e->mu);
+        /* Back to the free list with the rest of the batch, under one
+         * lock (dispatch_all). */
+        outcome_clear(p);
+        p->cnext = *spent;
+        *spent = p;
         return;
     }
     if (p->err == TETHER_OK && (p->desc == NULL || p->fn != NULL)) {
@@ -706,6 +708,7 @@ static size_t
 dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *err)
 {
     size_t off = 0;
+    pending *spent = NULL; /* calls whose callbacks ran: freed together */
     *err = TETHER_OK;
     while (off < n) {
         tt_rpc_msg m;
@@ -725,7 +728,7 @@ dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *
         case TT_MSG_CALL:
             /* gob type definitions alone, or whitespace, carry no reply. */
             if (m.method != NULL || m.body != NULL || m.status != TETHER_OK) {
-                dispatch(e, &m, me);
+                dispatch(e, &m, me, &spent);
             }
             break;
         case TT_MSG_CONN_ERROR:
@@ -746,6 +749,15 @@ dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *
             break;
         }
         off += used;
+    }
+    if (spent != NULL) {
+        pthread_mutex_lock(&e->mu);
+        while (spent != NULL) {
+            pending *next = spent->cnext;
+            pend_free_locked(e, spent);
+            spent = next;
+        }
+        pthread_mutex_unlock(&e->mu);
     }
     return off;
 }

@@ -870,10 +870,17 @@ tt_srv_start_call(conn *c, const tt_rpc_msg *m)
     }
     char why[TT_FRAME_MAX_NAME + 96];
     tether_err code;
-    const method_ent *me = tt_server_lookup(srv, m->method, m->method_len, &code, why, sizeof why);
-    if (me == NULL) {
-        tt_srv_answer_error(c, m->seq, m->method, m->method_len, code, why);
-        return;
+    /* A connection mostly calls one method again and again: one compare
+     * instead of the table's binary search. */
+    const method_ent *me = c->last_m;
+    if (me == NULL || me->name_len != m->method_len ||
+        memcmp(me->name, m->method, m->method_len) != 0) {
+        me = tt_server_lookup(srv, m->method, m->method_len, &code, why, sizeof why);
+        if (me == NULL) {
+            tt_srv_answer_error(c, m->seq, m->method, m->method_len, code, why);
+            return;
+        }
+        c->last_m = me;
     }
     if (m->status != TETHER_OK) {
         /* The codec could read the header but not the call (Go's params). */

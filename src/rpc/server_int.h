@@ -62,6 +62,7 @@ typedef struct conn {
      * its per-connection state. */
     const struct tt_codec_ops *codec;
     void *cstate;
+    const method_ent *last_m; /* the method of the last call: clients repeat */
     int paused; /* reading off: too much unsent output */
     int starved; /* reading off: the thread's input budget is spent (on t->starved) */
     struct conn *starved_next;
