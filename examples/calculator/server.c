@@ -62,7 +62,8 @@ static void
 usage(void)
 {
     fprintf(stderr, "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
-                    "                         [--threads N] [--delay-ms MS] [--drain-ms MS]\n");
+                    "                         [--advertise HOST:PORT] [--threads N]\n"
+                    "                         [--delay-ms MS] [--drain-ms MS]\n");
     exit(2);
 }
 
@@ -72,6 +73,7 @@ main(int argc, char **argv)
     const char *listen = "127.0.0.1:8080";
     const char *registry_url = NULL;
     const char *name = "calculator";
+    const char *advertise = NULL;
     tether_server_config cfg;
     tether_server_config_init(&cfg);
     for (int i = 1; i < argc; i++) {
@@ -81,6 +83,8 @@ main(int argc, char **argv)
             registry_url = argv[++i];
         } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
             name = argv[++i];
+        } else if (strcmp(argv[i], "--advertise") == 0 && i + 1 < argc) {
+            advertise = argv[++i];
         } else if (strcmp(argv[i], "--delay-ms") == 0 && i + 1 < argc) {
             delay_ms = strtol(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc) {
@@ -118,7 +122,7 @@ main(int argc, char **argv)
     if (registry_url != NULL) {
         rc = tether_registry_open(registry_url, &reg);
         if (rc == TETHER_OK) {
-            tether_instance tmpl = {.service = name, .weight = 1};
+            tether_instance tmpl = {.service = name, .address = advertise, .weight = 1};
             rc = tether_server_set_registry(the_server, reg, &tmpl);
         }
         if (rc != TETHER_OK) {

@@ -211,8 +211,15 @@ TETHER_API const char *tether_server_errmsg(const tether_server *srv);
  * tether_server_set_registry - register this server in registry r, once
  * per listener, as the instance tmpl describes: tmpl->service (required,
  * for example "calculator"), tmpl->meta[0..meta_count-1] and tmpl->weight
- * (0 means 1); the address is each listener's, and tmpl's address, state,
- * id and pid are ignored.  Everything is copied.  Registration happens in
+ * (0 means 1).  The address registered: tmpl->address when set (the
+ * advertised address, "host:port": then one instance is registered,
+ * whatever the listeners), else each listener's address; a listener on
+ * every address (":port", "0.0.0.0:port", "[::]:port") registers
+ * 127.0.0.1:port (or [::1]) in a local: registry, whose readers are on
+ * this host, and the host's first non-loopback address otherwise, and
+ * start fails with TETHER_EINVAL (saying so in tether_server_errmsg()) on
+ * a host without one: never 0.0.0.0.  tmpl's state, id and pid are
+ * ignored.  Everything is copied.  Registration happens in
  * tether_server_start(), after the I/O threads serve, so an instance is
  * never listed before it can answer; if called after start it registers
  * at once.  The graceful stop begins by deregistering each registration,

@@ -16,8 +16,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+
 #include "core/alloc.h"
 #include "core/log.h"
+#include "registry/registry.h"
 #include "rpc/server_int.h"
 
 static void
@@ -63,12 +70,83 @@ tether_server_set_registry(tether_server *srv, tether_registry *r,
         }
     }
     srv->reg_weight = weight == 0 ? 1 : weight;
+    if (tmpl->address != NULL && tmpl->address[0] != '\0') {
+        srv->reg_advertise = tt_strdup(tmpl->address);
+        if (srv->reg_advertise == NULL) {
+            tt_server_registry_fini(srv);
+            return TETHER_ENOMEM;
+        }
+    }
     srv->registry = r;
     srv->on_stop = on_stop_hook;
     if (state == SRV_RUNNING) {
         return tt_server_register_all(srv);
     }
     return TETHER_OK;
+}
+
+/* The host's first non-loopback IPv4 address that is up, for a wildcard
+ * listener registered where other hosts read. */
+static int
+primary_address(char *buf, size_t cap)
+{
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) != 0) {
+        return 0;
+    }
+    int found = 0;
+    for (struct ifaddrs *i = ifs; i != NULL && !found; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
+            !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)) {
+            continue;
+        }
+        const struct in_addr *a = &((const struct sockaddr_in *)i->ifa_addr)->sin_addr;
+        if ((ntohl(a->s_addr) >> 24) == 127) {
+            continue;
+        }
+        found = inet_ntop(AF_INET, a, buf, (socklen_t)cap) != NULL;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* The address listener l is registered with (see tether_server_set_registry):
+ * TETHER_OK with it in buf, or TETHER_EINVAL with the reason in srv->errmsg. */
+static tether_err
+advertised(tether_server *srv, const listener *l, char *buf, size_t cap)
+{
+    if (srv->reg_advertise != NULL) {
+        snprintf(buf, cap, "%s", srv->reg_advertise);
+        return TETHER_OK;
+    }
+    const struct sockaddr_storage *ss = &l->addr.ss;
+    int any4 = ss->ss_family == AF_INET &&
+               ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    int any6 = ss->ss_family == AF_INET6 &&
+               IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    if (!any4 && !any6) {
+        snprintf(buf, cap, "%s", l->text);
+        return TETHER_OK;
+    }
+    unsigned port = ntohs(any4 ? ((const struct sockaddr_in *)ss)->sin_port
+                               : ((const struct sockaddr_in6 *)ss)->sin6_port);
+    if (strcmp(srv->registry->ops->scheme, "local") == 0) {
+        /* A local: registry's readers are on this host. */
+        snprintf(buf, cap, any4 ? "127.0.0.1:%u" : "[::1]:%u", port);
+        return TETHER_OK;
+    }
+    char host[INET_ADDRSTRLEN];
+    if (primary_address(host, sizeof host)) {
+        snprintf(buf, cap, "%s:%u", host, port);
+        return TETHER_OK;
+    }
+    snprintf(srv->errmsg, sizeof srv->errmsg,
+             "cannot register %.128s: it listens on %.64s (every address) and this host has no "
+             "address other hosts can reach; set the address to advertise "
+             "(tether_instance.address, or --advertise HOST:PORT)",
+             srv->reg_service, l->text);
+    tt_log(TETHER_LOG_ERROR, "%s", srv->errmsg);
+    return TETHER_EINVAL;
 }
 
 tether_err
@@ -81,23 +159,31 @@ tt_server_register_all(tether_server *srv)
     if (srv->regs == NULL) {
         return TETHER_ENOMEM;
     }
-    for (int i = 0; i < srv->nlisteners; i++) {
+    /* An advertised address stands for the whole server: one instance. */
+    int n = srv->reg_advertise != NULL ? 1 : srv->nlisteners;
+    for (int i = 0; i < n; i++) {
+        char addr[300];
+        tether_err arc = advertised(srv, &srv->listeners[i], addr, sizeof addr);
+        if (arc != TETHER_OK) {
+            tt_server_deregister_all(srv);
+            return arc;
+        }
         tether_instance inst;
         memset(&inst, 0, sizeof inst);
         inst.service = srv->reg_service;
-        inst.address = srv->listeners[i].text;
+        inst.address = addr;
         inst.meta = srv->reg_meta;
         inst.meta_count = srv->reg_nmeta;
         inst.weight = srv->reg_weight;
         inst.state = TETHER_INSTANCE_SERVING;
         tether_err rc = tether_registry_register(srv->registry, &inst, &srv->regs[i]);
         if (rc != TETHER_OK) {
-            tt_log(TETHER_LOG_ERROR, "cannot register %s at %s: %s", srv->reg_service,
-                   srv->listeners[i].text, tether_strerror(rc));
+            tt_log(TETHER_LOG_ERROR, "cannot register %s at %s: %s", srv->reg_service, addr,
+                   tether_strerror(rc));
             tt_server_deregister_all(srv);
             return rc;
         }
-        tt_log(TETHER_LOG_INFO, "registered %s at %s", srv->reg_service, srv->listeners[i].text);
+        tt_log(TETHER_LOG_INFO, "registered %s at %s", srv->reg_service, addr);
     }
     return TETHER_OK;
 }
@@ -137,6 +223,8 @@ tt_server_registry_fini(tether_server *srv)
     }
     tt_free(srv->reg_meta);
     tt_free(srv->reg_service);
+    tt_free(srv->reg_advertise);
+    srv->reg_advertise = NULL;
     srv->reg_meta = NULL;
     srv->reg_service = NULL;
     srv->reg_nmeta = 0;

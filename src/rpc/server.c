@@ -615,7 +615,9 @@ tether_server_start(tether_server *srv)
     /* Serving now: only from here may the registry list us. */
     rc = tt_server_register_all(srv);
     if (rc != TETHER_OK) {
-        set_err(srv, "registration failed: %s", tether_strerror(rc));
+        if (rc != TETHER_EINVAL) {
+            set_err(srv, "registration failed: %s", tether_strerror(rc));
+        } /* else lifecycle.c has said why in errmsg */
         tether_server_shutdown(srv);
         tether_server_shutdown(srv);
         pthread_join(srv->control, NULL);

@@ -226,9 +226,10 @@ struct tether_server {
     tether_meta *reg_meta;
     size_t reg_nmeta;
     uint32_t reg_weight;
+    char *reg_advertise; /* tmpl->address: the one address to register, or NULL */
     tether_registration **regs; /* one per listener while registered */
     int notify_systemd;         /* send STOPPING=1 when the stop begins */
-    char errmsg[256];
+    char errmsg[512];
 };
 
 #define TT_IOBUF (64 * 1024)
