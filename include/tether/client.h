@@ -294,6 +294,45 @@ TETHER_API tether_err tether_client_call_json(tether_client *c, const char *meth
                                               const tether_call_opts *opts, char **errtext);
 
 /*
+ * tether_json_request - a request converted from JSON once and sent many
+ * times (the `tether bench` tool): the conversion
+ * tether_client_call_json() makes, without the call.
+ */
+typedef struct tether_json_request tether_json_request;
+
+/*
+ * tether_json_request_create - convert json_in (NULL or "" mean {}) for
+ * method as tether_client_call_json() does on c: jsonrpc keeps the text;
+ * native and gob ask the server's _tether.Describe (within opts'
+ * timeout) and build the request, a raw method takes the text as its
+ * bytes.  *out is freed with tether_json_request_free().  Errors: those
+ * of tether_client_call_json() before it sends the call itself (*errtext
+ * says why when it can).
+ */
+TETHER_API tether_err tether_json_request_create(tether_client *c, const char *method,
+                                                 const char *json_in, const tether_call_opts *opts,
+                                                 tether_json_request **out, char **errtext);
+
+/*
+ * tether_client_call_async_json - start the call rq describes on c, as
+ * tether_client_call_async_raw() does: native and jsonrpc send rq's bytes
+ * as they are (nothing is converted per call); gob sends the request
+ * message (gob describes its types per connection).  c must speak the
+ * codec of the client rq was made with; any number of clients may share
+ * rq.  The callback gets the reply bytes; r->msg is the unpacked reply
+ * (caller frees it with tether_msg_free()) for gob only, else NULL.
+ * Errors: those of tether_client_call_async(); TETHER_EINVAL for a codec
+ * that differs from rq's; TETHER_ENOTSUP for a raw method over gob.
+ */
+TETHER_API tether_err tether_client_call_async_json(tether_client *c, const tether_json_request *rq,
+                                                    const tether_call_opts *opts,
+                                                    tether_reply_fn fn, void *arg);
+
+/* tether_json_request_free - free rq once no call started with it is
+ * pending.  NULL is a no-op. */
+TETHER_API void tether_json_request_free(tether_json_request *rq);
+
+/*
  * tether_client_cancel - give up on the asynchronous call whose id a call
  * option returned: its callback runs once with TETHER_ECANCELED (on an I/O
  * thread, never inside this function), and the server is told, so its

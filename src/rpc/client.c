@@ -578,3 +578,17 @@ tether_client_call_async_raw(tether_client *c, const char *method, const void *r
     tt_free(sc.heap);
     return rc;
 }
+
+tether_err
+tt_client_call_async_bytes(tether_client *c, const char *method, const void *req, size_t req_len,
+                           const tether_call_opts *opts, tether_reply_fn fn, void *arg)
+{
+    tt_call_req rq;
+    call_scratch sc;
+    if (fn == NULL || make_req(c, &rq, method, NULL, req, req_len, NULL, opts, &sc) != TETHER_OK) {
+        return TETHER_EINVAL;
+    }
+    tether_err rc = async_call(c, &rq, opts, fn, arg);
+    tt_free(sc.heap);
+    return rc;
+}

@@ -472,7 +472,117 @@ fail:
 }
 
 /* ---------------------------------------------------------------------- */
-/* tether_client_call_json                                                */
+/* tether_client_call_json and tether_json_request                        */
+
+/* A request converted from JSON: what both the one-off call and the
+ * prepared request (`tether bench`) send, so both take one path. */
+struct tether_json_request {
+    tether_codec codec;
+    char *method;
+    tt_dyn *dy;                                   /* typed methods: the descriptors */
+    ProtobufCMessage *msg;                        /* typed methods: the request */
+    const ProtobufCMessageDescriptor *reply_desc; /* typed methods: the reply type */
+    uint8_t *data; /* native: msg packed; raw methods and jsonrpc: the JSON text */
+    size_t len;
+};
+
+/*
+ * json_prepare - convert json_in for method on c into *p: jsonrpc keeps
+ * the text (it is the wire form); native and gob ask the server's
+ * _tether.Describe for the message types and build the request.  On
+ * error *errtext (if not NULL) may say why.
+ */
+static tether_err
+json_prepare(tether_client *c, const char *method, const char *json_in,
+             const tether_call_opts *opts, struct tether_json_request *p, char **errtext)
+{
+    memset(p, 0, sizeof *p);
+    p->codec = tt_client_codec_kind(c);
+    p->method = tt_strdup(method);
+    if (p->method == NULL) {
+        return TETHER_ENOMEM;
+    }
+    if (p->codec != TETHER_CODEC_JSONRPC) {
+        /* Ask the server what the method's messages look like. */
+        tt_strval q;
+        strval_init(&q.base);
+        q.value = (char *)method;
+        ProtobufCMessage *ans = NULL;
+        char *etext = NULL;
+        tether_err rc = tether_client_call(
+            c, TT_DESCRIBE_SERVICE ".Describe", &q.base, &tt_string_value_descriptor, &ans,
+            TETHER_CALL_TIMEOUT(opts != NULL ? opts->timeout_ms : 0), &etext);
+        if (rc != TETHER_OK) {
+            if ((rc == TETHER_ENOSERVICE || rc == TETHER_ENOMETHOD) && etext != NULL &&
+                strstr(etext, TT_DESCRIBE_SERVICE) != NULL) {
+                tt_free(etext);
+                etext = tt_strdup("the server does not describe its methods (not a tether "
+                                  "server?): use the jsonrpc codec");
+                rc = TETHER_ENOTSUP;
+            }
+            if (errtext != NULL) {
+                *errtext = etext;
+            } else {
+                tt_free(etext);
+            }
+            return rc;
+        }
+        json_error_t jerr;
+        json_t *root = json_loads(((tt_strval *)ans)->value, 0, &jerr);
+        protobuf_c_message_free_unpacked(ans, &tt_pb_allocator);
+        if (root == NULL) {
+            return TETHER_EBADREPLY;
+        }
+        if (!json_is_true(json_object_get(root, "raw"))) {
+            p->dy = dyn_build(root);
+            const char *in_name = json_string_value(json_object_get(root, "input"));
+            const char *out_name = json_string_value(json_object_get(root, "output"));
+            const dyn_type *tin =
+                p->dy != NULL && in_name != NULL ? dyn_find(p->dy, in_name) : NULL;
+            const dyn_type *tout =
+                p->dy != NULL && out_name != NULL ? dyn_find(p->dy, out_name) : NULL;
+            json_decref(root);
+            if (tin == NULL || tout == NULL) {
+                return TETHER_EBADREPLY;
+            }
+            char why[TT_PBJSON_ERRLEN];
+            rc = tt_pbjson_decode(&tin->d, json_in, strlen(json_in), &p->msg, why, sizeof why);
+            if (rc != TETHER_OK) {
+                if (errtext != NULL) {
+                    *errtext = tt_strdup(why);
+                }
+                return rc == TETHER_EBADREQUEST ? TETHER_EINVAL : rc;
+            }
+            p->reply_desc = &tout->d;
+            if (p->codec == TETHER_CODEC_NATIVE) {
+                p->len = protobuf_c_message_get_packed_size(p->msg);
+                p->data = tt_malloc(p->len > 0 ? p->len : 1);
+                if (p->data == NULL) {
+                    return TETHER_ENOMEM;
+                }
+                protobuf_c_message_pack(p->msg, p->data);
+            }
+            return TETHER_OK;
+        }
+        /* A raw method: the text goes as bytes, the reply comes back as is. */
+        json_decref(root);
+    }
+    p->len = strlen(json_in);
+    p->data = (uint8_t *)tt_strndup(json_in, p->len);
+    return p->data != NULL ? TETHER_OK : TETHER_ENOMEM;
+}
+
+static void
+json_request_clear(struct tether_json_request *p)
+{
+    if (p->msg != NULL) {
+        protobuf_c_message_free_unpacked(p->msg, &tt_pb_allocator);
+    }
+    dyn_free(p->dy);
+    tt_free(p->data);
+    tt_free(p->method);
+    memset(p, 0, sizeof *p);
+}
 
 tether_err
 tether_client_call_json(tether_client *c, const char *method, const char *json_in, char **json_out,
@@ -492,73 +602,27 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         /* JSON in, JSON out: nothing to describe. */
         return tt_client_call_json_text(c, method, json_in, json_out, opts, errtext);
     }
-    /* Ask the server what the method's messages look like. */
-    tt_strval q;
-    strval_init(&q.base);
-    q.value = (char *)method;
-    ProtobufCMessage *ans = NULL;
-    char *etext = NULL;
-    tether_err rc =
-        tether_client_call(c, TT_DESCRIBE_SERVICE ".Describe", &q.base, &tt_string_value_descriptor,
-                           &ans, TETHER_CALL_TIMEOUT(opts != NULL ? opts->timeout_ms : 0), &etext);
+    struct tether_json_request p;
+    tether_err rc = json_prepare(c, method, json_in, opts, &p, errtext);
     if (rc != TETHER_OK) {
-        if ((rc == TETHER_ENOSERVICE || rc == TETHER_ENOMETHOD) && etext != NULL &&
-            strstr(etext, TT_DESCRIBE_SERVICE) != NULL) {
-            tt_free(etext);
-            etext = tt_strdup("the server does not describe its methods (not a tether server?): "
-                              "use the jsonrpc codec");
-            rc = TETHER_ENOTSUP;
-        }
-        if (errtext != NULL) {
-            *errtext = etext;
-        } else {
-            tt_free(etext);
-        }
+        json_request_clear(&p);
         return rc;
     }
-    json_error_t jerr;
-    json_t *root = json_loads(((tt_strval *)ans)->value, 0, &jerr);
-    protobuf_c_message_free_unpacked(ans, &tt_pb_allocator);
-    if (root == NULL) {
-        return TETHER_EBADREPLY;
-    }
-    if (json_is_true(json_object_get(root, "raw"))) {
+    if (p.msg == NULL) {
         /* A raw method: the text goes as bytes, the reply comes back as is. */
-        json_decref(root);
         uint8_t *out = NULL;
         size_t out_len = 0;
-        rc = tether_client_call_raw(c, method, json_in, strlen(json_in), &out, &out_len, opts,
-                                    errtext);
+        rc = tether_client_call_raw(c, method, p.data, p.len, &out, &out_len, opts, errtext);
         if (rc == TETHER_OK) {
             *json_out = tt_strndup((const char *)out, out_len);
             tether_free(out);
             rc = *json_out != NULL ? TETHER_OK : TETHER_ENOMEM;
         }
+        json_request_clear(&p);
         return rc;
     }
-    tt_dyn *dy = dyn_build(root);
-    const char *in_name = json_string_value(json_object_get(root, "input"));
-    const char *out_name = json_string_value(json_object_get(root, "output"));
-    const dyn_type *tin = dy != NULL && in_name != NULL ? dyn_find(dy, in_name) : NULL;
-    const dyn_type *tout = dy != NULL && out_name != NULL ? dyn_find(dy, out_name) : NULL;
-    json_decref(root);
-    if (tin == NULL || tout == NULL) {
-        dyn_free(dy);
-        return TETHER_EBADREPLY;
-    }
-    char why[TT_PBJSON_ERRLEN];
-    ProtobufCMessage *req = NULL;
-    rc = tt_pbjson_decode(&tin->d, json_in, strlen(json_in), &req, why, sizeof why);
-    if (rc != TETHER_OK) {
-        if (errtext != NULL) {
-            *errtext = tt_strdup(why);
-        }
-        dyn_free(dy);
-        return rc == TETHER_EBADREQUEST ? TETHER_EINVAL : rc;
-    }
     ProtobufCMessage *reply = NULL;
-    rc = tether_client_call(c, method, req, &tout->d, &reply, opts, errtext);
-    protobuf_c_message_free_unpacked(req, &tt_pb_allocator);
+    rc = tether_client_call(c, method, p.msg, p.reply_desc, &reply, opts, errtext);
     if (rc == TETHER_OK) {
         tt_buf out = {0};
         rc = tt_pbjson_encode(&out, reply);
@@ -572,6 +636,67 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         }
         protobuf_c_message_free_unpacked(reply, &tt_pb_allocator);
     }
-    dyn_free(dy);
+    json_request_clear(&p);
     return rc;
+}
+
+tether_err
+tether_json_request_create(tether_client *c, const char *method, const char *json_in,
+                           const tether_call_opts *opts, tether_json_request **out, char **errtext)
+{
+    if (errtext != NULL) {
+        *errtext = NULL;
+    }
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (c == NULL || method == NULL || out == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (json_in == NULL || json_in[0] == '\0') {
+        json_in = "{}";
+    }
+    tether_json_request *p = tt_malloc(sizeof *p);
+    if (p == NULL) {
+        return TETHER_ENOMEM;
+    }
+    tether_err rc = json_prepare(c, method, json_in, opts, p, errtext);
+    if (rc != TETHER_OK) {
+        json_request_clear(p);
+        tt_free(p);
+        return rc;
+    }
+    *out = p;
+    return TETHER_OK;
+}
+
+tether_err
+tether_client_call_async_json(tether_client *c, const tether_json_request *rq,
+                              const tether_call_opts *opts, tether_reply_fn fn, void *arg)
+{
+    if (c == NULL || rq == NULL || fn == NULL) {
+        return TETHER_EINVAL;
+    }
+    tether_codec codec = tt_client_codec_kind(c);
+    if (codec != rq->codec) {
+        return TETHER_EINVAL;
+    }
+    if (codec == TETHER_CODEC_GOB && rq->msg != NULL) {
+        /* gob describes its types per connection: the bytes are not fixed. */
+        return tether_client_call_async(c, rq->method, rq->msg, rq->reply_desc, opts, fn, arg);
+    }
+    if (codec == TETHER_CODEC_GOB) {
+        return TETHER_ENOTSUP; /* raw methods have no gob form */
+    }
+    /* native: the packed request (or a raw method's text); jsonrpc: the text. */
+    return tt_client_call_async_bytes(c, rq->method, rq->data, rq->len, opts, fn, arg);
+}
+
+void
+tether_json_request_free(tether_json_request *rq)
+{
+    if (rq != NULL) {
+        json_request_clear(rq);
+        tt_free(rq);
+    }
 }
