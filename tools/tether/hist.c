@@ -51,19 +51,26 @@ hist_init(hist *h)
     atomic_init(&h->max, 0);
 }
 
+/* Add n to a counter only this thread writes: a load and a store, no
+ * locked read-modify-write. */
+static inline void
+bump(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 void
 hist_record(hist *h, uint64_t v)
 {
-    atomic_fetch_add_explicit(&h->counts[bucket_of(v)], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->total, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
-    uint64_t cur = atomic_load_explicit(&h->min, memory_order_relaxed);
-    while (v < cur && !atomic_compare_exchange_weak_explicit(&h->min, &cur, v, memory_order_relaxed,
-                                                             memory_order_relaxed)) {
+    bump(&h->counts[bucket_of(v)], 1);
+    bump(&h->total, 1);
+    bump(&h->sum, v);
+    if (v < atomic_load_explicit(&h->min, memory_order_relaxed)) {
+        atomic_store_explicit(&h->min, v, memory_order_relaxed);
     }
-    cur = atomic_load_explicit(&h->max, memory_order_relaxed);
-    while (v > cur && !atomic_compare_exchange_weak_explicit(&h->max, &cur, v, memory_order_relaxed,
-                                                             memory_order_relaxed)) {
+    if (v > atomic_load_explicit(&h->max, memory_order_relaxed)) {
+        atomic_store_explicit(&h->max, v, memory_order_relaxed);
     }
 }
 

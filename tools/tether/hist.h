@@ -1,8 +1,9 @@
 /*
  * hist.h - a latency histogram for `tether bench`: log-linear buckets
- * (32 per power of two, so any value is known to within about 3 %) with
- * atomic counters, so completion callbacks on several I/O threads record
- * into one histogram without a lock.  Fixed size, no allocation per value.
+ * (32 per power of two, so any value is known to within about 3 %).  One
+ * thread records into a histogram while others may read it: the counters
+ * are atomics written with plain relaxed stores, so recording costs no
+ * locked instruction.  Fixed size, no allocation per value.
  */
 #ifndef TETHER_TOOL_HIST_H
 #define TETHER_TOOL_HIST_H
@@ -29,7 +30,8 @@ typedef struct hist {
 /* hist_init - an empty histogram. */
 void hist_init(hist *h);
 
-/* hist_record - count one value (ns); thread-safe. */
+/* hist_record - count one value (ns).  One recording thread per
+ * histogram; reading at the same time is fine. */
 void hist_record(hist *h, uint64_t v);
 
 /* hist_merge - add src's counts to dst (not concurrently with records). */
