@@ -162,7 +162,7 @@ cli_await_instance(const char *cmd, tether_registry *reg, const char *service, c
     if (url != NULL) {
         char red[480];
         tether_registry_url_redact(url, red, sizeof red);
-        snprintf(shown, sizeof shown, " --registry '%s'", red);
+        snprintf(shown, sizeof shown, " --registry %s", red);
     }
     fprintf(stderr, "tether %s: no %sinstance of '%s' in %s", cmd, draining > 0 ? "serving " : "",
             service, tether_registry_location(reg));
