@@ -46,6 +46,7 @@ struct bench;
 struct slot {
     struct conn *conn;
     uint64_t t0;
+    atomic_int idle; /* its call could not start: the main loop retries it */
 };
 
 /* One client and the calls it carries. */
@@ -139,7 +140,11 @@ start(struct slot *s)
     s->t0 = now_ns();
     tether_err err = tether_client_call_async_json(cn->client, cn->b->rq, cn->b->opts, on_reply, s);
     if (err != TETHER_OK) {
+        /* No callback will come (a reconnect failed, say): count it and
+         * leave the slot to the main loop, which tries again each second,
+         * so a server that comes back gets the whole window again. */
         count_error(cn->b, err);
+        atomic_store(&s->idle, 1);
     }
 }
 
@@ -467,6 +472,11 @@ tether_cmd_bench(int argc, char **argv)
             last_ok = ok;
             last_t = now;
             next += 1000000000ull;
+            for (long k = 0; k < depth; k++) {
+                if (atomic_exchange(&slots[k].idle, 0)) {
+                    start(&slots[k]);
+                }
+            }
         }
     }
     atomic_store(&b.stop, 1);
