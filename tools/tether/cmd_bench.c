@@ -42,9 +42,11 @@
 struct bench;
 
 /* One call in flight: the slot is the callback's argument, so a
- * completion knows when its call started without any lookup. */
+ * completion knows when its call started without any lookup.  A cache
+ * line each: slots of clients on different I/O threads must not share
+ * one, or every call start would pull the line from the other thread. */
 struct slot {
-    struct conn *conn;
+    _Alignas(64) struct conn *conn;
     uint64_t t0;
     atomic_int idle; /* its call could not start: the main loop retries it */
 };
@@ -395,7 +397,10 @@ tether_cmd_bench(int argc, char **argv)
     tether_call_opts opts = {.timeout_ms = (uint32_t)timeout_ms};
     b.opts = &opts;
     struct conn *conns = calloc((size_t)nconns, sizeof *conns);
-    struct slot *slots = calloc((size_t)depth, sizeof *slots);
+    struct slot *slots = aligned_alloc(_Alignof(struct slot), (size_t)depth * sizeof *slots);
+    if (slots != NULL) {
+        memset(slots, 0, (size_t)depth * sizeof *slots);
+    }
     if (conns == NULL || slots == NULL) {
         fprintf(stderr, "tether bench: out of memory\n");
         return 1;
@@ -441,7 +446,8 @@ tether_cmd_bench(int argc, char **argv)
 
     uint64_t t0 = now_ns();
     for (long k = 0; k < depth; k++) {
-        slots[k].conn = &conns[k % nconns]; /* round robin: every client gets its share */
+        /* Client i carries calls [i*depth/nconns, (i+1)*depth/nconns). */
+        slots[k].conn = &conns[k * nconns / depth];
         start(&slots[k]);
     }
     /* Once a second a progress line; the run ends at the deadline or on
