@@ -136,7 +136,7 @@ TETHER_API tether_err tether_client_create(const char *addr, const tether_client
  * connections is set aside with growing backoff (100 ms to 5 s) even
  * before the registry notices.  When no instance is available a call waits
  * for one until its deadline (TETHER_ETIMEDOUT; TETHER_ENOENT if the
- * registry never listed any).  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
+ * registry never listed any); with TETHER_CALL_NO_WAIT it fails at once.  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
  * registry's errors.
  */
 TETHER_API tether_err tether_client_create_service(tether_registry *reg, const char *service,
@@ -154,6 +154,10 @@ TETHER_API void tether_client_destroy(tether_client *c);
 
 /* Call flags (tether_call_opts.flags). */
 #define TETHER_CALL_IDEMPOTENT 0x1u /* safe to run twice (for retries and hedging) */
+/* By service name: when no instance can take the call now, fail at once
+ * (TETHER_ENOENT: the registry lists none; TETHER_EAGAIN: none is
+ * reachable) instead of waiting for one until the deadline. */
+#define TETHER_CALL_NO_WAIT 0x2u
 
 /*
  * tether_call_opts - how one call is made; every call form takes it.  NULL,
@@ -169,7 +173,7 @@ TETHER_API void tether_client_destroy(tether_client *c);
  *              keys non-empty.  Native protocol only (gob and jsonrpc
  *              cannot carry it).  Over the server's max_metadata_size the
  *              call fails with TETHER_ELIMIT and the connection stays.
- *  flags       TETHER_CALL_* (TETHER_CALL_IDEMPOTENT).
+ *  flags       TETHER_CALL_* (TETHER_CALL_IDEMPOTENT, TETHER_CALL_NO_WAIT).
  *  id          asynchronous calls: if not NULL, *id receives the call's id
  *              (never 0) for tether_client_cancel().
  *  trailers    synchronous calls: if not NULL, *trailers receives the

@@ -314,7 +314,8 @@ make_req(tether_client *c, tt_call_req *rq, const char *method, const ProtobufCM
                         .timeout_ms =
                             opts->timeout_ms != 0 ? opts->timeout_ms : c->cfg.call_timeout_ms,
                         .meta = meta,
-                        .nmeta = nmeta};
+                        .nmeta = nmeta,
+                        .flags = opts->flags};
     return TETHER_OK;
 }
 
