@@ -59,30 +59,28 @@ check_report() {
 
 echo "== bench by address, every codec"
 for codec in native gob jsonrpc; do
-    d=1s
-    [ "$codec" = native ] || d=500ms
-    "$BIN/tether" bench "$ADDR" Calculator.Add '{"A":1,"B":2}' -c 8 --conns 2 -d $d \
+    "$BIN/tether" bench "$ADDR" Calculator.Add '{"A":1,"B":2}' -c 8 --conns 2 -d 1s \
         --codec $codec >"$TMP/b.out" 2>"$TMP/b.err" || fail "bench $codec: $(cat "$TMP/b.err")"
     check_report "$TMP/b.out"
     grep -q "^target: .*($codec, 8 calls in flight over 2 connections)" "$TMP/b.out" ||
         fail "bench $codec: no target line in: $(cat "$TMP/b.out")"
     echo "ok: $codec: $(grep '^calls:' "$TMP/b.out")"
 done
-# The progress line comes once a second on stderr.
-"$BIN/tether" bench "$ADDR" Calculator.Add '{"A":1,"B":2}' -d 2500ms >"$TMP/b.out" 2>"$TMP/b.err"
+# The progress line comes once a second on stderr (how many fit in the
+# run depends on how busy the machine is: at least one).
+"$BIN/tether" bench "$ADDR" Calculator.Add '{"A":1,"B":2}' -d 3s >"$TMP/b.out" 2>"$TMP/b.err"
 check_report "$TMP/b.out"
-grep -Eq '^ +1\.0s +[0-9]+ calls/s +[0-9]+ calls +0 errors$' "$TMP/b.err" ||
+grep -Eq '^ +[0-9]+\.[0-9]s +[0-9]+ calls/s +[0-9]+ calls +0 errors$' "$TMP/b.err" ||
     fail "no progress line in: $(cat "$TMP/b.err")"
-grep -Eq '^ +2\.0s ' "$TMP/b.err" || fail "no second progress line in: $(cat "$TMP/b.err")"
 echo "ok: progress lines"
 
 echo "== bench by name"
-"$BIN/tether" bench calculator Calculator.Add '{"A":1,"B":2}' --registry "$REG" -d 500ms \
+"$BIN/tether" bench calculator Calculator.Add '{"A":1,"B":2}' --registry "$REG" -d 1s \
     >"$TMP/b.out" 2>"$TMP/b.err" || fail "bench by name: $(cat "$TMP/b.err")"
 check_report "$TMP/b.out"
 
 echo "== bench errors are counted by code"
-if "$BIN/tether" bench "$ADDR" Calculator.Div '{"A":1,"B":0}' -d 300ms >"$TMP/b.out" 2>"$TMP/b.err"; then
+if "$BIN/tether" bench "$ADDR" Calculator.Div '{"A":1,"B":0}' -d 1s >"$TMP/b.out" 2>"$TMP/b.err"; then
     fail "a bench where every call fails exits 0"
 fi
 grep -Eq '^errors: +[1-9]' "$TMP/b.out" || fail "no error count in: $(cat "$TMP/b.out")"
