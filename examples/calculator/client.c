@@ -153,6 +153,8 @@ main(int argc, char **argv)
             usage();
         }
     }
+    /* The library says why something failed in its log: show it. */
+    tether_log_set_handler(tether_log_stderr, TETHER_LOG_WARN, NULL);
     if (loop) {
         if (registry == NULL || argc != i) {
             usage();
@@ -160,8 +162,9 @@ main(int argc, char **argv)
         tether_client *c;
         tether_err rc = open_by_name(registry, service, &c);
         if (rc != TETHER_OK) {
-            fprintf(stderr, "calculator-client: registry %s: %s\n", registry,
-                    tether_strerror(rc));
+            char shown[512];
+            tether_registry_url_redact(registry, shown, sizeof shown);
+            fprintf(stderr, "calculator-client: registry %s: %s\n", shown, tether_strerror(rc));
             return 1;
         }
         int code = run_loop(c, interval_ms, duration_s);

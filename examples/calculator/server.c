@@ -126,8 +126,10 @@ main(int argc, char **argv)
             rc = tether_server_set_registry(the_server, reg, &tmpl);
         }
         if (rc != TETHER_OK) {
-            fprintf(stderr, "calculator-server: registry %s: %s\n", registry_url,
-                    tether_strerror(rc));
+            /* The reason was logged just above; the URL shows no password. */
+            char shown[512];
+            tether_registry_url_redact(registry_url, shown, sizeof shown);
+            fprintf(stderr, "calculator-server: registry %s: %s\n", shown, tether_strerror(rc));
             tether_server_destroy(the_server);
             tether_registry_close(reg);
             return 1;

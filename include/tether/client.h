@@ -136,7 +136,7 @@ TETHER_API tether_err tether_client_create(const char *addr, const tether_client
  * connections is set aside with growing backoff (100 ms to 5 s) even
  * before the registry notices.  When no instance is available a call waits
  * for one until its deadline (TETHER_ETIMEDOUT; TETHER_ENOENT if the
- * registry never listed any).  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
+ * registry never listed any); with TETHER_CALL_NO_WAIT it fails at once.  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
  * registry's errors.
  */
 TETHER_API tether_err tether_client_create_service(tether_registry *reg, const char *service,
@@ -154,6 +154,10 @@ TETHER_API void tether_client_destroy(tether_client *c);
 
 /* Call flags (tether_call_opts.flags). */
 #define TETHER_CALL_IDEMPOTENT 0x1u /* safe to run twice (for retries and hedging) */
+/* By service name: when no instance can take the call now, fail at once
+ * (TETHER_ENOENT: the registry lists none; TETHER_EAGAIN: none is
+ * reachable) instead of waiting for one until the deadline. */
+#define TETHER_CALL_NO_WAIT 0x2u
 
 /*
  * tether_call_opts - how one call is made; every call form takes it.  NULL,
@@ -169,7 +173,7 @@ TETHER_API void tether_client_destroy(tether_client *c);
  *              keys non-empty.  Native protocol only (gob and jsonrpc
  *              cannot carry it).  Over the server's max_metadata_size the
  *              call fails with TETHER_ELIMIT and the connection stays.
- *  flags       TETHER_CALL_* (TETHER_CALL_IDEMPOTENT).
+ *  flags       TETHER_CALL_* (TETHER_CALL_IDEMPOTENT, TETHER_CALL_NO_WAIT).
  *  id          asynchronous calls: if not NULL, *id receives the call's id
  *              (never 0) for tether_client_cancel().
  *  trailers    synchronous calls: if not NULL, *trailers receives the
@@ -307,6 +311,45 @@ TETHER_API tether_err tether_client_call_json(tether_client *c, const char *meth
  */
 TETHER_API tether_err tether_client_describe(tether_client *c, const char *name, char **json_out,
                                              const tether_call_opts *opts, char **errtext);
+
+/*
+ * tether_json_request - a request converted from JSON once and sent many
+ * times (the `tether bench` tool): the conversion
+ * tether_client_call_json() makes, without the call.
+ */
+typedef struct tether_json_request tether_json_request;
+
+/*
+ * tether_json_request_create - convert json_in (NULL or "" mean {}) for
+ * method as tether_client_call_json() does on c: jsonrpc keeps the text;
+ * native and gob ask the server's _tether.Describe (within opts'
+ * timeout) and build the request, a raw method takes the text as its
+ * bytes.  *out is freed with tether_json_request_free().  Errors: those
+ * of tether_client_call_json() before it sends the call itself (*errtext
+ * says why when it can).
+ */
+TETHER_API tether_err tether_json_request_create(tether_client *c, const char *method,
+                                                 const char *json_in, const tether_call_opts *opts,
+                                                 tether_json_request **out, char **errtext);
+
+/*
+ * tether_client_call_async_json - start the call rq describes on c, as
+ * tether_client_call_async_raw() does: native and jsonrpc send rq's bytes
+ * as they are (nothing is converted per call); gob sends the request
+ * message (gob describes its types per connection).  c must speak the
+ * codec of the client rq was made with; any number of clients may share
+ * rq.  The callback gets the reply bytes; r->msg is the unpacked reply
+ * (caller frees it with tether_msg_free()) for gob only, else NULL.
+ * Errors: those of tether_client_call_async(); TETHER_EINVAL for a codec
+ * that differs from rq's; TETHER_ENOTSUP for a raw method over gob.
+ */
+TETHER_API tether_err tether_client_call_async_json(tether_client *c, const tether_json_request *rq,
+                                                    const tether_call_opts *opts,
+                                                    tether_reply_fn fn, void *arg);
+
+/* tether_json_request_free - free rq once no call started with it is
+ * pending.  NULL is a no-op. */
+TETHER_API void tether_json_request_free(tether_json_request *rq);
 
 /*
  * tether_client_cancel - give up on the asynchronous call whose id a call

@@ -40,6 +40,19 @@ tether_registry_url_redact(const char *url, char *buf, size_t cap)
     size_t o = 0;
     const char *p = url;
     while (*p != '\0' && o + 1 < cap) {
+        if (p > url + 1 && p[-1] == '/' && p[-2] == '/') {
+            /* "//user:secret@host": not a form the backends take, but a
+             * message repeating it must not show the secret either. */
+            size_t auth = strcspn(p, "/?");
+            const char *at = memchr(p, '@', auth);
+            const char *colon = at != NULL ? memchr(p, ':', (size_t)(at - p)) : NULL;
+            if (colon != NULL) {
+                size_t n = (size_t)snprintf(buf + o, cap - o, "%.*s:***", (int)(colon - p), p);
+                o += n < cap - o ? n : cap - o - 1;
+                p = at;
+                continue;
+            }
+        }
         int at_opt = p == url || p[-1] == '?' || p[-1] == '&';
         if (at_opt && strncmp(p, "password=", 9) == 0) {
             const char *end = strchr(p, '&');
@@ -164,6 +177,9 @@ tether_registry_open(const char *url, tether_registry **out)
             }
             r->ops = ops;
             atomic_init(&r->refs, 1);
+            if (r->location[0] == '\0') {
+                tether_registry_url_redact(url, r->location, sizeof r->location);
+            }
             *out = r;
             return TETHER_OK;
         }
@@ -179,6 +195,12 @@ tether_registry_open(const char *url, tether_registry **out)
     tether_registry_url_redact(url, shown, sizeof shown);
     TT_ERROR("registry: no backend for scheme '%.*s' in '%s'", (int)slen, url, shown);
     return TETHER_ENOTSUP;
+}
+
+const char *
+tether_registry_location(const tether_registry *r)
+{
+    return r != NULL ? r->location : "";
 }
 
 void

@@ -314,7 +314,8 @@ make_req(tether_client *c, tt_call_req *rq, const char *method, const ProtobufCM
                         .timeout_ms =
                             opts->timeout_ms != 0 ? opts->timeout_ms : c->cfg.call_timeout_ms,
                         .meta = meta,
-                        .nmeta = nmeta};
+                        .nmeta = nmeta,
+                        .flags = opts->flags};
     return TETHER_OK;
 }
 
@@ -575,6 +576,20 @@ tether_client_call_async_raw(tether_client *c, const char *method, const void *r
         return TETHER_EINVAL;
     }
     tether_err rc = raw_ok(c) ? async_call(c, &rq, opts, fn, arg) : TETHER_ENOTSUP;
+    tt_free(sc.heap);
+    return rc;
+}
+
+tether_err
+tt_client_call_async_bytes(tether_client *c, const char *method, const void *req, size_t req_len,
+                           const tether_call_opts *opts, tether_reply_fn fn, void *arg)
+{
+    tt_call_req rq;
+    call_scratch sc;
+    if (fn == NULL || make_req(c, &rq, method, NULL, req, req_len, NULL, opts, &sc) != TETHER_OK) {
+        return TETHER_EINVAL;
+    }
+    tether_err rc = async_call(c, &rq, opts, fn, arg);
     tt_free(sc.heap);
     return rc;
 }

@@ -62,5 +62,10 @@ tether_codec tt_client_codec_kind(const tether_client *c);
 /* client.c: a jsonrpc call with JSON text for params and result. */
 tether_err tt_client_call_json_text(tether_client *c, const char *method, const char *json_in,
                                     char **json_out, const tether_call_opts *opts, char **errtext);
+/* client.c: an asynchronous call with request bytes whatever the codec (a
+ * prepared JSON request: native bytes, or jsonrpc's params text). */
+tether_err tt_client_call_async_bytes(tether_client *c, const char *method, const void *req,
+                                      size_t req_len, const tether_call_opts *opts,
+                                      tether_reply_fn fn, void *arg);
 
 #endif

@@ -786,6 +786,106 @@ keep_for_gob(const char *text, tt_dyn *dy)
     return out;
 }
 
+/* A request converted from JSON: what both the one-off call and the
+ * prepared request (`tether bench`) send, so both take one path. */
+struct tether_json_request {
+    tether_codec codec;
+    char *method;
+    tt_dyn *dy;   /* typed methods: the descriptors */
+    int kept;     /* dy is kept for gob's connections: not freed here */
+    ProtobufCMessage *msg;                        /* typed methods: the request */
+    const ProtobufCMessageDescriptor *reply_desc; /* typed methods: the reply type */
+    uint8_t *data; /* native: msg packed; raw methods and jsonrpc: the JSON text */
+    size_t len;
+};
+
+static void
+json_request_clear(struct tether_json_request *p)
+{
+    if (p->msg != NULL) {
+        protobuf_c_message_free_unpacked(p->msg, &tt_pb_allocator);
+    }
+    if (!p->kept) {
+        tt_dyn_free(p->dy);
+    }
+    tt_free(p->data);
+    tt_free(p->method);
+    memset(p, 0, sizeof *p);
+}
+
+/*
+ * json_prepare - convert json_in for method on c into *p: jsonrpc keeps
+ * the text (it is the wire form); native and gob ask the server's
+ * _tether.Describe for the message types (checked in full) and build the
+ * request; a raw method takes the text as its bytes.  On error *errtext
+ * (if not NULL) may say why; *p is to be cleared either way.
+ */
+static tether_err
+json_prepare(tether_client *c, const char *method, const char *json_in,
+             const tether_call_opts *opts, struct tether_json_request *p, char **errtext)
+{
+    memset(p, 0, sizeof *p);
+    p->codec = tt_client_codec_kind(c);
+    p->method = tt_strdup(method);
+    if (p->method == NULL) {
+        return TETHER_ENOMEM;
+    }
+    if (p->codec != TETHER_CODEC_JSONRPC) {
+        if (method[0] == '\0') {
+            return TETHER_EINVAL; /* an empty name asks Describe for the listing */
+        }
+        char *text = NULL;
+        tether_err rc = ask(c, method, &text, opts, errtext);
+        if (rc != TETHER_OK) {
+            return rc;
+        }
+        char why[TT_DESCRIBE_ERRLEN];
+        p->dy = tt_dyn_parse(text, strlen(text), why, sizeof why);
+        if (p->dy == NULL) {
+            tt_free(text);
+            set_errtext(errtext, errtext_printf("bad description from the server: %s", why));
+            return TETHER_EBADREPLY;
+        }
+        if (p->codec == TETHER_CODEC_GOB && !tt_dyn_is_raw(p->dy)) {
+            p->dy = keep_for_gob(text, p->dy);
+            if (p->dy == NULL) {
+                tt_free(text);
+                set_errtext(errtext, errtext_printf("more than %d distinct methods called over "
+                                                    "gob without generated code in one process",
+                                                    GOB_KEEP_MAX));
+                return TETHER_ELIMIT;
+            }
+            p->kept = 1;
+        }
+        tt_free(text);
+        if (!tt_dyn_is_raw(p->dy)) {
+            char jwhy[TT_PBJSON_ERRLEN];
+            rc = tt_pbjson_decode(tt_dyn_input(p->dy), json_in, strlen(json_in), &p->msg, jwhy,
+                                  sizeof jwhy);
+            if (rc != TETHER_OK) {
+                if (rc == TETHER_EBADREQUEST) {
+                    set_errtext(errtext, tt_strdup(jwhy));
+                }
+                return rc == TETHER_EBADREQUEST ? TETHER_EINVAL : rc;
+            }
+            p->reply_desc = tt_dyn_output(p->dy);
+            if (p->codec == TETHER_CODEC_NATIVE) {
+                p->len = protobuf_c_message_get_packed_size(p->msg);
+                p->data = tt_malloc(p->len > 0 ? p->len : 1);
+                if (p->data == NULL) {
+                    return TETHER_ENOMEM;
+                }
+                protobuf_c_message_pack(p->msg, p->data);
+            }
+            return TETHER_OK;
+        }
+    }
+    /* jsonrpc, or a raw method: the text goes as bytes. */
+    p->len = strlen(json_in);
+    p->data = (uint8_t *)tt_strndup(json_in, p->len);
+    return p->data != NULL ? TETHER_OK : TETHER_ENOMEM;
+}
+
 tether_err
 tether_client_call_json(tether_client *c, const char *method, const char *json_in, char **json_out,
                         const tether_call_opts *opts, char **errtext)
@@ -804,69 +904,32 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         /* JSON in, JSON out: nothing to describe. */
         return tt_client_call_json_text(c, method, json_in, json_out, opts, errtext);
     }
-    if (method[0] == '\0') {
-        return TETHER_EINVAL; /* an empty name asks Describe for the listing */
-    }
-    /* Ask the server what the method's messages look like. */
-    char *text = NULL;
-    tether_err rc = ask(c, method, &text, opts, errtext);
+    struct tether_json_request p;
+    tether_err rc = json_prepare(c, method, json_in, opts, &p, errtext);
     if (rc != TETHER_OK) {
+        json_request_clear(&p);
         return rc;
     }
-    char why[TT_DESCRIBE_ERRLEN];
-    tt_dyn *dy = tt_dyn_parse(text, strlen(text), why, sizeof why);
-    if (dy == NULL) {
-        tt_free(text);
-        set_errtext(errtext, errtext_printf("bad description from the server: %s", why));
-        return TETHER_EBADREPLY;
-    }
-    int kept = 0;
-    if (tt_client_codec_kind(c) == TETHER_CODEC_GOB && !tt_dyn_is_raw(dy)) {
-        dy = keep_for_gob(text, dy);
-        if (dy == NULL) {
-            tt_free(text);
-            set_errtext(errtext, errtext_printf("more than %d distinct methods called over gob "
-                                                "without generated code in one process",
-                                                GOB_KEEP_MAX));
-            return TETHER_ELIMIT;
-        }
-        kept = 1;
-    }
-    tt_free(text);
-    if (tt_dyn_is_raw(dy)) {
+    if (p.msg == NULL) {
         /* A raw method: the text goes as bytes, the reply comes back as is. */
-        tt_dyn_free(dy);
         uint8_t *out = NULL;
         size_t out_len = 0;
-        rc = tether_client_call_raw(c, method, json_in, strlen(json_in), &out, &out_len, opts,
-                                    errtext);
+        rc = tether_client_call_raw(c, method, p.data, p.len, &out, &out_len, opts, errtext);
         if (rc == TETHER_OK) {
             *json_out = tt_strndup((const char *)out, out_len);
             tether_free(out);
             rc = *json_out != NULL ? TETHER_OK : TETHER_ENOMEM;
         }
+        json_request_clear(&p);
         return rc;
     }
-    char jwhy[TT_PBJSON_ERRLEN];
-    ProtobufCMessage *req = NULL;
-    rc = tt_pbjson_decode(tt_dyn_input(dy), json_in, strlen(json_in), &req, jwhy, sizeof jwhy);
-    if (rc != TETHER_OK) {
-        if (rc == TETHER_EBADREQUEST) {
-            set_errtext(errtext, tt_strdup(jwhy));
-        }
-        if (!kept) {
-            tt_dyn_free(dy);
-        }
-        return rc == TETHER_EBADREQUEST ? TETHER_EINVAL : rc;
-    }
     ProtobufCMessage *reply = NULL;
-    if (tt_client_codec_kind(c) == TETHER_CODEC_NATIVE) {
-        rc = call_native(c, method, req, tt_dyn_output(dy), &reply, opts, errtext);
+    if (p.codec == TETHER_CODEC_NATIVE) {
+        rc = call_native(c, method, p.msg, p.reply_desc, &reply, opts, errtext);
     } else {
         /* gob: its decoder bounds the nesting itself. */
-        rc = tether_client_call(c, method, req, tt_dyn_output(dy), &reply, opts, errtext);
+        rc = tether_client_call(c, method, p.msg, p.reply_desc, &reply, opts, errtext);
     }
-    protobuf_c_message_free_unpacked(req, &tt_pb_allocator);
     if (rc == TETHER_OK) {
         tt_buf out = {0};
         rc = tt_pbjson_encode(&out, reply);
@@ -880,8 +943,67 @@ tether_client_call_json(tether_client *c, const char *method, const char *json_i
         }
         protobuf_c_message_free_unpacked(reply, &tt_pb_allocator);
     }
-    if (!kept) {
-        tt_dyn_free(dy);
-    }
+    json_request_clear(&p);
     return rc;
+}
+
+tether_err
+tether_json_request_create(tether_client *c, const char *method, const char *json_in,
+                           const tether_call_opts *opts, tether_json_request **out, char **errtext)
+{
+    if (errtext != NULL) {
+        *errtext = NULL;
+    }
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (c == NULL || method == NULL || out == NULL) {
+        return TETHER_EINVAL;
+    }
+    if (json_in == NULL || json_in[0] == '\0') {
+        json_in = "{}";
+    }
+    tether_json_request *p = tt_malloc(sizeof *p);
+    if (p == NULL) {
+        return TETHER_ENOMEM;
+    }
+    tether_err rc = json_prepare(c, method, json_in, opts, p, errtext);
+    if (rc != TETHER_OK) {
+        json_request_clear(p);
+        tt_free(p);
+        return rc;
+    }
+    *out = p;
+    return TETHER_OK;
+}
+
+tether_err
+tether_client_call_async_json(tether_client *c, const tether_json_request *rq,
+                              const tether_call_opts *opts, tether_reply_fn fn, void *arg)
+{
+    if (c == NULL || rq == NULL || fn == NULL) {
+        return TETHER_EINVAL;
+    }
+    tether_codec codec = tt_client_codec_kind(c);
+    if (codec != rq->codec) {
+        return TETHER_EINVAL;
+    }
+    if (codec == TETHER_CODEC_GOB && rq->msg != NULL) {
+        /* gob describes its types per connection: the bytes are not fixed. */
+        return tether_client_call_async(c, rq->method, rq->msg, rq->reply_desc, opts, fn, arg);
+    }
+    if (codec == TETHER_CODEC_GOB) {
+        return TETHER_ENOTSUP; /* raw methods have no gob form */
+    }
+    /* native: the packed request (or a raw method's text); jsonrpc: the text. */
+    return tt_client_call_async_bytes(c, rq->method, rq->data, rq->len, opts, fn, arg);
+}
+
+void
+tether_json_request_free(tether_json_request *rq)
+{
+    if (rq != NULL) {
+        json_request_clear(rq);
+        tt_free(rq);
+    }
 }

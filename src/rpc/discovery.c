@@ -371,11 +371,12 @@ disc_call(tether_client *c, const tt_call_req *rq, const char *key, tt_call_resu
         uint64_t soonest;
         int i = pick_locked(d, tried, ntried, key, &soonest);
         if (i < 0) {
-            if (!wait_for_endpoint_locked(d, deadline, soonest)) {
+            int nowait = (rq->flags & TETHER_CALL_NO_WAIT) != 0;
+            if (nowait || !wait_for_endpoint_locked(d, deadline, soonest)) {
                 int listed = d->ever_listed;
                 pthread_mutex_unlock(&d->mu);
                 if (last == TETHER_OK) {
-                    last = listed ? TETHER_ETIMEDOUT : TETHER_ENOENT;
+                    last = !listed ? TETHER_ENOENT : nowait ? TETHER_EAGAIN : TETHER_ETIMEDOUT;
                 }
                 return res->err = last;
             }

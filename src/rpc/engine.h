@@ -56,6 +56,7 @@ typedef struct tt_call_req {
     uint32_t timeout_ms;     /* > 0 */
     const tether_meta *meta; /* request metadata (codecs that carry it) */
     size_t nmeta;
+    unsigned flags; /* TETHER_CALL_* */
 } tt_call_req;
 
 /* A synchronous call's outcome; the caller owns and frees what it holds

@@ -138,6 +138,10 @@ test_url_redact(void **state)
     assert_string_equal(buf, "etcd://h:1?password=***");
     tether_registry_url_redact("etcd://h:1?xpassword=keep", buf, sizeof buf);
     assert_string_equal(buf, "etcd://h:1?xpassword=keep");
+    tether_registry_url_redact("etcd://root:s3cret@h:1,h:2/p?ttl=3", buf, sizeof buf);
+    assert_string_equal(buf, "etcd://root:***@h:1,h:2/p?ttl=3");
+    tether_registry_url_redact("etcd://h:1/a@b:c", buf, sizeof buf);
+    assert_string_equal(buf, "etcd://h:1/a@b:c");
     tether_registry_url_redact("etcd://h:1?password=abcdef", buf, 12);
     assert_int_equal(strlen(buf), 11);
 }

@@ -19,6 +19,7 @@ int tether_cmd_list(int argc, char **argv);
 int tether_cmd_watch(int argc, char **argv);
 int tether_cmd_call(int argc, char **argv) __attribute__((weak));
 int tether_cmd_describe(int argc, char **argv);
+int tether_cmd_bench(int argc, char **argv);
 
 /*
  * cli_registry_url - the registry URL for a command: the --registry value

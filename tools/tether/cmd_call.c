@@ -2,10 +2,13 @@
  * cmd_call.c - `tether call`: call any method with JSON arguments.
  *
  *   tether call ADDR|SERVICE Service.Method ['{"A":1,"B":2}']
- *               [--codec native|gob|jsonrpc] [--registry URL] [--timeout MS] [-v]
+ *               [--codec native|gob|jsonrpc] [--registry URL] [--timeout MS]
+ *               [--wait DURATION] [-v]
  *
  * The target is an address ("host:port", "[v6]:port", "unix:/path") when
- * it has a ':' in it, else a service name looked up in the registry.  The
+ * it has a ':' in it, else a service name looked up in the registry; a
+ * service with no serving instance fails at once, unless --wait gives the
+ * time to wait for one.  The
  * reply is printed as JSON on stdout (exit 0); an error goes to stderr
  * (exit 1).  tether_client_call_json() does the work: jsonrpc passes the
  * JSON through (any Go jsonrpc server), native and gob ask the tether
@@ -19,13 +22,14 @@
 #include <tether/tether.h>
 
 #include "cli.h"
+#include "report.h"
 
 static int
 usage(FILE *f)
 {
     fprintf(f, "usage: tether call ADDR|SERVICE Service.Method ['{\"A\":1,\"B\":2}']\n"
                "                  [--codec native|gob|jsonrpc] [--registry URL] [--timeout MS] "
-               "[-v]\n");
+               "[--wait DURATION] [-v]\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -35,11 +39,12 @@ tether_cmd_call(int argc, char **argv)
     const char *target = NULL, *method = NULL, *json = NULL, *reg = NULL;
     const char *codec = "native";
     unsigned long timeout_ms = 10000;
+    uint64_t wait_ms = 0;
     int verbose = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if ((strcmp(a, "--codec") == 0 || strcmp(a, "--registry") == 0 || strcmp(a, "-r") == 0 ||
-             strcmp(a, "--timeout") == 0) &&
+             strcmp(a, "--timeout") == 0 || strcmp(a, "--wait") == 0) &&
             i + 1 >= argc) {
             fprintf(stderr, "tether call: %s needs a value\n", a);
             return 2;
@@ -54,6 +59,12 @@ tether_cmd_call(int argc, char **argv)
             reg = a + 11;
         } else if (strcmp(a, "--timeout") == 0) {
             timeout_ms = strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(a, "--wait") == 0 || strncmp(a, "--wait=", 7) == 0) {
+            const char *v = a[6] == '=' ? a + 7 : argv[++i];
+            if (cli_parse_duration(v, &wait_ms) != 0) {
+                fprintf(stderr, "tether call: --wait wants a duration such as 5s, not '%s'\n", v);
+                return 2;
+            }
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             verbose = 1;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -75,7 +86,7 @@ tether_cmd_call(int argc, char **argv)
     if (target == NULL || method == NULL) {
         return usage(stderr);
     }
-    tether_log_set_handler(tether_log_stderr, verbose ? TETHER_LOG_DEBUG : TETHER_LOG_WARN, NULL);
+    cli_log_init(verbose);
     tether_client_config cfg;
     tether_client_config_init(&cfg);
     if (strcmp(codec, "native") == 0) {
@@ -91,6 +102,7 @@ tether_cmd_call(int argc, char **argv)
     tether_client *c = NULL;
     tether_err rc;
     if (strchr(target, ':') != NULL) {
+        cli_reason_begin();
         rc = tether_client_create(target, &cfg, &c);
     } else if (cfg.codec != TETHER_CODEC_NATIVE) {
         fprintf(stderr, "tether call: calls by service name speak native; give an address for "
@@ -102,13 +114,19 @@ tether_cmd_call(int argc, char **argv)
         if (r == NULL) {
             return 1;
         }
+        if (cli_await_instance("call", r, target, reg, wait_ms) != 0) {
+            tether_registry_close(r);
+            return 1;
+        }
+        cli_reason_begin();
         rc = tether_client_create_service(r, target, &cfg, &c);
         tether_registry_close(r); /* the client keeps its own reference */
     }
     if (rc != TETHER_OK) {
-        fprintf(stderr, "tether call: %s: %s\n", target, tether_strerror(rc));
+        cli_fail("call", rc, "%s", target);
         return 1;
     }
+    cli_reason_end();
     char *out = NULL, *errtext = NULL;
     rc = tether_client_call_json(c, method, json, &out, TETHER_CALL_TIMEOUT((uint32_t)timeout_ms),
                                  &errtext);

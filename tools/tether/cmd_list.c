@@ -9,6 +9,7 @@
 #include <tether/tether.h>
 
 #include "cli.h"
+#include "report.h"
 
 int
 tether_cmd_list(int argc, char **argv)
@@ -24,13 +25,14 @@ tether_cmd_list(int argc, char **argv)
         return 1;
     }
     tether_instance_list *l = NULL;
+    cli_reason_begin();
     tether_err err = tether_registry_list(reg, service, &l);
     if (err != TETHER_OK) {
-        fprintf(stderr, "tether list: cannot list '%s' in '%s': %s\n", service, url,
-                tether_strerror(err));
+        cli_fail("list", err, "cannot list '%s' in %s", service, tether_registry_location(reg));
         tether_registry_close(reg);
         return 1;
     }
+    cli_reason_end();
     for (size_t i = 0; i < l->count; i++) {
         cli_print_instance(stdout, &l->items[i]);
         fputc('\n', stdout);

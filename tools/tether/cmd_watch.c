@@ -22,6 +22,7 @@
 #include <tether/tether.h>
 
 #include "cli.h"
+#include "report.h"
 
 /* Set by the watch callback when stdout fails. */
 static atomic_int output_failed;
@@ -70,13 +71,14 @@ tether_cmd_watch(int argc, char **argv)
         return 1;
     }
     tether_watch *w = NULL;
+    cli_reason_begin();
     tether_err err = tether_registry_watch(reg, service, on_change, NULL, &w);
     if (err != TETHER_OK) {
-        fprintf(stderr, "tether watch: cannot watch '%s' in '%s': %s\n", service, url,
-                tether_strerror(err));
+        cli_fail("watch", err, "cannot watch '%s' in %s", service, tether_registry_location(reg));
         tether_registry_close(reg);
         return 1;
     }
+    cli_reason_end();
     int sig = 0;
     while (sigwait(&stop, &sig) != 0) {
     }

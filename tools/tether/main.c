@@ -11,6 +11,7 @@
 #include <tether/tether.h>
 
 #include "cli.h"
+#include "report.h"
 
 struct command {
     const char *name;
@@ -25,6 +26,7 @@ static const struct command commands[] = {
     {"watch", tether_cmd_watch, "watch SERVICE [--registry URL]  print changes as they happen"},
     {"call", NULL, "call ...                        call a method (see tether call --help)"},
     {"describe", tether_cmd_describe, "describe ADDR|SERVICE [Service] print methods and types"},
+    {"bench", tether_cmd_bench, "bench ...                       measure a method (see --help)"},
 };
 
 static void
@@ -93,8 +95,7 @@ cli_parse_service_args(int argc, char **argv, const char **service, const char *
     *url = cli_registry_url(flag);
     /* Library detail (which directory, which file was skipped) goes to
      * stderr, so that an error message says more than its code. */
-    tether_log_set_handler(tether_log_stderr, verbose ? TETHER_LOG_DEBUG : TETHER_LOG_WARN,
-                           NULL);
+    cli_log_init(verbose);
     return 0;
 }
 
@@ -102,14 +103,15 @@ tether_registry *
 cli_open_registry(const char *cmd, const char *url)
 {
     tether_registry *reg = NULL;
+    cli_reason_begin(); /* the error message carries the reason the library logs */
     tether_err err = tether_registry_open(url, &reg);
     if (err != TETHER_OK) {
         char shown[512];
         tether_registry_url_redact(url, shown, sizeof shown);
-        fprintf(stderr, "tether %s: cannot open registry '%s': %s\n", cmd, shown,
-                tether_strerror(err));
+        cli_fail(cmd, err, "cannot open registry '%s'", shown);
         return NULL;
     }
+    cli_reason_end();
     return reg;
 }
 

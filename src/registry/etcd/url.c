@@ -393,7 +393,12 @@ parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg)
             }
             err = parse_endpoint(p, n, tls, &cfg->endpoints[cfg->nendpoints]);
             if (err != TETHER_OK) {
-                if (err == TETHER_EINVAL) {
+                if (err == TETHER_EINVAL && memchr(p, '@', n) != NULL) {
+                    /* user:password@host: the endpoint itself may hold a secret */
+                    TT_ERROR("registry: bad etcd endpoint in '%s' (credentials go in "
+                             "?user=U&password=P, not before the host)",
+                             url);
+                } else if (err == TETHER_EINVAL) {
                     TT_ERROR("registry: bad etcd endpoint '%.*s' in '%s'", (int)n, p, url);
                 }
                 goto fail;
