@@ -88,7 +88,10 @@ for i in $(seq 1 "$RUNS"); do
     printf "%-5s %14s %10s %14s %10s %7s\n" "$i" "$1" "$2" "$3" "$4" "$ratio"
     echo "$1 $2 $3 $4 $ratio" >>"$TMP/pairs"
 done
-median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+median() {
+    sort -n | awk '{v[NR] = $1} END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                                     printf(m >= 100 ? "%.0f\n" : "%.3f\n", m)}'
+}
 printf "%-5s %14s %10s %14s %10s %7s\n" median \
     "$(cut -d' ' -f1 "$TMP/pairs" | median)" "$(cut -d' ' -f2 "$TMP/pairs" | median)" \
     "$(cut -d' ' -f3 "$TMP/pairs" | median)" "$(cut -d' ' -f4 "$TMP/pairs" | median)" \
