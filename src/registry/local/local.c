@@ -201,7 +201,7 @@ local_open(const char *url, const char *rest, struct tether_registry **out)
         return TETHER_ENOMEM;
     }
     lr->trust = trust;
-    snprintf(lr->super.location, sizeof lr->super.location, "local:%s", dir);
+    snprintf(lr->super.location, sizeof lr->super.location, "local:%.500s", dir);
     lr->dir = tt_strdup(dir);
     if (lr->dir == NULL) {
         tt_free(lr);
