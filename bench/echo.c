@@ -77,7 +77,7 @@ run_server(const char *addr)
         tether_server_add_raw_method(srv, "Bench.Echo", echo, 0, NULL) != TETHER_OK ||
         tether_server_listen(srv, addr) != TETHER_OK || tether_server_start(srv) != TETHER_OK) {
         fprintf(stderr, "tether-bench-echo: server: %s\n",
-                srv != NULL ? tether_server_errmsg(srv) : "create failed");
+                srv != NULL ? tether_server_get_errmsg(srv) : "create failed");
         return 1;
     }
     return tether_server_run(srv) == TETHER_OK ? 0 : 1;

@@ -233,7 +233,7 @@ run_pipe(const char *addr, int conns, int depth, double seconds, long warmup_ms)
      * the drain is counted and no callback sees TETHER_ECLOSED. */
     uint64_t deadline = bench_now_ns() + 10ull * 1000000000ull;
     for (int i = 0; i < conns; i++) {
-        while (tether_client_pending(pcs[i].client) > 0 && bench_now_ns() < deadline) {
+        while (tether_client_get_pending(pcs[i].client) > 0 && bench_now_ns() < deadline) {
             bench_sleep_ms(1);
         }
     }

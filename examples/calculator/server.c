@@ -46,7 +46,7 @@ do_slow(tether_call *call, const ProtobufCMessage *req, void *arg)
 {
     (void)arg;
     sleep_ms(delay_ms);
-    const char *m = strchr(tether_call_method(call), '.') + 1;
+    const char *m = strchr(tether_call_get_method(call), '.') + 1;
     for (size_t k = 0; k < 4; k++) {
         if (strcmp(calculator_methods[k].name, m) == 0) {
             calculator_methods[k].fn(call, req, NULL);
@@ -113,7 +113,7 @@ main(int argc, char **argv)
         rc = tether_server_listen(the_server, listen);
     }
     if (rc != TETHER_OK) {
-        fprintf(stderr, "calculator-server: %s (%s)\n", tether_server_errmsg(the_server),
+        fprintf(stderr, "calculator-server: %s (%s)\n", tether_server_get_errmsg(the_server),
                 tether_strerror(rc));
         tether_server_destroy(the_server);
         return 1;
@@ -146,13 +146,13 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &block, NULL);
     rc = tether_server_start(the_server);
     if (rc != TETHER_OK) {
-        fprintf(stderr, "calculator-server: %s\n", tether_server_errmsg(the_server));
+        fprintf(stderr, "calculator-server: %s\n", tether_server_get_errmsg(the_server));
         tether_server_destroy(the_server);
         tether_registry_close(reg);
         return 1;
     }
     char addr[128];
-    tether_server_address(the_server, 0, addr, sizeof addr);
+    tether_server_get_address(the_server, 0, addr, sizeof addr);
     printf("listening on %s\n", addr);
     fflush(stdout);
     /* Blocks; SIGINT/SIGTERM stop gracefully, a second one at once. */

@@ -362,9 +362,9 @@ TETHER_API void tether_json_request_free(tether_json_request *rq);
 TETHER_API tether_err tether_client_cancel(tether_client *c, uint64_t id);
 
 /*
- * tether_client_pending - number of calls started and not yet completed.
+ * tether_client_get_pending - number of calls started and not yet completed.
  */
-TETHER_API size_t tether_client_pending(const tether_client *c);
+TETHER_API size_t tether_client_get_pending(const tether_client *c);
 
 #ifdef __cplusplus
 }

@@ -125,12 +125,12 @@ TETHER_API tether_err tether_registry_open(const char *url, tether_registry **ou
 TETHER_API void tether_registry_url_redact(const char *url, char *buf, size_t cap);
 
 /*
- * tether_registry_location - where r looks, for messages: the URL it was
+ * tether_registry_get_location - where r looks, for messages: the URL it was
  * opened with, passwords as "***" (tether_registry_url_redact()), and for
  * local: the directory in use ("local:/run/user/1000/tether").  Valid
  * while r is open; "" for NULL.
  */
-TETHER_API const char *tether_registry_location(const tether_registry *r);
+TETHER_API const char *tether_registry_get_location(const tether_registry *r);
 
 /*
  * tether_registry_close - release the caller's handle.  Registrations and

@@ -115,8 +115,8 @@ TETHER_API tether_err tether_server_add_raw_method(tether_server *srv, const cha
  * every codec, so logging, metrics, auth and tracing are written once.
  *  before  runs on the I/O thread after the method is found and the
  *          request decoded, before the handler.  It reads what the call
- *          carries (tether_call_method(), tether_call_get_meta(),
- *          tether_call_get_peer(), tether_call_deadline()) and returns
+ *          carries (tether_call_get_method(), tether_call_get_meta(),
+ *          tether_call_get_peer(), tether_call_get_deadline()) and returns
  *          TETHER_OK to let the call through, or an error code to refuse
  *          it: the caller gets that code with *why as its text (why starts
  *          as NULL: then "rpc: call refused"), the handler never runs, and
@@ -149,20 +149,20 @@ TETHER_API tether_err tether_server_add_interceptor(tether_server *srv,
  * tether_server_listen - bind and listen on addr, at once.  Accepted forms:
  * "host:port" (IPv4 or a name), "[v6addr]:port", ":port" (all IPv4
  * addresses), "unix:/path" (an existing socket file at path is replaced).
- * Port 0 picks a free port; read it back with tether_server_address().
+ * Port 0 picks a free port; read it back with tether_server_get_address().
  * May be called several times, before tether_server_start().  Errors:
  * TETHER_EADDRINVAL, TETHER_EADDRINUSE, TETHER_ESTATE, TETHER_ENOMEM,
- * TETHER_ESYSERR|errno.  tether_server_errmsg() gives detail.
+ * TETHER_ESYSERR|errno.  tether_server_get_errmsg() gives detail.
  */
 TETHER_API tether_err tether_server_listen(tether_server *srv, const char *addr);
 
 /*
- * tether_server_address - write the bound address of listener idx (in
+ * tether_server_get_address - write the bound address of listener idx (in
  * listen order) into buf as "host:port", "[v6]:port" or "unix:/path".
  * Errors: TETHER_ENOENT (no such listener), TETHER_EMSGSIZE (buf too
  * small; 128 bytes always suffice for TCP).
  */
-TETHER_API tether_err tether_server_address(const tether_server *srv, int idx, char *buf,
+TETHER_API tether_err tether_server_get_address(const tether_server *srv, int idx, char *buf,
                                             size_t len);
 
 /*
@@ -201,11 +201,11 @@ TETHER_API tether_err tether_server_wait(tether_server *srv);
 TETHER_API void tether_server_destroy(tether_server *srv);
 
 /*
- * tether_server_errmsg - text about the last failed call on srv from the
+ * tether_server_get_errmsg - text about the last failed call on srv from the
  * calling setup thread (listen, add_service).  Valid until the next call
  * on srv.  Never NULL.
  */
-TETHER_API const char *tether_server_errmsg(const tether_server *srv);
+TETHER_API const char *tether_server_get_errmsg(const tether_server *srv);
 
 /*
  * tether_server_set_registry - register this server in registry r, once
@@ -217,7 +217,7 @@ TETHER_API const char *tether_server_errmsg(const tether_server *srv);
  * every address (":port", "0.0.0.0:port", "[::]:port") registers
  * 127.0.0.1:port (or [::1]) in a local: registry, whose readers are on
  * this host, and the host's first non-loopback address otherwise, and
- * start fails with TETHER_EINVAL (saying so in tether_server_errmsg()) on
+ * start fails with TETHER_EINVAL (saying so in tether_server_get_errmsg()) on
  * a host without one: never 0.0.0.0.  tmpl's state, id and pid are
  * ignored.  Everything is copied.  Registration happens in
  * tether_server_start(), after the I/O threads serve, so an instance is

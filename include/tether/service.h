@@ -95,20 +95,20 @@ TETHER_API tether_err tether_call_fail(tether_call *call, const char *msg);
 TETHER_API tether_err tether_call_fail_code(tether_call *call, tether_err code, const char *text);
 
 /*
- * tether_call_method - the "Service.Method" name of call.  Valid until the
+ * tether_call_get_method - the "Service.Method" name of call.  Valid until the
  * call is answered.
  */
-TETHER_API const char *tether_call_method(const tether_call *call);
+TETHER_API const char *tether_call_get_method(const tether_call *call);
 
 /*
- * tether_call_deadline - when the caller stops waiting, in milliseconds of
+ * tether_call_get_deadline - when the caller stops waiting, in milliseconds of
  * CLOCK_MONOTONIC (compare with clock_gettime(CLOCK_MONOTONIC)), or 0 if
  * the caller sent no deadline (gob and jsonrpc callers never do).  When the
  * deadline passes while the call is open, the server answers the caller
  * TETHER_ETIMEDOUT, cancels the call (tether_call_canceled()) and drops the
  * handler's later answer; the handler must still answer it.
  */
-TETHER_API uint64_t tether_call_deadline(const tether_call *call);
+TETHER_API uint64_t tether_call_get_deadline(const tether_call *call);
 
 /*
  * tether_call_canceled - TETHER_OK while the call is live; otherwise why it
@@ -144,12 +144,12 @@ TETHER_API tether_err tether_call_on_cancel(tether_call *call, tether_cancel_fn 
 TETHER_API const char *tether_call_get_meta(const tether_call *call, const char *key);
 
 /*
- * tether_call_meta_count - how many metadata pairs the caller sent;
- * tether_call_meta_at - the i-th of them (0-based, in the caller's order),
+ * tether_call_get_meta_count - how many metadata pairs the caller sent;
+ * tether_call_get_meta_at - the i-th of them (0-based, in the caller's order),
  * valid until the call is answered.  TETHER_ENOENT when i is past the end.
  */
-TETHER_API size_t tether_call_meta_count(const tether_call *call);
-TETHER_API tether_err tether_call_meta_at(const tether_call *call, size_t i, tether_meta *out);
+TETHER_API size_t tether_call_get_meta_count(const tether_call *call);
+TETHER_API tether_err tether_call_get_meta_at(const tether_call *call, size_t i, tether_meta *out);
 
 /*
  * tether_call_set_trailer - add key/value (copied) to the metadata that

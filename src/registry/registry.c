@@ -198,7 +198,7 @@ tether_registry_open(const char *url, tether_registry **out)
 }
 
 const char *
-tether_registry_location(const tether_registry *r)
+tether_registry_get_location(const tether_registry *r)
 {
     return r != NULL ? r->location : "";
 }

@@ -46,7 +46,7 @@ struct tether_registry {
     /* One reference for the caller's handle, one per live registration
      * and per live watch: the backend is destroyed when the last goes. */
     atomic_int refs;
-    /* tether_registry_location(): the URL redacted, filled by the generic
+    /* tether_registry_get_location(): the URL redacted, filled by the generic
      * layer unless the backend's open wrote a better one (local: its
      * directory). */
     char location[512];

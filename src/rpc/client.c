@@ -245,7 +245,7 @@ tether_client_cancel(tether_client *c, uint64_t id)
 }
 
 size_t
-tether_client_pending(const tether_client *c)
+tether_client_get_pending(const tether_client *c)
 {
     return c != NULL ? c->ops->pending(c) : 0;
 }

@@ -149,7 +149,7 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
 }
 
 const char *
-tether_server_errmsg(const tether_server *srv)
+tether_server_get_errmsg(const tether_server *srv)
 {
     return srv != NULL ? srv->errmsg : "no server";
 }
@@ -401,7 +401,7 @@ tether_server_listen(tether_server *srv, const char *addr)
 }
 
 tether_err
-tether_server_address(const tether_server *srv, int idx, char *buf, size_t len)
+tether_server_get_address(const tether_server *srv, int idx, char *buf, size_t len)
 {
     if (srv == NULL || buf == NULL) {
         return TETHER_EINVAL;

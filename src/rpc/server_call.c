@@ -406,13 +406,13 @@ tether_call_fail_code(tether_call *call, tether_err code, const char *text)
 }
 
 const char *
-tether_call_method(const tether_call *call)
+tether_call_get_method(const tether_call *call)
 {
     return call != NULL ? call->m->name : "";
 }
 
 uint64_t
-tether_call_deadline(const tether_call *call)
+tether_call_get_deadline(const tether_call *call)
 {
     if (call == NULL || call->deadline_ns == 0) {
         return 0;
@@ -529,7 +529,7 @@ tether_call_get_meta(const tether_call *call, const char *key)
 }
 
 size_t
-tether_call_meta_count(const tether_call *call)
+tether_call_get_meta_count(const tether_call *call)
 {
     size_t n = 0;
     size_t off = 0;
@@ -541,7 +541,7 @@ tether_call_meta_count(const tether_call *call)
 }
 
 tether_err
-tether_call_meta_at(const tether_call *call, size_t i, tether_meta *out)
+tether_call_get_meta_at(const tether_call *call, size_t i, tether_meta *out)
 {
     tt_ctx_entry e;
     if (call == NULL || out == NULL) {

@@ -856,7 +856,7 @@ m_deadline(tether_call *call, const uint8_t *req, size_t len, void *arg)
     (void)req;
     (void)len;
     (void)arg;
-    uint64_t d = tether_call_deadline(call);
+    uint64_t d = tether_call_get_deadline(call);
     uint64_t now = h_now_ms();
     reply_u32(call, d == 0 ? 0xFFFFFFFFu : d > now ? (uint32_t)(d - now) : 0);
 }
@@ -872,9 +872,9 @@ m_meta(tether_call *call, const uint8_t *req, size_t len, void *arg)
     char out[4096];
     size_t n = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < tether_call_meta_count(call); i++) {
+    for (size_t i = 0; i < tether_call_get_meta_count(call); i++) {
         tether_meta m;
-        if (tether_call_meta_at(call, i, &m) != TETHER_OK) {
+        if (tether_call_get_meta_at(call, i, &m) != TETHER_OK) {
             tether_call_fail(call, "meta_at failed");
             return;
         }
@@ -1001,7 +1001,7 @@ ic_note(const char *fmt, ...)
 static int
 is_log_call(const tether_call *call)
 {
-    return strcmp(tether_call_method(call), "Test.IcLog") == 0;
+    return strcmp(tether_call_get_method(call), "Test.IcLog") == 0;
 }
 
 static tether_err
@@ -1012,7 +1012,7 @@ ic_before_a(tether_call *call, const char **why, void *arg)
         return TETHER_OK;
     }
     const char *deny = tether_call_get_meta(call, "deny");
-    ic_note("a(%s)", tether_call_method(call));
+    ic_note("a(%s)", tether_call_get_method(call));
     if (deny != NULL && strcmp(deny, "yes") == 0) {
         *why = "denied by policy";
         return TETHER_EPERM;
@@ -1247,7 +1247,7 @@ h_child_main(int argc, char **argv)
     };
     e = tether_server_add_service(srv, &calculator__descriptor, calc, 4, NULL);
     if (e != TETHER_OK) {
-        child_die(fd, "add_service", e, tether_server_errmsg(srv));
+        child_die(fd, "add_service", e, tether_server_get_errmsg(srv));
     }
     if (want_ic) {
         /* a refuses calls whose metadata says deny=yes; b only logs. */
@@ -1280,22 +1280,22 @@ h_child_main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         e = tether_server_add_raw_method(srv, raw[i].name, raw[i].fn, raw[i].flags, NULL);
         if (e != TETHER_OK) {
-            child_die(fd, raw[i].name, e, tether_server_errmsg(srv));
+            child_die(fd, raw[i].name, e, tether_server_get_errmsg(srv));
         }
     }
     for (int i = 0; i < nlisten; i++) {
         e = tether_server_listen(srv, listen[i]);
         if (e != TETHER_OK) {
-            child_die(fd, listen[i], e, tether_server_errmsg(srv));
+            child_die(fd, listen[i], e, tether_server_get_errmsg(srv));
         }
     }
     e = tether_server_start(srv);
     if (e != TETHER_OK) {
-        child_die(fd, "start", e, tether_server_errmsg(srv));
+        child_die(fd, "start", e, tether_server_get_errmsg(srv));
     }
     for (int i = 0; i < nlisten; i++) {
         char addr[256];
-        e = tether_server_address(srv, i, addr, sizeof(addr));
+        e = tether_server_get_address(srv, i, addr, sizeof(addr));
         if (e != TETHER_OK) {
             child_die(fd, "address", e, NULL);
         }

@@ -120,7 +120,7 @@ test_thousand_async_calls(void **state)
                      (long long)slots[i].want);
         }
     }
-    assert_int_equal(tether_client_pending(c), 0);
+    assert_int_equal(tether_client_get_pending(c), 0);
     /* Destroying the client would complete anything still pending, so a
      * duplicate or stray callback shows up in the counts after it. */
     tether_client_destroy(c);

@@ -112,7 +112,7 @@ server_dies_mid_call(const char *listen)
     if (sc.err != TETHER_ECONNRESET) {
         fail_msg("pending sync call: got %s, want TETHER_ECONNRESET", tether_err_name(sc.err));
     }
-    assert_int_equal(tether_client_pending(c), 0);
+    assert_int_equal(tether_client_get_pending(c), 0);
 
     /* Nobody listens now: a call fails at once rather than hanging. */
     Args a = ARGS__INIT;

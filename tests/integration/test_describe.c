@@ -136,7 +136,7 @@ group_setup(void **state)
     H_OK(tether_server_add_raw_method(evil, "Evil.Other", evil_echo, 0, NULL));
     H_OK(tether_server_listen(evil, "127.0.0.1:0"));
     H_OK(tether_server_start(evil));
-    H_OK(tether_server_address(evil, 0, evil_addr, sizeof evil_addr));
+    H_OK(tether_server_get_address(evil, 0, evil_addr, sizeof evil_addr));
     return 0;
 }
 

@@ -74,7 +74,7 @@ main(void)
         return 1;
     }
     char addr[128];
-    tether_server_address(s, 0, addr, sizeof addr);
+    tether_server_get_address(s, 0, addr, sizeof addr);
     tether_server_destroy(s);
     printf("%s %s\n", tether_strerror(TETHER_ETIMEDOUT), addr);
     return 0;

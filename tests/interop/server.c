@@ -82,12 +82,12 @@ main(int argc, char **argv)
         rc = tether_server_start(srv);
     }
     if (rc != TETHER_OK) {
-        fprintf(stderr, "interop-server: %s (%s)\n", tether_server_errmsg(srv),
+        fprintf(stderr, "interop-server: %s (%s)\n", tether_server_get_errmsg(srv),
                 tether_strerror(rc));
         return 1;
     }
     char addr[128];
-    tether_server_address(srv, 0, addr, sizeof addr);
+    tether_server_get_address(srv, 0, addr, sizeof addr);
     printf("listening on %s\n", addr);
     fflush(stdout);
     tether_server_run(srv);

@@ -91,7 +91,7 @@ setup(void **state)
         return -1;
     }
     char addr[128];
-    tether_server_address(srv, 0, addr, sizeof addr);
+    tether_server_get_address(srv, 0, addr, sizeof addr);
     return tt_addr_parse(addr, &srv_addr) == TETHER_OK ? 0 : -1;
 }
 

@@ -494,7 +494,7 @@ tether_cmd_bench(int argc, char **argv)
      * go, so none ends as TETHER_ECLOSED; bounded by their deadline. */
     uint64_t drain_until = now_ns() + (uint64_t)timeout_ms * 1000000ull + 1000000000ull;
     for (long i = 0; i < nconns; i++) {
-        while (tether_client_pending(conns[i].client) > 0 && now_ns() < drain_until) {
+        while (tether_client_get_pending(conns[i].client) > 0 && now_ns() < drain_until) {
             struct timespec ms = {0, 1000000L};
             nanosleep(&ms, NULL);
         }

@@ -28,7 +28,7 @@ tether_cmd_list(int argc, char **argv)
     cli_reason_begin();
     tether_err err = tether_registry_list(reg, service, &l);
     if (err != TETHER_OK) {
-        cli_fail("list", err, "cannot list '%s' in %s", service, tether_registry_location(reg));
+        cli_fail("list", err, "cannot list '%s' in %s", service, tether_registry_get_location(reg));
         tether_registry_close(reg);
         return 1;
     }

@@ -74,7 +74,7 @@ tether_cmd_watch(int argc, char **argv)
     cli_reason_begin();
     tether_err err = tether_registry_watch(reg, service, on_change, NULL, &w);
     if (err != TETHER_OK) {
-        cli_fail("watch", err, "cannot watch '%s' in %s", service, tether_registry_location(reg));
+        cli_fail("watch", err, "cannot watch '%s' in %s", service, tether_registry_get_location(reg));
         tether_registry_close(reg);
         return 1;
     }

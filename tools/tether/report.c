@@ -138,7 +138,7 @@ cli_await_instance(const char *cmd, tether_registry *reg, const char *service, c
         cli_reason_begin();
         tether_err err = tether_registry_list(reg, service, &l);
         if (err != TETHER_OK) {
-            cli_fail(cmd, err, "cannot list '%s' in %s", service, tether_registry_location(reg));
+            cli_fail(cmd, err, "cannot list '%s' in %s", service, tether_registry_get_location(reg));
             return 1;
         }
         cli_reason_end();
@@ -165,7 +165,7 @@ cli_await_instance(const char *cmd, tether_registry *reg, const char *service, c
         snprintf(shown, sizeof shown, " --registry %s", red);
     }
     fprintf(stderr, "tether %s: no %sinstance of '%s' in %s", cmd, draining > 0 ? "serving " : "",
-            service, tether_registry_location(reg));
+            service, tether_registry_get_location(reg));
     if (wait_ms > 0) {
         fprintf(stderr, " after waiting %.1f s", (double)wait_ms / 1000.0);
     }

@@ -36,9 +36,9 @@ main(void)
     if (tether_server_create(NULL, &srv) != TETHER_OK ||
         tether_server_add_service(srv, &twice__descriptor, methods, 1, NULL) != TETHER_OK ||
         tether_server_listen(srv, "127.0.0.1:0") != TETHER_OK ||
-        tether_server_address(srv, 0, addr, sizeof addr) != TETHER_OK ||
+        tether_server_get_address(srv, 0, addr, sizeof addr) != TETHER_OK ||
         tether_server_start(srv) != TETHER_OK) {
-        fprintf(stderr, "server: %s\n", srv ? tether_server_errmsg(srv) : "create failed");
+        fprintf(stderr, "server: %s\n", srv ? tether_server_get_errmsg(srv) : "create failed");
         goto done;
     }
     if ((e = tether_client_create(addr, NULL, &cli)) != TETHER_OK) {
