@@ -87,7 +87,9 @@ done
 dt=$(($(now_ms) - t0))
 wait "${SPID[k1]}" 2>/dev/null
 note "SIGKILL -> watcher saw DELETE after ${dt} ms (TTL ${TTL} s; shell polling adds ~5-10 ms)"
-[ "$dt" -lt 2000 ] || fail "DELETE took ${dt} ms after SIGKILL: the guardian did not revoke"
+# Well under the TTL, with room for a loaded machine: the revoke, not
+# the expiry, removed it.
+[ "$dt" -lt $((TTL * 1000 / 2)) ] || fail "DELETE took ${dt} ms after SIGKILL: the guardian did not revoke"
 wait_until 10 "the guardian to exit" gone "${GPID[k1]}"
 
 # ---- 2. guardian SIGKILL, then server SIGKILL: the TTL applies -----------------
