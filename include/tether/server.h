@@ -48,6 +48,12 @@ typedef struct tether_server_config {
      * (docs/protocol.md); a call over it is answered TETHER_ELIMIT and the
      * connection stays.  Default 8192, at most 65536. */
     uint32_t max_metadata_size;
+    /* Metrics over HTTP (include/tether/metrics.h, docs/metrics.md):
+     * "host:port" (port 0: any free one) of a listener serving /metrics
+     * (Prometheus text), /vars.json, /health and a status page at /.  NULL:
+     * no listener and no counting (tether_server_enable_metrics() counts
+     * without one).  Copied by tether_server_create(). */
+    const char *metrics_addr;
 } tether_server_config;
 
 /*

@@ -40,12 +40,23 @@
 
 struct tt_registry_ops;
 
+/* What tether_registry_get_stats() reports (tether/metrics.h): written by
+ * the generic layer and the backends, read by anyone, all relaxed. */
+struct tt_registry_counters {
+    _Atomic int64_t lease;     /* the lease held now (etcd); 0 none */
+    _Atomic uint64_t ka_ok_ns; /* monotonic time of the last keep-alive answered */
+    _Atomic uint64_t regs;     /* live registrations */
+    _Atomic uint64_t reregs;   /* keys put again after a lost lease */
+    _Atomic uint64_t resumes;  /* watches that broke and resumed */
+};
+
 /* Base of every backend's registry object. */
 struct tether_registry {
     const struct tt_registry_ops *ops;
     /* One reference for the caller's handle, one per live registration
      * and per live watch: the backend is destroyed when the last goes. */
     atomic_int refs;
+    struct tt_registry_counters stats;
 };
 
 /* Base of every backend's registration object. */

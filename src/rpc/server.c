@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/thread.h"
 #include "rpc/server_int.h"
+#include "rpc/server_metrics.h"
 
 /* Unsent output above which a connection's reading pauses, and below which
  * it resumes: a client that never reads its answers cannot grow us. */
@@ -142,6 +143,11 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
     pthread_mutex_init(&srv->mu, NULL);
     tt_cond_init_monotonic(&srv->cv);
     atomic_store(&srv->state, SRV_NEW);
+    if (cfg != NULL && cfg->metrics_addr != NULL &&
+        tt_server_metrics_enable(srv, cfg->metrics_addr) != TETHER_OK) {
+        tether_server_destroy(srv);
+        return TETHER_ENOMEM;
+    }
     *out = srv;
     return TETHER_OK;
 }
@@ -917,6 +923,7 @@ call_answer(struct tether_call *call, uint8_t type, uint32_t status, const Proto
             len = max - TT_FRAME_HDR;
         }
     }
+    call->mt_out = (uint32_t)len;
     if (!call->canceled) {
         /* What the caller gets, for the interceptors' after hooks. */
         call->status = type == TT_FRAME_ERROR ? (tether_err)status : TETHER_OK;
@@ -1451,6 +1458,8 @@ start_call(conn *c, const tt_frame *f)
         write_error(c, f->seq, TETHER_ENOMEM, "rpc: server out of memory");
         return;
     }
+    call->mt_out = 0;
+    call->mt_in = (uint32_t)f->body_len; /* metrics: request bytes */
     if (f->ctx_len > 0 && call_take_ctx(c, call, f) != TETHER_OK) {
         call_unused(t, call);
         return;
@@ -1958,6 +1967,9 @@ tether_server_start(tether_server *srv)
         return rc;
     }
     qsort(srv->methods, srv->nmethods, sizeof *srv->methods, method_cmp);
+    if ((rc = tt_server_metrics_start(srv)) != TETHER_OK) {
+        return rc;
+    }
     /* Worker threads only for servers that have blocking methods. */
     int blocking = 0;
     for (size_t i = 0; i < srv->nmethods; i++) {
@@ -2132,6 +2144,7 @@ tether_server_destroy(tether_server *srv)
         pthread_join(srv->control, NULL);
         srv->control_started = 0;
     }
+    tt_server_metrics_fini(srv);
     tt_server_registry_fini(srv);
     tt_pool_destroy(srv->pool, 100); /* the drain already waited for handlers */
     for (int i = 0; i < srv->nthreads; i++) {

@@ -133,6 +133,8 @@ start_call(conn *c, const tt_rpc_msg *m)
         return;
     }
     call->req = req; /* unpacked by the codec with tt_pb_allocator */
+    call->mt_out = 0;
+    call->mt_in = (uint32_t)m->body_len; /* metrics: request bytes */
     tt_server_call_launch(c, call);
 }
 

@@ -115,6 +115,8 @@ struct tether_call {
     /* The call holds a gate reference: it left the I/O thread's hands
      * (worker pool, or a handler that returned without answering). */
     int gref;
+    /* Request and answer body bytes, for metrics (server_metrics.c). */
+    uint32_t mt_in, mt_out;
     /* Native requests are unpacked into this arena (protobuf-c allocates
      * through pb_alloc), so a small request costs no malloc at all. */
     int req_in_arena;
@@ -197,6 +199,8 @@ struct tether_server {
     uint32_t reg_weight;
     tether_registration **regs; /* one per listener while registered */
     int notify_systemd;         /* send STOPPING=1 when the stop begins */
+    /* Metrics (server_metrics.c); NULL: off. */
+    struct tt_srv_metrics *metrics;
     char errmsg[256];
 };
 
