@@ -190,8 +190,8 @@ registry_prom(out *o, const tt_ops_snapshot *s)
     }
     const tether_registry_stats *r = &s->registry;
     family(o, "tether_registry_registrations", "gauge",
-           "Live registrations of this server in its registry.");
-    put(o, "tether_registry_registrations %llu\n", (unsigned long long)s->nregs);
+           "Live registrations made through the server's registry handle.");
+    put(o, "tether_registry_registrations %llu\n", (unsigned long long)r->registrations);
     family(o, "tether_registry_lease_id", "gauge",
            "The etcd lease the registrations live under; 0 for none (local registry).");
     put(o, "tether_registry_lease_id %lld\n", (long long)r->lease_id);
@@ -284,7 +284,7 @@ tt_ops_vars_json(const tt_ops_snapshot *s, tt_buf *b)
         char lease[32];
         snprintf(lease, sizeof lease, "%llx", (unsigned long long)s->registry.lease_id);
         registry =
-            json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:o}", "url",
+            json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "url",
                       s->registry_url != NULL ? s->registry_url : "", "lease_id", lease,
                       "keepalive_age_ms", (json_int_t)s->registry.keepalive_age_ms,
                       "reregistrations", (json_int_t)s->registry.reregistrations, "watch_resumes",
