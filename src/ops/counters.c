@@ -25,6 +25,15 @@ const uint64_t tt_hist_bounds_ns[TETHER_METRICS_BUCKETS] = {
     1000000000ull, 2500000000ull, 5000000000ull, 7500000000ull, 10000000000ull,
 };
 
+/* tt_hist_start[k]: the first bucket whose bound is >= 2^k (made by
+ * walking the bounds above; tests/unit/test_ops.c checks it against a
+ * plain search). */
+const uint8_t tt_hist_start[64] = {
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  1,  1,  2,  4,  5,  6,  7,  9,  10, 11, 13, 13,
+    14, 16, 17, 18, 19, 21, 22, 23, 25, 25, 26, 28, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29,
+    29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29,
+};
+
 uint64_t
 tether_metrics_bucket_bound_ns(size_t i)
 {

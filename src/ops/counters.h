@@ -42,21 +42,20 @@ extern const uint64_t tt_hist_bounds_ns[TETHER_METRICS_BUCKETS];
 tt_counters *tt_counters_create(size_t nmethods, int nblocks);
 void tt_counters_destroy(tt_counters *k);
 
+/* The first bucket that may hold a latency of 2^k..2^(k+1)-1 ns, for each
+ * k: a power-of-two range spans at most two bounds, so the walk from
+ * there takes at most three compares, all well predicted. */
+extern const uint8_t tt_hist_start[64];
+
 /* The bucket a latency of ns falls in (0 .. TETHER_METRICS_BUCKETS). */
 static inline size_t
 tt_hist_bucket(uint64_t ns)
 {
-    /* Binary search over the 29 bounds: five compares. */
-    size_t lo = 0, hi = TETHER_METRICS_BUCKETS;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (ns <= tt_hist_bounds_ns[mid]) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
+    size_t i = tt_hist_start[63 - __builtin_clzll(ns | 1)];
+    while (i < TETHER_METRICS_BUCKETS && ns > tt_hist_bounds_ns[i]) {
+        i++;
     }
-    return lo;
+    return i;
 }
 
 /* Single-writer add: only the cell's own thread writes it. */
