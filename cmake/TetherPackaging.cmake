@@ -62,16 +62,16 @@ set(CPACK_DEBIAN_LIB_PACKAGE_SECTION libs)
 set(CPACK_DEBIAN_LIB_DESCRIPTION "tether RPC library (shared library)")
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
-# libmicrohttpd (the metrics listener) comes in through dpkg-shlibdeps.
-# libcurl is loaded at run time by the etcd:// registry only.
-set(CPACK_DEBIAN_LIB_PACKAGE_RECOMMENDS libcurl4)
+# Loaded at run time, only when used: libcurl by the etcd:// registry,
+# libmicrohttpd by the metrics listener (metrics_addr).
+set(CPACK_DEBIAN_LIB_PACKAGE_RECOMMENDS "libcurl4, libmicrohttpd12")
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libtether-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_DESCRIPTION "tether RPC library (headers, static library, pkg-config and CMake files)")
 # What tether.pc and tetherConfig.cmake look for, and the protoc-c rule.
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libprotobuf-c-dev, libjansson-dev, libmicrohttpd-dev, protobuf-c-compiler, pkg-config")
+    "libprotobuf-c-dev, libjansson-dev, protobuf-c-compiler, pkg-config")
 
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME tether-tools)
 set(CPACK_DEBIAN_TOOLS_DESCRIPTION "tether RPC command-line tool (call, list, watch)")

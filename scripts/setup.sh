@@ -7,7 +7,7 @@ PKGS=(
     cmake gcc clang make pkg-config
     protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
     libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
-    libmicrohttpd-dev      # the metrics listener (src/ops/http.c)
+    libmicrohttpd-dev      # the metrics listener (headers; the library is loaded when used)
     libclang-rt-14-dev
     etcd-server etcd-client golang-go
     iproute2 procps psmisc openssl

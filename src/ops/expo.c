@@ -283,13 +283,12 @@ tt_ops_vars_json(const tt_ops_snapshot *s, tt_buf *b)
         /* The lease as hex text: JavaScript numbers lose 64-bit ids. */
         char lease[32];
         snprintf(lease, sizeof lease, "%llx", (unsigned long long)s->registry.lease_id);
-        registry =
-            json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "url",
-                      s->registry_url != NULL ? s->registry_url : "", "lease_id", lease,
-                      "keepalive_age_ms", (json_int_t)s->registry.keepalive_age_ms,
-                      "reregistrations", (json_int_t)s->registry.reregistrations, "watch_resumes",
-                      (json_int_t)s->registry.watch_resumes, "live_registrations",
-                      (json_int_t)s->registry.registrations, "registrations", regs);
+        registry = json_pack(
+            "{s:s,s:s,s:I,s:I,s:I,s:I,s:o}", "url", s->registry_url != NULL ? s->registry_url : "",
+            "lease_id", lease, "keepalive_age_ms", (json_int_t)s->registry.keepalive_age_ms,
+            "reregistrations", (json_int_t)s->registry.reregistrations, "watch_resumes",
+            (json_int_t)s->registry.watch_resumes, "live_registrations",
+            (json_int_t)s->registry.registrations, "registrations", regs);
         regs = NULL; /* stolen by "o" */
     }
     root = json_pack("{s:s,s:I,s:o,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:o*}", "state", s->state,

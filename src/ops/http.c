@@ -1,17 +1,16 @@
 /*
  * http.c - the metrics listener on libmicrohttpd.
  *
- * The socket is made here (bound and listening before tt_http_start
- * returns, so a taken port is an error at start and port 0 can be read
- * back) and handed to libmicrohttpd, which serves it from one internal
- * thread: a scrape every few seconds and a status page polling once a
- * second need no more, and one thread keeps the callback single-threaded.
+ * libmicrohttpd is loaded on first use (mhd_dl.h).  The socket is made here (bound and listening
+ * before tt_http_start returns, so a taken port is an error at start and port 0 can be read back)
+ * and handed to libmicrohttpd, which serves it from one internal thread: a scrape every few seconds
+ * and a status page polling once a second need no more, and one thread keeps the callback
+ * single-threaded.
  */
 #include "ops/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +21,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "ops/mhd_dl.h"
 
 struct tt_http {
     struct MHD_Daemon *d;
@@ -116,20 +116,21 @@ bind_listen(const char *addr, int *fd_out, char *text, size_t tcap, char *why, s
 static enum MHD_Result
 reply(struct MHD_Connection *conn, int status, const char *ctype, const void *p, size_t n)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r =
+        tt_mhd.create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
     if (r == NULL) {
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    tt_mhd.add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    tt_mhd.add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     /* The status page is self-contained: it may talk to this listener and
      * load nothing from anywhere. */
-    MHD_add_response_header(r, "Content-Security-Policy",
-                            "default-src 'none'; script-src 'unsafe-inline'; "
-                            "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
-    MHD_destroy_response(r);
+    tt_mhd.add_response_header(r, "Content-Security-Policy",
+                               "default-src 'none'; script-src 'unsafe-inline'; "
+                               "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'");
+    tt_mhd.add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = tt_mhd.queue_response(conn, (unsigned)status, r);
+    tt_mhd.destroy_response(r);
     return ret;
 }
 
@@ -184,6 +185,10 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 tether_err
 tt_http_start(const char *addr, tt_http_fn fn, void *arg, tt_http **out, char *why, size_t cap)
 {
+    if (tt_mhd_load() != TETHER_OK) {
+        snprintf(why, cap, "the metrics listener needs libmicrohttpd (Debian: libmicrohttpd12)");
+        return TETHER_ENOTSUP;
+    }
     tt_http *h = tt_calloc(1, sizeof *h);
     if (h == NULL) {
         snprintf(why, cap, "out of memory");
@@ -201,11 +206,11 @@ tt_http_start(const char *addr, tt_http_fn fn, void *arg, tt_http **out, char *w
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                            on_request, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_EXTERNAL_LOGGER,
-                            on_mhd_log, NULL, MHD_OPTION_END);
+    h->d = tt_mhd.start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                               on_request, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (h->d == NULL) {
         snprintf(why, cap, "metrics listener on %s would not start", h->addr);
@@ -229,7 +234,7 @@ tt_http_stop(tt_http *h)
     if (h == NULL) {
         return;
     }
-    MHD_stop_daemon(h->d);
+    tt_mhd.stop_daemon(h->d);
     close(h->fd); /* given with LISTEN_SOCKET: libmicrohttpd leaves it open */
     tt_free(h);
 }

@@ -23,8 +23,9 @@ typedef struct tt_http tt_http;
 /*
  * tt_http_start - listen on addr ("host:port", "[v6]:port", ":port"; port
  * 0 picks a free one) and serve with fn(arg).  Errors: TETHER_EADDRINVAL,
- * TETHER_EADDRINUSE, TETHER_ENOMEM, TETHER_ESYSERR|errno (socket, or the
- * listener would not start); why gets text for people.
+ * TETHER_EADDRINUSE, TETHER_ENOMEM, TETHER_ENOTSUP (libmicrohttpd cannot
+ * be loaded), TETHER_ESYSERR|errno (socket, or the listener would not
+ * start); why gets text for people.
  */
 tether_err tt_http_start(const char *addr, tt_http_fn fn, void *arg, tt_http **out, char *why,
                          size_t cap);
