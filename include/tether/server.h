@@ -52,7 +52,9 @@ typedef struct tether_server_config {
      * "host:port" (port 0: any free one) of a listener serving /metrics
      * (Prometheus text), /vars.json, /health and a status page at /.  NULL:
      * no listener and no counting (tether_server_enable_metrics() counts
-     * without one).  Copied by tether_server_create(). */
+     * without one).  Copied by tether_server_create().  A bad or taken
+     * address, or no libmicrohttpd, fails tether_server_start() with
+     * TETHER_EADDRINVAL, TETHER_EADDRINUSE or TETHER_ENOTSUP. */
     const char *metrics_addr;
 } tether_server_config;
 
