@@ -10,12 +10,17 @@
  * Counting is per I/O thread: each thread bumps its own block of counters
  * (one per method) with no lock and no shared cache line; a read sums the
  * blocks.  A read is therefore a snapshot of each counter, not of all of
- * them together: calls may be counted in calls_total a moment before their
- * latency is in the histogram.
+ * them together.
  *
  * Latencies go into log-linear buckets: four per decade (1, 2.5, 5, 7.5
  * times a power of ten) from 1 us to 10 s, then +Inf.  The latency of a
- * call is the time from the interceptors' before to its answer.
+ * call is the time it spent in the server: from the start of the read
+ * that brought its request to the end of the I/O thread's event batch
+ * that wrote its answer.  (Each I/O thread reads the clock once per read
+ * and once per batch, not per call, so metrics cost a pipelined call a
+ * few counter updates.)  A call is counted in calls and by_code before its
+ * answer leaves; its latency reaches the histogram at the end of that
+ * batch, a moment later.
  */
 #ifndef TETHER_METRICS_H
 #define TETHER_METRICS_H

@@ -79,16 +79,30 @@ tt_counters_begin(tt_mcell *c)
     tt_counter_add(&c->started, 1);
 }
 
-/* A call of the cell's method finished with code after ns. */
+/* A call of the cell's method finished with code. */
 static inline void
-tt_counters_end(tt_mcell *c, int code, uint64_t ns, uint64_t in, uint64_t out)
+tt_counters_finish(tt_mcell *c, int code, uint64_t in, uint64_t out)
 {
     size_t ci = code >= 0 && code < TETHER_METRICS_CODES ? (size_t)code : TETHER_METRICS_CODES;
     tt_counter_add(&c->codes[ci], 1);
-    tt_counter_add(&c->hist[tt_hist_bucket(ns)], 1);
-    tt_counter_add(&c->sum_ns, ns);
     tt_counter_add(&c->bytes_in, in);
     tt_counter_add(&c->bytes_out, out);
+}
+
+/* A call of the cell's method took ns (its latency, for the histogram). */
+static inline void
+tt_counters_time(tt_mcell *c, uint64_t ns)
+{
+    tt_counter_add(&c->hist[tt_hist_bucket(ns)], 1);
+    tt_counter_add(&c->sum_ns, ns);
+}
+
+/* Both at once. */
+static inline void
+tt_counters_end(tt_mcell *c, int code, uint64_t ns, uint64_t in, uint64_t out)
+{
+    tt_counters_finish(c, code, in, out);
+    tt_counters_time(c, ns);
 }
 
 /* tt_counters_read - method's counters summed over every block into out

@@ -128,7 +128,8 @@ methods_prom(out *o, const tt_ops_snapshot *s)
         put(o, " %llu\n", (unsigned long long)s->methods[i].in_flight);
     }
     family(o, "tether_server_call_duration_seconds", "histogram",
-           "Time from a call's start (after decoding) to its answer.");
+           "Time a call spent in the server, from the read of its request to the write of its "
+           "answer.");
     for (size_t i = 0; i < s->nmethods; i++) {
         const tether_method_stats *m = &s->methods[i];
         uint64_t cum = 0;

@@ -789,6 +789,7 @@ call_finish(struct tether_call *call)
         }
         call->nic = 0;
     }
+    tt_server_metrics_end(call);
     TT_DLIST_REMOVE(&c->calls, call);
     c->inflight--;
     bump(&t->st_completed);
@@ -1333,6 +1334,7 @@ call_launch(conn *c, struct tether_call *call)
     atomic_store_explicit(&t->inflight,
                           atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    tt_server_metrics_begin(call);
     if (t->srv->nics > 0 && !run_befores(t->srv, call)) {
         return; /* refused: answered already */
     }
@@ -1617,6 +1619,7 @@ conn_read(conn *c)
 {
     c->t->now_ns = 0; /* read once per batch, by the first deadline */
     iothr *t = c->t;
+    tt_server_metrics_stamp(t);
     if (tt_buf_size(&c->in) > 0) {
         /* Continue a partial frame: read straight into its buffer, sized
          * for the whole frame once its header is known. */
@@ -1907,6 +1910,7 @@ io_main(void *arg)
     while (!t->stop) {
         tt_loop_poll(&t->loop, -1);
         flush_dirty(t);
+        tt_server_metrics_flush(t);
         reap(t);
     }
     /* Stopping: send what is pending, then close every connection. */

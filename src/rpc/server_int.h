@@ -115,8 +115,10 @@ struct tether_call {
     /* The call holds a gate reference: it left the I/O thread's hands
      * (worker pool, or a handler that returned without answering). */
     int gref;
-    /* Request and answer body bytes, for metrics (server_metrics.c). */
+    /* For metrics (server_metrics.h): request and answer body bytes, and
+     * when the read that brought the request began. */
     uint32_t mt_in, mt_out;
+    uint64_t mt_t0;
     /* Native requests are unpacked into this arena (protobuf-c allocates
      * through pb_alloc), so a small request costs no malloc at all. */
     int req_in_arena;

@@ -2,15 +2,14 @@
  * server_metrics.c - a server's metrics: what it counts, how it counts
  * it, and what its HTTP listener answers.
  *
- * Per-method counts come from an interceptor the server registers for
- * itself, first in the chain so it sees every call that reached a method
- * (refused ones too).  Its before and after both run on the call's I/O
- * thread, so each thread bumps its own block of counters (ops/counters.h),
- * found by the thread's index: no lock, no read-modify-write, no cache
- * line shared with another thread.  Connection counts and protocol errors
- * are the server's own per-thread counters (tether_server_get_stats()).
- * Request and answer sizes are noted on the call by the server
- * (mt_in, mt_out) for the after hook to add.
+ * The server feeds the counters through the hooks in server_metrics.h,
+ * on each call's I/O thread: each thread bumps its own block of counters
+ * (ops/counters.h), found by the thread's index, with no lock, no
+ * read-modify-write and no cache line shared with another thread, and
+ * reads the clock per batch rather than per call (see the header).
+ * Connection counts and protocol errors are the server's own per-thread
+ * counters (tether_server_get_stats()).  Request and answer sizes are
+ * noted on the call by the server (mt_in, mt_out).
  *
  * The listener's thread reads all of that while the I/O threads write it;
  * it reads the server's thread table only once the state says the
@@ -27,16 +26,7 @@
 #include "ops/expo.h"
 #include "ops/http.h"
 #include "registry/registry.h"
-#include "rpc/server_int.h"
 #include "tether/metrics.h"
-
-struct tt_srv_metrics {
-    char *addr;     /* listener address, or NULL: counters only */
-    int started;    /* tt_server_metrics_start() succeeded */
-    tt_counters *k; /* one block per I/O thread */
-    tt_http *http;
-    uint64_t start_ns;
-};
 
 tether_err
 tt_server_metrics_enable(tether_server *srv, const char *addr)
@@ -73,30 +63,17 @@ tether_server_enable_metrics(tether_server *srv)
     return tt_server_metrics_enable(srv, NULL);
 }
 
-/* ---------------------------------------------------------------------- */
-/* The interceptor                                                        */
-
-static inline tt_mcell *
-cell_of(const tether_call *call)
+void
+tt_server_metrics_flush_pending(struct tt_srv_metrics *sm, int idx)
 {
-    const tether_server *srv = call->srv;
-    return tt_counters_cell(srv->metrics->k, call->t->idx, (size_t)(call->m - srv->methods));
-}
-
-static tether_err
-m_before(tether_call *call, const char **why, void *arg)
-{
-    (void)why;
-    (void)arg;
-    tt_counters_begin(cell_of(call));
-    return TETHER_OK;
-}
-
-static void
-m_after(const tether_call *call, tether_err status, uint64_t duration_ns, void *arg)
-{
-    (void)arg;
-    tt_counters_end(cell_of(call), (int)status, duration_ns, call->mt_in, call->mt_out);
+    /* One clock read for every call the batch finished. */
+    tt_mthr *mt = &sm->thr[idx];
+    uint64_t now = tt_now_ns();
+    for (uint32_t i = 0; i < mt->n; i++) {
+        const tt_mpend *p = &mt->p[i];
+        tt_counters_time(tt_counters_cell(sm->k, idx, p->method), now > p->t0 ? now - p->t0 : 0);
+    }
+    mt->n = 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -215,35 +192,35 @@ tether_err
 tt_server_metrics_start(tether_server *srv)
 {
     struct tt_srv_metrics *sm = srv->metrics;
-    if (sm == NULL || sm->started) {
+    if (sm == NULL || sm->k != NULL) {
         return TETHER_OK;
     }
-    if (srv->nics >= TT_MAX_INTERCEPTORS) {
-        snprintf(srv->errmsg, sizeof srv->errmsg, "metrics need one of the %d interceptor places",
-                 TT_MAX_INTERCEPTORS);
-        return TETHER_ELIMIT;
-    }
-    sm->k = tt_counters_create(srv->nmethods, srv->cfg.io_threads);
-    if (sm->k == NULL) {
+    int n = srv->cfg.io_threads;
+    tt_counters *k = tt_counters_create(srv->nmethods, n);
+    /* Cache-line aligned by hand (the allocator hooks have no aligned
+     * form), so no two threads' states share a line. */
+    sm->thr_raw = tt_calloc(1, (size_t)n * sizeof(tt_mthr) + 64);
+    if (k == NULL || sm->thr_raw == NULL) {
+        tt_counters_destroy(k);
+        tt_free(sm->thr_raw);
+        sm->thr_raw = NULL;
         return TETHER_ENOMEM;
     }
+    sm->thr = (tt_mthr *)(((uintptr_t)sm->thr_raw + 63) & ~(uintptr_t)63);
     sm->start_ns = tt_now_ns();
     if (sm->addr != NULL) {
         char why[256];
         tether_err rc = tt_http_start(sm->addr, serve, srv, &sm->http, why, sizeof why);
         if (rc != TETHER_OK) {
             snprintf(srv->errmsg, sizeof srv->errmsg, "%s", why);
-            tt_counters_destroy(sm->k);
-            sm->k = NULL;
+            tt_counters_destroy(k);
+            tt_free(sm->thr_raw);
+            sm->thr_raw = NULL;
             return rc;
         }
     }
-    /* First in the chain: its after runs last, once the call's code is
-     * final, and it sees calls a later interceptor refuses. */
-    memmove(&srv->ics[1], &srv->ics[0], (size_t)srv->nics * sizeof srv->ics[0]);
-    srv->ics[0] = (tether_server_interceptor){m_before, m_after, NULL};
-    srv->nics++;
-    sm->started = 1;
+    /* Last: the hooks count from here. */
+    sm->k = k;
     return TETHER_OK;
 }
 
@@ -256,6 +233,7 @@ tt_server_metrics_fini(tether_server *srv)
     }
     tt_http_stop(sm->http);
     tt_counters_destroy(sm->k);
+    tt_free(sm->thr_raw);
     tt_free(sm->addr);
     tt_free(sm);
     srv->metrics = NULL;
@@ -277,7 +255,7 @@ tether_server_method_stats(const tether_server *srv, size_t idx, tether_method_s
     if (srv == NULL || out == NULL) {
         return TETHER_EINVAL;
     }
-    if (srv->metrics == NULL || !srv->metrics->started) {
+    if (srv->metrics == NULL || srv->metrics->k == NULL) {
         return TETHER_ESTATE;
     }
     if (idx >= srv->nmethods) {
@@ -294,7 +272,7 @@ tether_server_metrics_text(const tether_server *srv, char **out, size_t *len)
     if (srv == NULL || out == NULL) {
         return TETHER_EINVAL;
     }
-    if (srv->metrics == NULL || !srv->metrics->started) {
+    if (srv->metrics == NULL || srv->metrics->k == NULL) {
         return TETHER_ESTATE;
     }
     char url[64];
