@@ -109,9 +109,10 @@ PY
 expect 'tether_server_protocol_errors_total' 1
 
 # ---- /health: 200 SERVING, then 503 DRAINING while a call finishes -----------
-# A server of its own whose calls take 5 s: the graceful stop waits for the
-# one in flight, and /health is read during that wait.
-start_server slow --delay-ms 5000 --drain-ms 60000
+# A server of its own whose calls take 3 s (calculator-client waits 5 s):
+# the graceful stop waits for the one in flight, and /health is read
+# during that wait.
+start_server slow --delay-ms 3000 --drain-ms 60000
 http_get "http://$MADDR/health" "$TMP/health.txt"
 [ "$(cat "$TMP/status")" = 200 ] && grep -qx SERVING "$TMP/health.txt" ||
     fail "/health while serving: $(cat "$TMP/status") $(cat "$TMP/health.txt")"
