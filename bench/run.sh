@@ -153,6 +153,8 @@ start_server() {
     case $impl in
         floor) cmd=("$BIN/tether-bench-floor" server --listen "$SERVER_ADDR") ;;
         tether) cmd=("$BIN/calculator-server" --listen "$SERVER_ADDR") ;;
+        # The same server with metrics on (a listener on a free port).
+        tether-metrics) cmd=("$BIN/calculator-server" --listen "$SERVER_ADDR" --metrics 127.0.0.1:0) ;;
         go) cmd=("$GOBIN" server --listen "$SERVER_ADDR") ;;
     esac
     # shellcheck disable=SC2046
@@ -260,6 +262,21 @@ for run in $(seq 1 "$RUNS"); do
                     # After the load: does the server give its buffers back?
                     sleep 0.5
                     record "loaded_rss.$impl" "$(proc_status "$SERVER_PID" VmRSS)"
+                fi
+                if [ "$impl" = tether ]; then
+                    # Metrics' price: the same server with metrics on, in
+                    # the same run, right after the bare one.
+                    stop_server
+                    if start_server tether-metrics "$placement"; then
+                        r=$(run_client tether "$placement" --mode seq --calls "$SEQ_CALLS" \
+                            --warmup "$SEQ_WARMUP")
+                        record "seq_p50_metrics.tether" "$(field "$r" p50_us)"
+                        r=$(run_client tether "$placement" --mode pipe --conns 1 --depth 64 \
+                            --seconds "$PIPE_SECONDS" --warmup-ms "$PIPE_WARMUP_MS")
+                        v=$(field "$r" calls_per_s)
+                        [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
+                        record "pipe_1_metrics.tether" "$v"
+                    fi
                 fi
             fi
             stop_server
@@ -534,6 +551,14 @@ printf '  %-26s %-22s %-22s %-8s %-8s\n' "seq p50 (us)" "$(stat seq_p50_unpinned
     "<=1.05"
 printf '  %-26s %-22s %-22s %-8s %-8s\n' "1 conn x 64 (k calls/s)" "$(stat pipe_1.tether)" \
     "$(stat pipe_1_byname.tether)" "$(ratio pipe_1.tether pipe_1_byname.tether)" ""
+echo
+echo "metrics: calculator-server --metrics against the same server without ($UNP, same runs)"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "figure" "metrics off" "metrics on" "ratio" "target"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "seq p50 (us)" "$(stat seq_p50_unpinned.tether)" \
+    "$(stat seq_p50_metrics.tether)" "$(ratio seq_p50_metrics.tether seq_p50_unpinned.tether)" \
+    "<=1.02"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "1 conn x 64 (k calls/s)" "$(stat pipe_1.tether)" \
+    "$(stat pipe_1_metrics.tether)" "$(ratio pipe_1.tether pipe_1_metrics.tether)" "<=1.02"
 echo
 printf '%-44s %-22s %-22s %-10s\n' "memory (server, $UNP)" "tether" "Go net/rpc" "target"
 mrow() { # LABEL KEY TARGET [int]

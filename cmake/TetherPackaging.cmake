@@ -62,8 +62,9 @@ set(CPACK_DEBIAN_LIB_PACKAGE_SECTION libs)
 set(CPACK_DEBIAN_LIB_DESCRIPTION "tether RPC library (shared library)")
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
-# libcurl is loaded at run time by the etcd:// registry only.
-set(CPACK_DEBIAN_LIB_PACKAGE_RECOMMENDS libcurl4)
+# Loaded at run time, only when used: libcurl by the etcd:// registry,
+# libmicrohttpd by the metrics listener (metrics_addr).
+set(CPACK_DEBIAN_LIB_PACKAGE_RECOMMENDS "libcurl4, libmicrohttpd12")
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libtether-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)

@@ -7,12 +7,14 @@ PKGS=(
     cmake gcc clang make pkg-config
     protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
     libjansson-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
+    libmicrohttpd-dev      # the metrics listener (headers; the library is loaded when used)
     libclang-rt-14-dev
     etcd-server etcd-client golang-go
     iproute2 procps psmisc openssl
     nftables util-linux    # tests/netns: partitions (nft), hosts (setpriv)
     dpkg-dev file          # cpack -G DEB: dpkg-shlibdeps, file
     systemd                # systemd-analyze verify (examples/systemd)
+    prometheus chromium    # metrics and status page tests (real scraper, real browser)
 )
 
 missing=()

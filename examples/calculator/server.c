@@ -3,6 +3,7 @@
  *
  *   calculator-server [--listen ADDR] [--registry URL] [--name NAME]
  *                     [--threads N] [--delay-ms MS] [--drain-ms MS]
+ *                     [--metrics HOST:PORT]
  *
  * Serves Calculator.Add/Sub/Mul/Div on ADDR (default 127.0.0.1:8080; port
  * 0 picks a free one) and prints "listening on ADDR" once ready.  With
@@ -10,6 +11,8 @@
  * while it serves.  --delay-ms makes every call take that long (on the
  * worker pool), to watch a graceful stop wait for calls in flight.  SIGINT
  * or SIGTERM stops it gracefully; a second signal stops it at once.
+ * --metrics serves Prometheus metrics at http://HOST:PORT/metrics and a
+ * status page at / (port 0 picks a free one; it prints "metrics on ADDR").
  */
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <tether/metrics.h>
 #include <tether/server.h>
 
 #include "calculator.pb-c.h"
@@ -63,7 +67,8 @@ usage(void)
 {
     fprintf(stderr, "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
                     "                         [--advertise HOST:PORT] [--threads N]\n"
-                    "                         [--delay-ms MS] [--drain-ms MS]\n");
+                    "                         [--delay-ms MS] [--drain-ms MS]\n"
+                    "                         [--metrics HOST:PORT]\n");
     exit(2);
 }
 
@@ -89,6 +94,8 @@ main(int argc, char **argv)
             delay_ms = strtol(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc) {
             cfg.drain_timeout_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc) {
+            cfg.metrics_addr = argv[++i];
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             cfg.io_threads = (int)strtol(argv[++i], NULL, 10);
         } else {
@@ -154,6 +161,9 @@ main(int argc, char **argv)
     char addr[128];
     tether_server_get_address(the_server, 0, addr, sizeof addr);
     printf("listening on %s\n", addr);
+    if (tether_server_metrics_address(the_server, addr, sizeof addr) == TETHER_OK) {
+        printf("metrics on %s\n", addr);
+    }
     fflush(stdout);
     /* Blocks; SIGINT/SIGTERM stop gracefully, a second one at once. */
     tether_server_run(the_server);

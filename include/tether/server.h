@@ -68,6 +68,14 @@ typedef struct tether_server_config {
      * part, with room kept for one more connection); a call past it, or
      * past the total, is answered TETHER_ELIMIT at once.  Default 1024. */
     uint32_t max_queued_blocking;
+    /* Metrics over HTTP (include/tether/metrics.h, docs/metrics.md):
+     * "host:port" (port 0: any free one) of a listener serving /metrics
+     * (Prometheus text), /vars.json, /health and a status page at /.  NULL:
+     * no listener and no counting (tether_server_enable_metrics() counts
+     * without one).  Copied by tether_server_create().  A bad or taken
+     * address, or no libmicrohttpd, fails tether_server_start() with
+     * TETHER_EADDRINVAL, TETHER_EADDRINUSE or TETHER_ENOTSUP. */
+    const char *metrics_addr;
 } tether_server_config;
 
 /* A timeout of "never" where 0 means the default. */

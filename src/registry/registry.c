@@ -269,6 +269,7 @@ tether_registry_register(tether_registry *r, const tether_instance *inst,
     reg->registry = r;
     pthread_mutex_init(&reg->mu, NULL);
     atomic_fetch_add(&r->refs, 1);
+    atomic_fetch_add_explicit(&r->stats.regs, 1, memory_order_relaxed);
     *out = reg;
     return TETHER_OK;
 }
@@ -297,6 +298,7 @@ tether_registration_deregister(tether_registration *reg)
     /* The backend frees reg; r is released only afterwards because the
      * backend may still use it while removing the entry. */
     tether_err err = reg->ops->deregister(reg);
+    atomic_fetch_sub_explicit(&r->stats.regs, 1, memory_order_relaxed);
     registry_unref(r);
     return err;
 }

@@ -40,6 +40,16 @@
 
 struct tt_registry_ops;
 
+/* What tether_registry_get_stats() reports (tether/metrics.h): written by
+ * the generic layer and the backends, read by anyone, all relaxed. */
+struct tt_registry_counters {
+    _Atomic int64_t lease;     /* the lease held now (etcd); 0 none */
+    _Atomic uint64_t ka_ok_ns; /* monotonic time of the last keep-alive answered */
+    _Atomic uint64_t regs;     /* live registrations */
+    _Atomic uint64_t reregs;   /* keys put again after a lost lease */
+    _Atomic uint64_t resumes;  /* watches that broke and resumed */
+};
+
 /* Base of every backend's registry object. */
 struct tether_registry {
     const struct tt_registry_ops *ops;
@@ -50,6 +60,7 @@ struct tether_registry {
      * layer unless the backend's open wrote a better one (local: its
      * directory). */
     char location[512];
+    struct tt_registry_counters stats;
 };
 
 /* Base of every backend's registration object. */

@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/thread.h"
 #include "rpc/server_int.h"
+#include "rpc/server_metrics.h"
 
 /* Connections a server can hold with the descriptors it may open: its
  * soft RLIMIT_NOFILE less a reserve for listeners, logs, registry and
@@ -144,6 +145,11 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
     pthread_mutex_init(&srv->mu, NULL);
     tt_cond_init_monotonic(&srv->cv);
     atomic_store(&srv->state, SRV_NEW);
+    if (cfg != NULL && cfg->metrics_addr != NULL &&
+        tt_server_metrics_enable(srv, cfg->metrics_addr) != TETHER_OK) {
+        tether_server_destroy(srv);
+        return TETHER_ENOMEM;
+    }
     *out = srv;
     return TETHER_OK;
 }
@@ -469,6 +475,7 @@ io_main(void *arg)
     while (!t->stop) {
         tt_loop_poll(&t->loop, -1);
         tt_srv_flush_dirty(t);
+        tt_server_metrics_flush(t);
         tt_srv_reap(t);
     }
     /* Stopping: send what is pending, then close every connection. */
@@ -530,6 +537,9 @@ tether_server_start(tether_server *srv)
         return rc;
     }
     qsort(srv->methods, srv->nmethods, sizeof *srv->methods, method_cmp);
+    if ((rc = tt_server_metrics_start(srv)) != TETHER_OK) {
+        return rc;
+    }
     /* Worker threads only for servers that have blocking methods. */
     int blocking = 0;
     for (size_t i = 0; i < srv->nmethods; i++) {
@@ -711,6 +721,7 @@ tether_server_destroy(tether_server *srv)
         pthread_join(srv->control, NULL);
         srv->control_started = 0;
     }
+    tt_server_metrics_fini(srv);
     tt_server_registry_fini(srv);
     tt_pool_destroy(srv->pool, 100); /* the drain already waited for handlers */
     for (int i = 0; i < srv->nthreads; i++) {

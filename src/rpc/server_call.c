@@ -18,6 +18,7 @@
 #include "core/list.h"
 #include "core/log.h"
 #include "rpc/server_int.h"
+#include "rpc/server_metrics.h"
 
 #define MAX_FREE_CALLS 1024
 
@@ -181,6 +182,7 @@ call_finish(struct tether_call *call)
         }
         call->nic = 0;
     }
+    tt_server_metrics_end(call);
     TT_DLIST_REMOVE(&c->calls, call);
     c->inflight--;
     if (call->blk) {
@@ -314,6 +316,7 @@ call_answer(struct tether_call *call, tether_err status, const ProtobufCMessage 
         msg = NULL;
         rc = TETHER_EMSGSIZE;
     }
+    call->mt_out = (uint32_t)len; /* metrics: answer bytes */
     if (!call->canceled) {
         call->status = status; /* what the caller gets, for the interceptors */
     }
@@ -697,6 +700,7 @@ call_launch(conn *c, struct tether_call *call)
     atomic_store_explicit(&t->inflight,
                           atomic_load_explicit(&t->inflight, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    tt_server_metrics_begin(call);
     if (t->srv->nics > 0 && !run_befores(t->srv, call)) {
         return; /* refused: answered already */
     }
@@ -907,6 +911,8 @@ tt_srv_start_call(conn *c, const tt_rpc_msg *m)
                             "rpc: server out of memory");
         return;
     }
+    call->mt_out = 0;
+    call->mt_in = (uint32_t)m->body_len; /* metrics: request bytes */
     if (m->ctx_len > 0 && call_take_ctx(c, call, m) != TETHER_OK) {
         call_release_body(call);
         call_unused(t, call);

@@ -28,6 +28,7 @@
 #include "core/list.h"
 #include "core/log.h"
 #include "rpc/server_int.h"
+#include "rpc/server_metrics.h"
 
 /* Unsent output above which a connection's reading pauses, and below which
  * it resumes: a client that never reads its answers cannot grow us. */
@@ -570,6 +571,7 @@ conn_read(conn *c)
 {
     c->t->now_ns = 0; /* read once per batch, by the first deadline */
     iothr *t = c->t;
+    tt_server_metrics_stamp(t);
     if (tt_buf_size(&c->in) > 0) {
         /* Continue a partial frame: read straight into its buffer, sized
          * for the whole frame once its header is known. */

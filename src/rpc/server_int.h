@@ -132,6 +132,10 @@ struct tether_call {
     /* The call holds a gate reference: it left the I/O thread's hands
      * (worker pool, or a handler that returned without answering). */
     int gref;
+    /* For metrics (server_metrics.h): request and answer body bytes, and
+     * when the read that brought the request began. */
+    uint32_t mt_in, mt_out;
+    uint64_t mt_t0;
     /* Native requests are unpacked into this arena (protobuf-c allocates
      * through pb_alloc), so a small request costs no malloc at all. */
     int req_in_arena;
@@ -229,6 +233,8 @@ struct tether_server {
     char *reg_advertise; /* tmpl->address: the one address to register, or NULL */
     tether_registration **regs; /* one per listener while registered */
     int notify_systemd;         /* send STOPPING=1 when the stop begins */
+    /* Metrics (server_metrics.c); NULL: off. */
+    struct tt_srv_metrics *metrics;
     char errmsg[512];
 };
 

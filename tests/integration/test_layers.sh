@@ -7,7 +7,8 @@
 #                                  jsonrpc share only codec.h and pbjson/)
 #   balance   core
 #   registry  core                (local/ and etcd/ never include each other)
-#   rpc       core net codec balance registry
+#   ops       core                (metrics, their HTTP listener, status page)
+#   rpc       core net codec balance registry ops
 #
 # tools/ and examples/ use the public headers only.  Each line printed is an
 # include that breaks a rule; any breaks the test.
@@ -20,7 +21,8 @@ allowed() { # layer -> the layers it may include
     codec) echo "core codec" ;;
     balance) echo "core balance" ;;
     registry) echo "core registry" ;;
-    rpc) echo "core net codec balance registry rpc" ;;
+    ops) echo "core ops" ;;
+    rpc) echo "core net codec balance registry ops rpc" ;;
     *) echo "" ;;
     esac
 }
@@ -50,10 +52,10 @@ while IFS= read -r f; do
             bad=1
         fi
     done < <(grep -oE '^#include "[a-z_]+/[a-z_/]+\.h"' "$f" | sed -E 's/#include "(.*)"/\1/' |
-        grep -E '^(core|net|codec|balance|registry|rpc)/' || true)
+        grep -E '^(core|net|codec|balance|registry|ops|rpc)/' || true)
 done < <(find "$SRC" -name '*.[ch]' | sort)
 for d in tools examples; do
-    if grep -rnE '#include "(core|net|codec|balance|registry|rpc)/' "${TETHER_SOURCE_DIR}/$d" \
+    if grep -rnE '#include "(core|net|codec|balance|registry|ops|rpc)/' "${TETHER_SOURCE_DIR}/$d" \
         --include='*.[ch]'; then
         echo "$d includes library internals"
         bad=1

@@ -362,6 +362,8 @@ sync_locked(struct tt_etcd_registry *er, struct tt_etcd_http *h, bool *regranted
             pthread_mutex_lock(&st->mu);
             st->lease = lease;
             pthread_mutex_unlock(&st->mu);
+            atomic_store_explicit(&er->super.stats.lease, lease, memory_order_relaxed);
+            atomic_store_explicit(&er->super.stats.ka_ok_ns, tt_now_ns(), memory_order_relaxed);
             *regranted = true;
             /* Before any key is put with it: a crash from here on is
              * covered. */
@@ -376,6 +378,7 @@ sync_locked(struct tt_etcd_registry *er, struct tt_etcd_http *h, bool *regranted
             if (err == TETHER_ELEASE) {
                 TT_WARN("registry: etcd lease %llx is gone; granting a new one",
                         (unsigned long long)st->lease);
+                atomic_fetch_add_explicit(&er->super.stats.reregs, 1, memory_order_relaxed);
                 lease_lost_locked(st);
                 lost = true;
             } else if (err != TETHER_OK) {
@@ -499,6 +502,7 @@ ka_main(void *arg)
         tether_err err = TETHER_OK;
         int alive = keepalive_once(er, lease, &err);
         if (alive == 1) {
+            atomic_store_explicit(&er->super.stats.ka_ok_ns, tt_now_ns(), memory_order_relaxed);
             if (failing) {
                 TT_INFO("registry: etcd at %s answers again; lease %llx alive",
                         tt_etcd_endpoint(er), (unsigned long long)lease);
@@ -513,6 +517,7 @@ ka_main(void *arg)
                     (unsigned long long)lease);
             pthread_mutex_lock(&st->op_mu);
             if (st->lease == lease) {
+                atomic_fetch_add_explicit(&er->super.stats.reregs, 1, memory_order_relaxed);
                 lease_lost_locked(st);
             }
             pthread_mutex_unlock(&st->op_mu);

@@ -364,6 +364,7 @@ tt_etcd_watch_run(struct tether_watch *w)
             }
             TT_DEBUG("registry: etcd watch on %s broke (%s); resuming from revision %lld",
                      ew->prefix, tether_strerror(err), (long long)(ew->rev + 1));
+            atomic_fetch_add_explicit(&ew->er->super.stats.resumes, 1, memory_order_relaxed);
             failing = false;
             backoff = 0;
             continue;
