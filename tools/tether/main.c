@@ -24,6 +24,8 @@ static const struct command commands[] = {
     {"list", tether_cmd_list, "list SERVICE [--registry URL]   print live instances"},
     {"watch", tether_cmd_watch, "watch SERVICE [--registry URL]  print changes as they happen"},
     {"call", NULL, "call ...                        call a method (see tether call --help)"},
+    {"register", tether_cmd_register,
+     "register ... -- CMD [ARGS]      run CMD, registered while healthy"},
 };
 
 static void
