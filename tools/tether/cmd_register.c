@@ -15,7 +15,8 @@
  * SIGTERM and SIGINT stop in order: deregister, wait --grace (clients
  * learn of the removal), send the same signal to CMD, wait for it; a
  * second signal skips what is left of the grace.  SIGHUP, SIGQUIT, SIGUSR1
- * and SIGUSR2 are passed on as they are.
+ * and SIGUSR2 are passed on as they are.  A signal that was ignored when
+ * the sidecar started stays ignored, for it and for CMD.
  *
  * One thread, one poll(): a signalfd (the signals are blocked, so no
  * handler ever runs), a pidfd for CMD (its exit is seen at once, without
@@ -279,6 +280,14 @@ say(const struct sidecar *s, const char *fmt, ...)
     va_end(ap);
 }
 
+/* CMD's name for messages: its last path component. */
+static const char *
+prog(const struct sidecar *s)
+{
+    const char *slash = strrchr(s->o->cmd[0], '/');
+    return slash != NULL && slash[1] != '\0' ? slash + 1 : s->o->cmd[0];
+}
+
 static void
 do_register(struct sidecar *s)
 {
@@ -462,7 +471,7 @@ on_signal(struct sidecar *s, int sig)
         disarm(s->tick_fd);
         do_deregister(s, strsignal(sig));
         if (s->o->grace_ms > 0) {
-            say(s, "%s: sending it to %s in %llu ms", strsignal(sig), s->o->cmd[0],
+            say(s, "%s: sending it to %s in %llu ms", strsignal(sig), prog(s),
                 (unsigned long long)s->o->grace_ms);
             arm(s->grace_fd, s->o->grace_ms, 0);
             return;
@@ -474,21 +483,24 @@ on_signal(struct sidecar *s, int sig)
     forward(s, sig);
 }
 
-/* The child's exit status as a shell reports it. */
+/* Reap CMD: its exit status as a shell reports it (128+N for a signal N),
+ * and in what (cap bytes) how it ended. */
 static int
-reap(struct sidecar *s)
+reap(struct sidecar *s, char *what, size_t cap)
 {
     siginfo_t si;
     memset(&si, 0, sizeof si);
     while (waitid(P_PID, (id_t)s->pid, &si, WEXITED) != 0) {
         if (errno != EINTR) {
-            fprintf(stderr, "tether register: waitid: %s\n", strerror(errno));
+            snprintf(what, cap, "waitid: %s", strerror(errno));
             return 1;
         }
     }
     if (si.si_code == CLD_EXITED) {
+        snprintf(what, cap, "%s exited with status %d", prog(s), si.si_status);
         return si.si_status;
     }
+    snprintf(what, cap, "%s exited: killed by signal %d", prog(s), si.si_status);
     return 128 + si.si_status;
 }
 
@@ -517,14 +529,8 @@ run(struct sidecar *s)
         /* The child first: once it is gone, nothing else matters and the
          * entry must go before anything else happens. */
         if (p[P_CHILD].revents != 0) {
-            int status = reap(s);
-            char what[64];
-            if (status > 128) {
-                snprintf(what, sizeof what, "%s exited: killed by signal %d", s->o->cmd[0],
-                         status - 128);
-            } else {
-                snprintf(what, sizeof what, "%s exited with status %d", s->o->cmd[0], status);
-            }
+            char what[300];
+            int status = reap(s, what, sizeof what);
             if (s->registration != NULL) {
                 do_deregister(s, what);
             } else {
@@ -590,6 +596,12 @@ tether_cmd_register(int argc, char **argv)
     sigemptyset(&take);
     int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        /* A signal ignored when we started (nohup, a background job of a
+         * script) stays ignored: not taken here, and CMD inherits it so. */
+        struct sigaction sa;
+        if (sigaction(sigs[i], NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) {
+            continue;
+        }
         sigaddset(&take, sigs[i]);
     }
     block = take;

@@ -232,11 +232,27 @@ check_rpc(const char *addr, int codec, uint32_t timeout_ms, int64_t deadline, ch
         return false;
     }
     uint32_t left = (uint32_t)left_ms(deadline);
-    char *out = NULL, *text = NULL;
-    rc = tether_client_call_json(c, "_tether.Describe", NULL, &out,
-                                 TETHER_CALL_TIMEOUT(left > 0 ? left : 1), &text);
+    char *text = NULL;
+    if (codec == TETHER_CODEC_NATIVE) {
+        /* Raw bytes: the request is a google.protobuf.StringValue naming
+         * the method itself (field 1, length-delimited). */
+        static const char name[] = "_tether.Describe";
+        uint8_t req[2 + sizeof name - 1] = {0x0a, (uint8_t)(sizeof name - 1)};
+        memcpy(req + 2, name, sizeof name - 1);
+        uint8_t *out = NULL;
+        size_t out_len = 0;
+        rc = tether_client_call_raw(c, name, req, sizeof req, &out, &out_len,
+                                    TETHER_CALL_TIMEOUT(left > 0 ? left : 1), &text);
+        tether_free(out);
+    } else {
+        /* gob and jsonrpc carry no raw bytes: the JSON form, whose answer
+         * from a Go server is "can't find service", which is an answer. */
+        char *out = NULL;
+        rc = tether_client_call_json(c, "_tether.Describe", NULL, &out,
+                                     TETHER_CALL_TIMEOUT(left > 0 ? left : 1), &text);
+        tether_free(out);
+    }
     tether_client_destroy(c);
-    tether_free(out);
     tether_free(text);
     if (!is_answer(rc)) {
         snprintf(why, cap, "_tether.Describe: %s", tether_err_name(rc));
