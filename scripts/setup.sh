@@ -10,6 +10,7 @@ PKGS=(
     libclang-rt-14-dev
     etcd-server etcd-client golang-go
     iproute2 procps psmisc openssl
+    python3                # tests: free ports, python3 -m http.server (test_sidecar.sh)
     dpkg-dev file          # cpack -G DEB: dpkg-shlibdeps, file
     systemd                # systemd-analyze verify (examples/systemd)
 )
