@@ -14,6 +14,7 @@
 #     after SIGCONT;
 #   - --health exec:'test -f FILE': removed when the file goes, back when
 #     it returns; --meta pairs are listed;
+#   - SIGINT stops like SIGTERM, SIGHUP is passed on;
 #   - usage errors and a command that cannot run.
 # Needs Debian's golang-go (GO111MODULE=off, cache in the build tree, no
 # network) and python3.
@@ -315,4 +316,27 @@ rc=$?
 [ $rc -eq 143 ] || fail "sleep killed by SIGTERM: exit $rc"
 unlisted job || fail "job listed after the sidecar exited"
 note "exec: removed when the file went, back when it returned"
+
+# ---- SIGINT stops in order too; SIGHUP is passed on as it is ----------------
+# A background job of a script starts with SIGINT ignored, and an ignored
+# signal stays ignored: give the sidecar the default disposition.
+env --default-signal=INT "$BIN/tether" register --registry "$REG" --name job --addr 127.0.0.1:9 \
+    --health none -- sleep 600 >"$TMP/int.out.log" 2>"$TMP/int.log" &
+SC=$!
+PIDS+=("$SC")
+wait_until 30 "job listed (SIGINT run)" listed job
+kill -INT "$SC"
+wait "$SC"
+rc=$?
+[ $rc -eq 130 ] || fail "sleep killed by the forwarded SIGINT: exit $rc, not 130"
+grep -q "deregistered (Interrupt)" "$TMP/int.log" || fail "SIGINT: no deregistration logged"
+unlisted job || fail "job listed after SIGINT"
+sidecar hup --name job --addr 127.0.0.1:9 --health none -- sleep 600
+wait_until 30 "job listed (SIGHUP run)" listed job
+kill -HUP "$SC"
+wait "$SC"
+rc=$?
+[ $rc -eq 129 ] || fail "sleep killed by the passed-on SIGHUP: exit $rc, not 129"
+unlisted job || fail "job listed after its command died of SIGHUP"
+note "SIGINT: deregistered, forwarded, exit 130; SIGHUP passed on, exit 129"
 echo "ok"
