@@ -342,13 +342,13 @@ spawn(struct sidecar *s, const sigset_t *mask)
 {
     int ep[2];
     if (pipe2(ep, O_CLOEXEC) != 0) {
-        fprintf(stderr, "tether register: pipe: %s\n", strerror(errno));
+        fprintf(stderr, "tether register: pipe: %m\n");
         return -1;
     }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        fprintf(stderr, "tether register: fork: %s\n", strerror(errno));
+        fprintf(stderr, "tether register: fork: %m\n");
         close(ep[0]);
         close(ep[1]);
         return -1;
@@ -373,7 +373,8 @@ spawn(struct sidecar *s, const sigset_t *mask)
     }
     close(ep[0]);
     if (n == (ssize_t)sizeof e) {
-        fprintf(stderr, "tether register: cannot run '%s': %s\n", s->o->cmd[0], strerror(e));
+        errno = e;
+        fprintf(stderr, "tether register: cannot run '%s': %m\n", s->o->cmd[0]);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
         return -127;
@@ -381,8 +382,7 @@ spawn(struct sidecar *s, const sigset_t *mask)
     s->pid = pid;
     s->pidfd = pidfd_open_(pid);
     if (s->pidfd < 0) {
-        fprintf(stderr, "tether register: pidfd_open: %s (Linux 5.3 or later is needed)\n",
-                strerror(errno));
+        fprintf(stderr, "tether register: pidfd_open: %m (Linux 5.3 or later is needed)\n");
         kill(pid, SIGKILL);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
@@ -455,7 +455,7 @@ static void
 forward(struct sidecar *s, int sig)
 {
     if (kill(s->pid, sig) != 0 && errno != ESRCH) {
-        fprintf(stderr, "tether register: kill %d: %s\n", (int)s->pid, strerror(errno));
+        fprintf(stderr, "tether register: kill %d: %m\n", (int)s->pid);
     }
 }
 
@@ -492,7 +492,7 @@ reap(struct sidecar *s, char *what, size_t cap)
     memset(&si, 0, sizeof si);
     while (waitid(P_PID, (id_t)s->pid, &si, WEXITED) != 0) {
         if (errno != EINTR) {
-            snprintf(what, cap, "waitid: %s", strerror(errno));
+            snprintf(what, cap, "waitid: %m");
             return 1;
         }
     }
@@ -521,7 +521,7 @@ run(struct sidecar *s)
             if (errno == EINTR) {
                 continue;
             }
-            fprintf(stderr, "tether register: poll: %s\n", strerror(errno));
+            fprintf(stderr, "tether register: poll: %m\n");
             forward(s, SIGTERM);
             p[P_SIG].fd = p[P_TICK].fd = p[P_GRACE].fd = p[P_HEALTH].fd = -1;
             continue; /* still wait for the child's exit */
@@ -615,7 +615,7 @@ tether_cmd_register(int argc, char **argv)
     s.tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     s.grace_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (s.sigfd < 0 || s.tick_fd < 0 || s.grace_fd < 0) {
-        fprintf(stderr, "tether register: signalfd/timerfd: %s\n", strerror(errno));
+        fprintf(stderr, "tether register: signalfd/timerfd: %m\n");
         goto out;
     }
 #ifdef TETHER_TOOL_WITH_CURL
@@ -646,7 +646,7 @@ tether_cmd_register(int argc, char **argv)
     }
     /* The first check at once, then one per interval. */
     if (!arm(s.tick_fd, 0, o.interval_ms)) {
-        fprintf(stderr, "tether register: timerfd_settime: %s\n", strerror(errno));
+        fprintf(stderr, "tether register: timerfd_settime: %m\n");
         forward(&s, SIGTERM);
     }
     status = run(&s);

@@ -143,7 +143,7 @@ connect_one(int family, const struct sockaddr *sa, socklen_t len, int64_t deadli
 {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(why, cap, "socket: %s", strerror(errno));
+        snprintf(why, cap, "socket: %m");
         return false;
     }
     int err = 0;
@@ -161,7 +161,8 @@ connect_one(int family, const struct sockaddr *sa, socklen_t len, int64_t deadli
     }
     close(fd);
     if (err != 0) {
-        snprintf(why, cap, "connect: %s", strerror(err));
+        errno = err;
+        snprintf(why, cap, "connect: %m");
         return false;
     }
     return true;
@@ -176,7 +177,7 @@ check_tcp(const char *addr, int64_t deadline, char *why, size_t cap)
             snprintf(why, cap, "socket path too long");
             return false;
         }
-        strcpy(un.sun_path, addr + 5);
+        memcpy(un.sun_path, addr + 5, strlen(addr + 5) + 1);
         return connect_one(AF_UNIX, (struct sockaddr *)&un, sizeof un, deadline, why, cap);
     }
     /* "host:port" or "[v6]:port": the port follows the last ':'. */
@@ -327,7 +328,7 @@ check_exec(const char *cmd, int64_t deadline, char *why, size_t cap)
 {
     pid_t pid = fork();
     if (pid < 0) {
-        snprintf(why, cap, "fork: %s", strerror(errno));
+        snprintf(why, cap, "fork: %m");
         return false;
     }
     if (pid == 0) {
@@ -434,12 +435,13 @@ cli_health_start(const cli_health_spec *spec, const char *addr, uint32_t timeout
     h->timeout_ms = timeout_ms;
     h->req[0] = h->req[1] = h->res[0] = h->res[1] = -1;
     if (pipe2(h->req, O_CLOEXEC) != 0 || pipe2(h->res, O_CLOEXEC | O_NONBLOCK) != 0) {
-        fprintf(stderr, "tether register: pipe: %s\n", strerror(errno));
+        fprintf(stderr, "tether register: pipe: %m\n");
         goto fail;
     }
     int e = pthread_create(&h->thread, NULL, health_thread, h);
     if (e != 0) {
-        fprintf(stderr, "tether register: cannot start the health thread: %s\n", strerror(e));
+        errno = e;
+        fprintf(stderr, "tether register: cannot start the health thread: %m\n");
         goto fail;
     }
     return h;
