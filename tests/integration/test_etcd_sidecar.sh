@@ -20,7 +20,7 @@ mkdir -p "$TMP/www"
 # web_start PORT LOG - the sidecar around python's http.server; PID in SC.
 web_start() {
     "$BIN/tether" register --registry "$URL" --name web --addr "127.0.0.1:$1" \
-        --health http:/ --health-interval 200ms --health-fails 2 --meta zone=c -- \
+        --health http:/ --health-interval 200ms --health-timeout 2s --health-fails 2 --meta zone=c -- \
         python3 -m http.server "$1" --bind 127.0.0.1 --directory "$TMP/www" \
         >>"$TMP/$2.log" 2>&1 &
     SC=$!
