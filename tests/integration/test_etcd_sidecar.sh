@@ -43,7 +43,7 @@ sleep $((TTL + 2))
 key_present "$CPORT" "${PFX}127.0.0.1:$P" || fail "the key expired: no keep-alive"
 note "key alive after $((TTL + 2))s with a ${TTL}s lease"
 
-PY=$(pgrep -P "$SC") || fail "no child of the sidecar"
+PY=$(pgrep -P "$SC" -f http.server | head -n 1) && [ -n "$PY" ] || fail "no child of the sidecar"
 PIDS+=("$PY")
 kill -STOP "$PY"
 wait_until 60 "the key to go while python is stopped" key_absent "$CPORT" "$PFX"
@@ -62,7 +62,7 @@ note "SIGTERM: key gone on exit, exit 143"
 P=$(free_port)
 web_start "$P" sidecar2
 wait_until 60 "the second key in etcd" key_present "$CPORT" "${PFX}127.0.0.1:$P"
-PY=$(pgrep -P "$SC") || fail "no child of the second sidecar"
+PY=$(pgrep -P "$SC" -f http.server | head -n 1) && [ -n "$PY" ] || fail "no child of the second sidecar"
 PIDS+=("$PY")
 t0=$(now_ms)
 kill -KILL "$PY"

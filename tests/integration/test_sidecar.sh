@@ -126,10 +126,11 @@ sidecar() {
     PIDS+=("$SC")
 }
 
-# child_of PID - the sidecar's one child (its CMD).
+# child_of PID PATTERN - the sidecar's child running PATTERN (its CMD; a
+# registry backend may start a helper process of its own too).
 child_of() {
     local c
-    c=$(pgrep -P "$1")
+    c=$(pgrep -P "$1" -f "$2" | head -n 1)
     [ -n "$c" ] && echo "$c"
 }
 
@@ -237,7 +238,7 @@ sidecar go4 --name calc --addr "127.0.0.1:$P" --health rpc:gob "${HC[@]}" \
 wait_until 30 "calc listed (rpc:gob)" listed calc
 "$BIN/tether" list calc --registry "$REG" | grep -q 'zone=b note="a b"' ||
     fail "metadata: $("$BIN/tether" list calc --registry "$REG")"
-GPID=$(child_of "$SC") || fail "no child of the sidecar"
+GPID=$(child_of "$SC" gosidecar) || fail "no child of the sidecar"
 t0=$(now_ms)
 kill -KILL "$GPID"
 wait "$SC"
@@ -280,7 +281,7 @@ sidecar web --name web --addr "127.0.0.1:$P" --health http:/ --health-interval 2
     --health-timeout 1s --health-fails 3 -- python3 -m http.server "$P" --bind 127.0.0.1 --directory "$TMP/www"
 wait_until 60 "web listed" listed web
 grep -q "GET / " "$TMP/web.log" || fail "listed without a GET / reaching the server"
-PY=$(child_of "$SC") || fail "no child of the web sidecar"
+PY=$(child_of "$SC" http.server) || fail "no child of the web sidecar"
 t0=$(now_ms)
 kill -STOP "$PY"
 wait_until 60 "web to go while stopped" unlisted web
