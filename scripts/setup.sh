@@ -12,6 +12,7 @@ PKGS=(
     etcd-server etcd-client golang-go
     iproute2 procps psmisc openssl
     nftables util-linux    # tests/netns: partitions (nft), hosts (setpriv)
+    python3                # tests: free ports, python3 -m http.server (test_sidecar.sh)
     dpkg-dev file          # cpack -G DEB: dpkg-shlibdeps, file
     systemd                # systemd-analyze verify (examples/systemd)
     prometheus chromium    # metrics and status page tests (real scraper, real browser)

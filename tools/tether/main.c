@@ -27,6 +27,8 @@ static const struct command commands[] = {
     {"call", NULL, "call ...                        call a method (see tether call --help)"},
     {"describe", tether_cmd_describe, "describe ADDR|SERVICE [Service] print methods and types"},
     {"bench", tether_cmd_bench, "bench ...                       measure a method (see --help)"},
+    {"register", tether_cmd_register,
+     "register ... -- CMD [ARGS]      run CMD, registered while healthy"},
 };
 
 static void
