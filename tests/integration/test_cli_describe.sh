@@ -124,7 +124,7 @@ expect_err 2 "usage: tether describe"
 expect_err 2 "unknown option --bogus" "$ADDR" --bogus
 expect_err 2 "neither Service nor Service.Method" "$ADDR" Calculator.
 expect_err 2 "unknown codec" "$ADDR" --codec xml
-expect_err 1 "tether describe: calc-missing: " calc-missing --registry "$REG" --timeout 2000
+expect_err 1 "tether describe: no instance of 'calc-missing' in " calc-missing --registry "$REG" --timeout 2000
 
 # A port nobody serves: a clear error, no hang.
 "$BIN/tether" describe 127.0.0.1:1 --timeout 5000 >"$TMP/out" 2>"$TMP/err" && {

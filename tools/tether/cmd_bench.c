@@ -362,14 +362,7 @@ tether_cmd_bench(int argc, char **argv)
     cli_log_init(verbose);
     tether_client_config cfg;
     tether_client_config_init(&cfg);
-    if (strcmp(codec, "native") == 0) {
-        cfg.codec = TETHER_CODEC_NATIVE;
-    } else if (strcmp(codec, "gob") == 0) {
-        cfg.codec = TETHER_CODEC_GOB;
-    } else if (strcmp(codec, "jsonrpc") == 0) {
-        cfg.codec = TETHER_CODEC_JSONRPC;
-    } else {
-        fprintf(stderr, "tether bench: unknown codec '%s' (native, gob or jsonrpc)\n", codec);
+    if (cli_parse_codec("bench", codec, &cfg) != 0) {
         return 2;
     }
     int by_name = strchr(target, ':') == NULL;

@@ -89,44 +89,15 @@ tether_cmd_call(int argc, char **argv)
     cli_log_init(verbose);
     tether_client_config cfg;
     tether_client_config_init(&cfg);
-    if (strcmp(codec, "native") == 0) {
-        cfg.codec = TETHER_CODEC_NATIVE;
-    } else if (strcmp(codec, "gob") == 0) {
-        cfg.codec = TETHER_CODEC_GOB;
-    } else if (strcmp(codec, "jsonrpc") == 0) {
-        cfg.codec = TETHER_CODEC_JSONRPC;
-    } else {
-        fprintf(stderr, "tether call: unknown codec '%s' (native, gob or jsonrpc)\n", codec);
-        return 2;
-    }
+    int st = cli_parse_codec("call", codec, &cfg);
     tether_client *c = NULL;
+    if (st == 0) {
+        st = cli_open_client("call", target, reg, &cfg, wait_ms, &c);
+    }
+    if (st != 0) {
+        return st;
+    }
     tether_err rc;
-    if (strchr(target, ':') != NULL) {
-        cli_reason_begin();
-        rc = tether_client_create(target, &cfg, &c);
-    } else if (cfg.codec != TETHER_CODEC_NATIVE) {
-        fprintf(stderr, "tether call: calls by service name speak native; give an address for "
-                        "--codec %s\n",
-                codec);
-        return 2;
-    } else {
-        tether_registry *r = cli_open_registry("call", cli_registry_url(reg));
-        if (r == NULL) {
-            return 1;
-        }
-        if (cli_await_instance("call", r, target, reg, wait_ms) != 0) {
-            tether_registry_close(r);
-            return 1;
-        }
-        cli_reason_begin();
-        rc = tether_client_create_service(r, target, &cfg, &c);
-        tether_registry_close(r); /* the client keeps its own reference */
-    }
-    if (rc != TETHER_OK) {
-        cli_fail("call", rc, "%s", target);
-        return 1;
-    }
-    cli_reason_end();
     char *out = NULL, *errtext = NULL;
     rc = tether_client_call_json(c, method, json, &out, TETHER_CALL_TIMEOUT((uint32_t)timeout_ms),
                                  &errtext);

@@ -22,6 +22,7 @@
 #include <tether/tether.h>
 
 #include "cli.h"
+#include "report.h"
 
 static int
 usage(FILE *f)
@@ -281,41 +282,18 @@ tether_cmd_describe(int argc, char **argv)
             return 2;
         }
     }
-    tether_log_set_handler(tether_log_stderr, verbose ? TETHER_LOG_DEBUG : TETHER_LOG_WARN, NULL);
+    cli_log_init(verbose);
     tether_client_config cfg;
     tether_client_config_init(&cfg);
-    if (strcmp(codec, "native") == 0) {
-        cfg.codec = TETHER_CODEC_NATIVE;
-    } else if (strcmp(codec, "gob") == 0) {
-        cfg.codec = TETHER_CODEC_GOB;
-    } else if (strcmp(codec, "jsonrpc") == 0) {
-        cfg.codec = TETHER_CODEC_JSONRPC;
-    } else {
-        fprintf(stderr, "tether describe: unknown codec '%s' (native, gob or jsonrpc)\n", codec);
-        return 2;
-    }
+    int st = cli_parse_codec("describe", codec, &cfg);
     tether_client *c = NULL;
+    if (st == 0) {
+        st = cli_open_client("describe", target, reg, &cfg, 0, &c);
+    }
+    if (st != 0) {
+        return st;
+    }
     tether_err rc;
-    if (strchr(target, ':') != NULL) {
-        rc = tether_client_create(target, &cfg, &c);
-    } else if (cfg.codec != TETHER_CODEC_NATIVE) {
-        fprintf(stderr,
-                "tether describe: lookups by service name speak native; give an "
-                "address for --codec %s\n",
-                codec);
-        return 2;
-    } else {
-        tether_registry *r = cli_open_registry("describe", cli_registry_url(reg));
-        if (r == NULL) {
-            return 1;
-        }
-        rc = tether_client_create_service(r, target, &cfg, &c);
-        tether_registry_close(r); /* the client keeps its own reference */
-    }
-    if (rc != TETHER_OK) {
-        fprintf(stderr, "tether describe: %s: %s\n", target, tether_strerror(rc));
-        return 1;
-    }
     int status;
     if (what != NULL && strchr(what, '.') != NULL) {
         status = describe_one(c, what, (uint32_t)timeout_ms);

@@ -178,3 +178,57 @@ cli_await_instance(const char *cmd, tether_registry *reg, const char *service, c
     }
     return 1;
 }
+
+int
+cli_parse_codec(const char *cmd, const char *name, tether_client_config *cfg)
+{
+    static const struct {
+        const char *name;
+        tether_codec codec;
+    } codecs[] = {{"native", TETHER_CODEC_NATIVE},
+                  {"gob", TETHER_CODEC_GOB},
+                  {"jsonrpc", TETHER_CODEC_JSONRPC}};
+    for (size_t i = 0; i < sizeof codecs / sizeof codecs[0]; i++) {
+        if (strcmp(name, codecs[i].name) == 0) {
+            cfg->codec = codecs[i].codec;
+            return 0;
+        }
+    }
+    fprintf(stderr, "tether %s: unknown codec '%s' (native, gob or jsonrpc)\n", cmd, name);
+    return 2;
+}
+
+int
+cli_open_client(const char *cmd, const char *target, const char *reg_flag,
+                const tether_client_config *cfg, uint64_t wait_ms, tether_client **out)
+{
+    tether_err rc;
+    if (strchr(target, ':') != NULL) {
+        cli_reason_begin();
+        rc = tether_client_create(target, cfg, out);
+    } else if (cfg->codec != TETHER_CODEC_NATIVE) {
+        fprintf(stderr,
+                "tether %s: calls by service name speak native; give an address for "
+                "another codec\n",
+                cmd);
+        return 2;
+    } else {
+        tether_registry *r = cli_open_registry(cmd, cli_registry_url(reg_flag));
+        if (r == NULL) {
+            return 1;
+        }
+        if (cli_await_instance(cmd, r, target, reg_flag, wait_ms) != 0) {
+            tether_registry_close(r);
+            return 1;
+        }
+        cli_reason_begin();
+        rc = tether_client_create_service(r, target, cfg, out);
+        tether_registry_close(r); /* the client keeps its own reference */
+    }
+    if (rc != TETHER_OK) {
+        cli_fail(cmd, rc, "%s", target);
+        return 1;
+    }
+    cli_reason_end();
+    return 0;
+}

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include <tether/client.h>
 #include <tether/registry.h>
 #include <tether/tether.h>
 
@@ -43,5 +44,20 @@ int cli_parse_duration(const char *s, uint64_t *ms);
  */
 int cli_await_instance(const char *cmd, tether_registry *reg, const char *service, const char *url,
                        uint64_t wait_ms);
+
+/* cli_parse_codec - "native", "gob" or "jsonrpc" into cfg->codec.  0, or 2
+ * (a usage error) after saying so. */
+int cli_parse_codec(const char *cmd, const char *name, tether_client_config *cfg);
+
+/*
+ * cli_open_client - the client a command calls TARGET with: by address
+ * when it holds a ':', else by service name in the registry reg_flag
+ * names (the default when NULL), which must list an instance within
+ * wait_ms (cli_await_instance).  Calls by name speak native only.  0 with
+ * *out set; 1 (failed) or 2 (usage) after saying why, with the reason the
+ * library logged.
+ */
+int cli_open_client(const char *cmd, const char *target, const char *reg_flag,
+                    const tether_client_config *cfg, uint64_t wait_ms, tether_client **out);
 
 #endif
