@@ -43,33 +43,7 @@ for tool in calculator-server calculator-client; do
     [ -x "$BIN/$tool" ] || fail "$BIN/$tool is missing (build first)"
 done
 
-now_ms() {
-    local t
-    t=$(date +%s%N)
-    echo $((t / 1000000))
-}
-
-# free_port - a TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# wait_until SECONDS WHAT CMD... - run CMD until it succeeds; fail after
-# SECONDS (generous: the machine may be slow and shared).
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local end=$(($(now_ms) + secs * 1000))
-    until "$@"; do
-        if [ "$(now_ms)" -gt "$end" ]; then
-            fail "timed out after ${secs}s waiting for: $what"
-        fi
-        sleep 0.1
-    done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common_lib.sh"
 
 # http_get URL [OUT] - GET URL (python3: no curl needed); the body to OUT
 # (default stdout), the status code to $TMP/status.  Fails on no answer.

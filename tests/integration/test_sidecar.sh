@@ -70,29 +70,7 @@ mkdir -p "$GODIR/gopath"
         go build -o "$GODIR/gosidecar" .) || fail "go build gosidecar"
 GOSRV=$GODIR/gosidecar
 
-now_ms() {
-    local t
-    t=$(date +%s%N)
-    echo $((t / 1000000))
-}
-
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# wait_until SECONDS WHAT CMD... - generous deadlines: the machine may be slow.
-wait_until() {
-    local secs=$1 what=$2
-    shift 2
-    local end=$(($(now_ms) + secs * 1000))
-    until "$@"; do
-        [ "$(now_ms)" -gt "$end" ] && fail "timed out after ${secs}s waiting for: $what"
-        sleep 0.05
-    done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common_lib.sh"
 
 REG="local:$TMP/reg"
 # Check timing for the runs where a failing check is not what is tested: a
