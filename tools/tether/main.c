@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"watch", tether_cmd_watch, "watch SERVICE [--registry URL]  print changes as they happen"},
     {"call", NULL, "call ...                        call a method (see tether call --help)"},
     {"describe", tether_cmd_describe, "describe ADDR|SERVICE [Service] print methods and types"},
+    {"health", tether_cmd_health, "health ADDR|SERVICE [--service N] ask _tether.Health.Check"},
 };
 
 static void
