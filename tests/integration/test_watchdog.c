@@ -180,6 +180,17 @@ test_stall_leaves_registry(void **state)
         H_WAIT(!listed(), "the stalled instance to leave the registry");
         out_ms[r] = h_now_ms() - t0;
         assert_int_equal(tether_server_health(F.srv, NULL), TETHER_HEALTH_NOT_SERVING);
+        const char *port = getenv("TETHER_TEST_ETCD_PORT");
+        if (r == 0 && port != NULL && port[0] != '\0') {
+            /* etcd: the key went, the lease stays (kept alive for the way
+             * back). */
+            char ep[64], out[4096], err[1024];
+            snprintf(ep, sizeof ep, "--endpoints=127.0.0.1:%s", port);
+            char *argv[] = {"/usr/bin/env", "ETCDCTL_API=3", "etcdctl", ep, "lease", "list", NULL};
+            assert_int_equal(h_run(argv, out, err, sizeof out), 0);
+            printf("# etcd while stalled: %s", out);
+            assert_non_null(strstr(out, "found 1 leases"));
+        }
         H_WAIT(atomic_load(&d.done), "the blocking call to finish");
         H_OK((tether_err)atomic_load(&d.err));
         H_WAIT(listed(), "the instance to come back");
