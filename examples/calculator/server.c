@@ -2,7 +2,7 @@
  * calculator-server - the Go net/rpc calculator, served by tether.
  *
  *   calculator-server [--listen ADDR] [--registry URL] [--name NAME]
- *                     [--threads N] [--delay-ms MS] [--drain-ms MS]
+ *                     [--threads N] [--delay-ms MS] [--drain-ms MS] [--stall-ms MS]
  *
  * Serves Calculator.Add/Sub/Mul/Div on ADDR (default 127.0.0.1:8080; port
  * 0 picks a free one) and prints "listening on ADDR" once ready.  With
@@ -10,6 +10,7 @@
  * while it serves.  --delay-ms makes every call take that long (on the
  * worker pool), to watch a graceful stop wait for calls in flight.  SIGINT
  * or SIGTERM stops it gracefully; a second signal stops it at once.
+ * --stall-ms sets the serving watchdog (default 2000, 0: off).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -62,7 +63,8 @@ static void
 usage(void)
 {
     fprintf(stderr, "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
-                    "                         [--threads N] [--delay-ms MS] [--drain-ms MS]\n");
+                    "                         [--threads N] [--delay-ms MS] [--drain-ms MS]\n"
+                    "                         [--stall-ms MS]\n");
     exit(2);
 }
 
@@ -85,6 +87,8 @@ main(int argc, char **argv)
             delay_ms = strtol(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--drain-ms") == 0 && i + 1 < argc) {
             cfg.drain_timeout_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--stall-ms") == 0 && i + 1 < argc) {
+            cfg.stall_ms = (uint32_t)strtoul(argv[++i], NULL, 10); /* 0: no watchdog */
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             cfg.io_threads = (int)strtol(argv[++i], NULL, 10);
         } else {
