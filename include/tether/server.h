@@ -271,8 +271,7 @@ TETHER_API tether_err tether_server_set_serving(tether_server *srv, int serving)
  * service (a wire service name such as "Calculator"; NULL or "" for the
  * whole server).  Thread-safe.
  */
-TETHER_API tether_health_status tether_server_health(const tether_server *srv,
-                                                     const char *service);
+TETHER_API tether_health_status tether_server_health(const tether_server *srv, const char *service);
 
 /* Counters a server keeps (read with tether_server_stats()). */
 typedef struct tether_server_stats {

@@ -241,11 +241,11 @@ struct tether_server {
     _Atomic int app_serving; /* tether_server_set_serving() */
     _Atomic int stalled;     /* the watchdog finds a loop not turning */
     _Atomic uint64_t st_stalls;
-    int wd_fd;               /* eventfd: wakes the control thread (set_serving) */
+    int wd_fd; /* eventfd: wakes the control thread (set_serving) */
     uint64_t wd_stall_start_ns;
     int wd_reg_failing;
-    uint64_t sd_wd_usec;     /* systemd's WATCHDOG_USEC (0: not asked) */
-    uint64_t sd_wd_next_ns;  /* the next WATCHDOG=1 is due */
+    uint64_t sd_wd_usec;    /* systemd's WATCHDOG_USEC (0: not asked) */
+    uint64_t sd_wd_next_ns; /* the next WATCHDOG=1 is due */
     char errmsg[256];
 };
 
