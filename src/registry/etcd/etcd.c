@@ -691,9 +691,14 @@ etcd_set_state(struct tether_registration *g, tether_instance_state state)
         pthread_mutex_lock(&st->api_mu);
         if (state != TT_INSTANCE_NOT_SERVING) {
             err = sync_locked(er, &st->api, &regranted);
-            err = transient(err) ? (atomic_store(&st->dirty, true), TETHER_OK) : err;
-        } else if (reg->written && st->lease != 0 &&
+            if (transient(err)) {
+                atomic_store(&st->dirty, true);
+                err = TETHER_OK;
+            }
+        } else if (st->lease != 0 &&
                    (err = delete_key(er, &st->api, reg->key64, er->cfg.timeout_ms)) == TETHER_OK) {
+            /* Deleted even if not known to be written: a put that timed
+             * out may still have been applied. */
             reg->written = false;
         }
         pthread_mutex_unlock(&st->api_mu);
