@@ -34,9 +34,9 @@ fail() {
     exit 1
 }
 
-# Handlers take 5 s on the worker pool (4 workers); the watchdog looks
-# for 500 ms stalls.
-"$BIN/calculator-server" --listen 127.0.0.1:0 --delay-ms 5000 --stall-ms 500 --threads 2 \
+# Handlers take 8 s on the worker pool (4 workers), long enough for a
+# loaded machine; the watchdog looks for 500 ms stalls.
+"$BIN/calculator-server" --listen 127.0.0.1:0 --delay-ms 8000 --stall-ms 500 --threads 2 \
     --drain-ms 20000 >"$TMP/server.log" 2>&1 &
 SPID=$!
 for _ in $(seq 1 200); do
@@ -56,7 +56,7 @@ ask() {
 # until_status CMD WANT - repeat CMD until it answers WANT (generous).
 until_status() {
     local got
-    for _ in $(seq 1 300); do
+    for _ in $(seq 1 600); do
         got=$(ask "$1")
         [ "$got" = "$2" ] && return 0
         sleep 0.05

@@ -170,7 +170,9 @@ test_stall_leaves_registry(void **state)
     tether_client *c = h_client(F.addr);
     enum { ROUNDS = 5 };
     uint64_t out_ms[ROUNDS], back_ms[ROUNDS];
-    const uint32_t block = 2000;
+    /* Long enough that a loaded machine still sees the stall while it
+     * lasts. */
+    const uint32_t block = 4000;
     for (int r = 0; r < ROUNDS; r++) {
         atomic_store(&sleep_began_ms, 0);
         done_flag d = {0, 0};
@@ -249,7 +251,7 @@ test_stall_watch_events(void **state)
     H_WAIT(atomic_load(&n.added) == 1, "the watch to report the instance");
     tether_client *c = h_client(F.addr);
     done_flag d = {0, 0};
-    call_sleep_async(c, "Test.Sleep", 1500, &d);
+    call_sleep_async(c, "Test.Sleep", 4000, &d);
     H_WAIT(atomic_load(&n.removed) == 1, "the watch to see the stalled instance go");
     H_WAIT(atomic_load(&d.done), "the blocking call to finish");
     H_WAIT(atomic_load(&n.added) == 2, "the watch to see it come back");
@@ -274,9 +276,9 @@ test_pool_stall(void **state)
     tether_server_get_stats(F.srv, &st);
     assert_int_equal(st.stalls, 0);
     H_WAIT(atomic_load(&d[0].done), "the long job to finish");
-    /* Two workers, three jobs: the third waits for 2 s. */
+    /* Two workers, three jobs: the third waits for 4 s. */
     for (int i = 0; i < 3; i++) {
-        call_sleep_async(c, "Test.SleepPool", 2000, &d[i]);
+        call_sleep_async(c, "Test.SleepPool", 4000, &d[i]);
     }
     uint64_t t0 = h_now_ms();
     H_WAIT(!listed(), "the instance to leave while jobs wait for a worker");
@@ -379,7 +381,7 @@ static void
 test_health_codecs(void **state)
 {
     (void)state;
-    start_server(STALL_MS, 2, 0, 3000);
+    start_server(STALL_MS, 2, 0, 60000);
     const tether_codec codecs[] = {TETHER_CODEC_NATIVE, TETHER_CODEC_GOB, TETHER_CODEC_JSONRPC};
     char buf[256];
     for (size_t i = 0; i < 3; i++) {
@@ -417,8 +419,9 @@ test_health_codecs(void **state)
     H_WAIT(listed(), "the instance to come back");
     assert_int_equal(check_with(TETHER_CODEC_NATIVE, ""), TETHER_HEALTH_SERVING);
 
-    /* Stopping: during the grace period health checks still get an
-     * answer, DRAINING, while other calls are refused. */
+    /* Stopping: during the grace period (60 s, cut short below) health
+     * checks still get an answer, DRAINING, while other calls are
+     * refused. */
     tether_server_shutdown(F.srv);
     H_WAIT(tether_server_health(F.srv, NULL) == TETHER_HEALTH_DRAINING, "the stop to begin");
     for (size_t i = 0; i < 3; i++) {
@@ -428,6 +431,7 @@ test_health_codecs(void **state)
     assert_string_equal(buf, "DRAINING");
     assert_int_equal(run_tether_health(F.addr, NULL, NULL, out, sizeof out), 4);
     assert_non_null(strstr(out, "DRAINING"));
+    tether_server_shutdown(F.srv); /* the rest of the grace period at once */
     H_OK(tether_server_wait(F.srv));
     /* Gone: nobody answers. */
     assert_int_equal(run_tether_health(F.addr, "--timeout", "2000", out, sizeof out), 1);
@@ -483,7 +487,7 @@ test_systemd_watchdog(void **state)
     assert_true(healthy >= 2);
     tether_client *c = h_client(F.addr);
     done_flag d = {0, 0};
-    call_sleep_async(c, "Test.Sleep", 3500, &d);
+    call_sleep_async(c, "Test.Sleep", 6000, &d);
     H_WAIT(tether_server_health(F.srv, NULL) == TETHER_HEALTH_NOT_SERVING, "the stall");
     count_pings(fd, 50); /* one sent just before the stall showed */
     int stalled = count_pings(fd, 1500);
