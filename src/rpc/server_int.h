@@ -2,8 +2,9 @@
  * server_int.h - the server's internal structures, shared by server.c
  * (setup, method table, I/O threads), server_conn.c (connections and the
  * one read -> decode -> call -> answer -> flush pipeline), server_call.c
- * (calls), drain.c (the stop sequence), lifecycle.c (registration) and
- * describe_server.c (the built-in methods).
+ * (calls), drain.c (the stop sequence), lifecycle.c (registration),
+ * describe_server.c (the built-in _tether.Describe) and watchdog.c (the
+ * serving watchdog and _tether.Health.Check).
  *
  * Threads and ownership:
  *  - Each connection belongs to one I/O thread (struct iothr) and is only
