@@ -2,7 +2,7 @@
  * calculator-server - the Go net/rpc calculator, served by tether.
  *
  *   calculator-server [--listen ADDR] [--registry URL] [--name NAME]
- *                     [--threads N] [--delay-ms MS] [--drain-ms MS]
+ *                     [--threads N] [--delay-ms MS] [--drain-ms MS] [--stall-ms MS]
  *                     [--metrics HOST:PORT]
  *
  * Serves Calculator.Add/Sub/Mul/Div on ADDR (default 127.0.0.1:8080; port
@@ -13,6 +13,7 @@
  * or SIGTERM stops it gracefully; a second signal stops it at once.
  * --metrics serves Prometheus metrics at http://HOST:PORT/metrics and a
  * status page at / (port 0 picks a free one; it prints "metrics on ADDR").
+ * --stall-ms sets the serving watchdog (default 2000, 0: off).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -67,7 +68,7 @@ usage(void)
 {
     fprintf(stderr, "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
                     "                         [--advertise HOST:PORT] [--threads N]\n"
-                    "                         [--delay-ms MS] [--drain-ms MS]\n"
+                    "                         [--delay-ms MS] [--drain-ms MS] [--stall-ms MS]\n"
                     "                         [--metrics HOST:PORT]\n");
     exit(2);
 }
@@ -96,6 +97,8 @@ main(int argc, char **argv)
             cfg.drain_timeout_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--metrics") == 0 && i + 1 < argc) {
             cfg.metrics_addr = argv[++i];
+        } else if (strcmp(argv[i], "--stall-ms") == 0 && i + 1 < argc) {
+            cfg.stall_ms = (uint32_t)strtoul(argv[++i], NULL, 10); /* 0: no watchdog */
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             cfg.io_threads = (int)strtol(argv[++i], NULL, 10);
         } else {

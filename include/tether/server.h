@@ -21,6 +21,7 @@
 #ifndef TETHER_SERVER_H
 #define TETHER_SERVER_H
 
+#include "tether/health.h"
 #include "tether/registry.h"
 #include "tether/service.h"
 #include "tether/tether.h"
@@ -34,7 +35,8 @@ typedef struct tether_server tether_server;
 
 /*
  * tether_server_config - creation-time settings.  Zero in any field means
- * "the default", which tether_server_config_init() writes out.
+ * "the default", which tether_server_config_init() writes out (except
+ * grace_ms and stall_ms, where zero is a setting of its own).
  */
 typedef struct tether_server_config {
     int io_threads;                 /* I/O threads; default: online CPUs */
@@ -76,6 +78,14 @@ typedef struct tether_server_config {
      * address, or no libmicrohttpd, fails tether_server_start() with
      * TETHER_EADDRINVAL, TETHER_EADDRINUSE or TETHER_ENOTSUP. */
     const char *metrics_addr;
+    /* The serving watchdog (docs/health.md): when an I/O thread has not
+     * turned for stall_ms (a handler blocks it), or jobs have waited that
+     * long for the worker pool with every worker busy, the server is
+     * stalled: it leaves the registry (and comes back by itself once it
+     * turns again), logs why, answers _tether.Health.Check with
+     * NOT_SERVING, and stops systemd's WATCHDOG=1.  config_init writes
+     * 2000; 0 turns the watchdog off. */
+    uint32_t stall_ms;
 } tether_server_config;
 
 /* A timeout of "never" where 0 means the default. */
@@ -258,6 +268,26 @@ TETHER_API tether_err tether_server_set_registry(tether_server *srv, tether_regi
  */
 TETHER_API tether_err tether_server_run(tether_server *srv);
 
+/*
+ * tether_server_set_serving - the application's own say in the server's
+ * health: serving 0 makes _tether.Health.Check answer NOT_SERVING and
+ * takes the instance out of the registry (its registration lives on:
+ * local: the entry is marked not serving, etcd: its keys go, its lease
+ * stays), serving 1 (the state at creation) lists it again unless the
+ * watchdog holds it out.  Calls are still served either way: this only
+ * steers clients away.  Thread-safe, also from handlers; the registry is
+ * updated by the server's control thread within a few milliseconds.
+ * Errors: TETHER_EINVAL (NULL).
+ */
+TETHER_API tether_err tether_server_set_serving(tether_server *srv, int serving);
+
+/*
+ * tether_server_health - what _tether.Health.Check would answer now for
+ * service (a wire service name such as "Calculator"; NULL or "" for the
+ * whole server).  Thread-safe.
+ */
+TETHER_API tether_health_status tether_server_health(const tether_server *srv, const char *service);
+
 /* Counters a server keeps (read with tether_server_stats()). */
 typedef struct tether_server_stats {
     uint64_t connections_accepted;
@@ -277,6 +307,8 @@ typedef struct tether_server_stats {
      * blocking calls refused past their share of max_queued_blocking. */
     uint64_t input_paused;
     uint64_t blocking_refused;
+    /* Times the watchdog found the server stalled (docs/health.md). */
+    uint64_t stalls;
 } tether_server_stats;
 
 /*

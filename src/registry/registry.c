@@ -288,6 +288,19 @@ tether_registration_set_state(tether_registration *reg, tether_instance_state st
 }
 
 tether_err
+tt_registration_set_state(tether_registration *reg, tether_instance_state state)
+{
+    if (reg == NULL || (state != TETHER_INSTANCE_SERVING && state != TETHER_INSTANCE_DRAINING &&
+                        state != TT_INSTANCE_NOT_SERVING)) {
+        return TETHER_EINVAL;
+    }
+    pthread_mutex_lock(&reg->mu);
+    tether_err err = reg->ops->set_state(reg, state);
+    pthread_mutex_unlock(&reg->mu);
+    return err;
+}
+
+tether_err
 tether_registration_deregister(tether_registration *reg)
 {
     if (reg == NULL) {

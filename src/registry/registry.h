@@ -186,6 +186,20 @@ struct tt_registry_ops {
     void (*watch_destroy)(struct tether_watch *w);
 };
 
+/*
+ * TT_INSTANCE_NOT_SERVING - a state beyond the public ones, for the
+ * server's watchdog (src/rpc/watchdog.c): the registration lives on
+ * (local: its locked entry, marked "not-serving"; etcd: its lease, without
+ * its key) but lists and watches do not report it, so clients stop
+ * picking it; setting TETHER_INSTANCE_SERVING again lists it again.
+ * Backends get it through set_state like the public states.
+ */
+#define TT_INSTANCE_NOT_SERVING ((tether_instance_state)2)
+
+/* tt_registration_set_state - tether_registration_set_state() that also
+ * takes TT_INSTANCE_NOT_SERVING. */
+tether_err tt_registration_set_state(tether_registration *reg, tether_instance_state state);
+
 /* Reference counting on the registry (watch.c holds one per watch). */
 void tt_registry_ref(struct tether_registry *r);
 void tt_registry_unref(struct tether_registry *r);

@@ -17,7 +17,8 @@
  *   6. answer what is left with TETHER_ECANCELED;
  *   7. flush, close every connection, stop the I/O threads.
  *
- * A second shutdown request at any point jumps to step 7.
+ * A second shutdown request at any point jumps to step 7.  Until the
+ * first, the thread runs the serving watchdog (watchdog.c) each tick.
  */
 #include <errno.h>
 #include <poll.h>
@@ -29,16 +30,18 @@
 #include "rpc/server_int.h"
 
 /* Wait up to timeout_ms (-1: forever) for shutdown requests or, when
- * watch_drained, for a "drained" notice.  Returns the number of shutdown
- * requests read (0 on timeout or drained notice). */
+ * watch_drained, for a "drained" notice; a watchdog wake-up
+ * (tether_server_set_serving()) ends the wait too.  Returns the number of
+ * shutdown requests read (0 on timeout, drained notice or wake-up). */
 static uint64_t
 wait_events(tether_server *srv, int timeout_ms, int watch_drained)
 {
-    struct pollfd p[2] = {{.fd = srv->shutdown_fd, .events = POLLIN},
+    struct pollfd p[3] = {{.fd = srv->shutdown_fd, .events = POLLIN},
+                          {.fd = srv->wd_fd, .events = POLLIN},
                           {.fd = srv->drained_fd, .events = POLLIN}};
     int r;
     do {
-        r = poll(p, watch_drained ? 2 : 1, timeout_ms);
+        r = poll(p, watch_drained ? 3 : 2, timeout_ms);
     } while (r < 0 && errno == EINTR);
     uint64_t v = 0;
     if (r > 0 && (p[0].revents & POLLIN)) {
@@ -47,10 +50,12 @@ wait_events(tether_server *srv, int timeout_ms, int watch_drained)
             v = 0;
         }
     }
-    if (r > 0 && watch_drained && (p[1].revents & POLLIN)) {
-        uint64_t d;
-        ssize_t n = read(srv->drained_fd, &d, sizeof d);
-        (void)n;
+    for (int i = 1; i < 3; i++) {
+        if (r > 0 && (i == 1 || watch_drained) && (p[i].revents & POLLIN)) {
+            uint64_t d;
+            ssize_t n = read(p[i].fd, &d, sizeof d);
+            (void)n;
+        }
     }
     return v;
 }
@@ -67,8 +72,10 @@ tt_server_control_main(void *arg)
 {
     tether_server *srv = arg;
     uint64_t req = 0;
+    /* Serving: the watchdog looks each tick (watchdog.c). */
     while (req == 0) {
-        req = wait_events(srv, -1, 0);
+        tt_wd_tick(srv);
+        req = wait_events(srv, tt_wd_timeout_ms(srv), 0);
     }
     int immediate = req >= 2;
     tt_log(TETHER_LOG_INFO, "%s", immediate ? "stopping at once" : "graceful stop: draining");

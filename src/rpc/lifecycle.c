@@ -27,6 +27,8 @@
 #include "registry/registry.h"
 #include "rpc/server_int.h"
 
+static void deregister_all_locked(tether_server *srv);
+
 static void
 on_stop_hook(tether_server *srv, void *arg)
 {
@@ -152,11 +154,14 @@ advertised(tether_server *srv, const listener *l, char *buf, size_t cap)
 tether_err
 tt_server_register_all(tether_server *srv)
 {
+    pthread_mutex_lock(&srv->reg_mu);
     if (srv->registry == NULL || srv->regs != NULL) {
+        pthread_mutex_unlock(&srv->reg_mu);
         return TETHER_OK;
     }
     srv->regs = tt_calloc((size_t)srv->nlisteners, sizeof *srv->regs);
     if (srv->regs == NULL) {
+        pthread_mutex_unlock(&srv->reg_mu);
         return TETHER_ENOMEM;
     }
     /* An advertised address stands for the whole server: one instance. */
@@ -165,7 +170,8 @@ tt_server_register_all(tether_server *srv)
         char addr[300];
         tether_err arc = advertised(srv, &srv->listeners[i], addr, sizeof addr);
         if (arc != TETHER_OK) {
-            tt_server_deregister_all(srv);
+            deregister_all_locked(srv);
+            pthread_mutex_unlock(&srv->reg_mu);
             return arc;
         }
         tether_instance inst;
@@ -180,16 +186,54 @@ tt_server_register_all(tether_server *srv)
         if (rc != TETHER_OK) {
             tt_log(TETHER_LOG_ERROR, "cannot register %s at %s: %s", srv->reg_service, addr,
                    tether_strerror(rc));
-            tt_server_deregister_all(srv);
+            deregister_all_locked(srv);
+            pthread_mutex_unlock(&srv->reg_mu);
             return rc;
+        }
+        if (!srv->listed) {
+            /* The watchdog (or the application) holds the server out. */
+            tt_registration_set_state(srv->regs[i], TT_INSTANCE_NOT_SERVING);
         }
         tt_log(TETHER_LOG_INFO, "registered %s at %s", srv->reg_service, addr);
     }
+    pthread_mutex_unlock(&srv->reg_mu);
     return TETHER_OK;
+}
+
+int
+tt_server_set_listed(tether_server *srv, int listed)
+{
+    pthread_mutex_lock(&srv->reg_mu);
+    int failed = 0;
+    if (srv->regs != NULL && srv->listed != listed) {
+        /* Each registration stays alive (local: its locked entry, etcd:
+         * its lease) and is only hidden from lists and watches. */
+        for (int i = 0; i < srv->nlisteners; i++) {
+            if (srv->regs[i] != NULL &&
+                tt_registration_set_state(srv->regs[i], listed ? TETHER_INSTANCE_SERVING
+                                                               : TT_INSTANCE_NOT_SERVING) !=
+                    TETHER_OK) {
+                failed = 1;
+            }
+        }
+    }
+    if (!failed) {
+        srv->listed = listed;
+    }
+    pthread_mutex_unlock(&srv->reg_mu);
+    return failed ? -1 : 0;
 }
 
 void
 tt_server_deregister_all(tether_server *srv)
+{
+    pthread_mutex_lock(&srv->reg_mu);
+    deregister_all_locked(srv);
+    pthread_mutex_unlock(&srv->reg_mu);
+}
+
+static void
+deregister_all_locked(tether_server *srv)
 {
     if (srv->regs == NULL) {
         return;

@@ -26,6 +26,9 @@ struct tt_pool {
     int stop;
     int alive;     /* workers still running */
     int abandoned; /* destroy gave up waiting: the last worker frees */
+    /* When the queue's head began to wait: the submit into an empty
+     * queue, or the last time a worker took a job (the watchdog). */
+    uint64_t head_since_ns;
 };
 
 static void
@@ -56,6 +59,8 @@ worker_main(void *arg)
         p->head = t->next;
         if (p->head == NULL) {
             p->tail = NULL;
+        } else {
+            p->head_since_ns = tt_now_ns();
         }
         pthread_mutex_unlock(&p->mu);
         t->fn(t);
@@ -111,10 +116,20 @@ tt_pool_submit(tt_pool *p, tt_task *t)
         p->tail->next = t;
     } else {
         p->head = t;
+        p->head_since_ns = tt_now_ns();
     }
     p->tail = t;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+uint64_t
+tt_pool_waiting_ns(tt_pool *p, uint64_t now_ns)
+{
+    pthread_mutex_lock(&p->mu);
+    uint64_t w = p->head != NULL && now_ns > p->head_since_ns ? now_ns - p->head_since_ns : 0;
+    pthread_mutex_unlock(&p->mu);
+    return w;
 }
 
 void

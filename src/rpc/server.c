@@ -61,6 +61,7 @@ tether_server_config_init(tether_server_config *cfg)
     cfg->idle_timeout_ms = 0;
     cfg->max_input_buffered = 64u * 1024 * 1024;
     cfg->max_queued_blocking = 1024;
+    cfg->stall_ms = 2000;
 }
 
 static void __attribute__((format(printf, 2, 3))) set_err(tether_server *srv, const char *fmt, ...)
@@ -117,6 +118,7 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
             srv->cfg.drain_timeout_ms = cfg->drain_timeout_ms;
         }
         srv->cfg.grace_ms = cfg->grace_ms;
+        srv->cfg.stall_ms = cfg->stall_ms; /* 0: the watchdog is off */
         if (cfg->max_metadata_size > 0) {
             srv->cfg.max_metadata_size = cfg->max_metadata_size;
         }
@@ -128,6 +130,10 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
     }
     srv->shutdown_fd = -1;
     srv->drained_fd = -1;
+    srv->wd_fd = -1;
+    pthread_mutex_init(&srv->reg_mu, NULL);
+    srv->listed = 1;
+    atomic_store(&srv->app_serving, 1);
     srv->g = tt_calloc(1, sizeof *srv->g);
     if (srv->g == NULL) {
         tt_free(srv);
@@ -137,7 +143,8 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
     atomic_store(&srv->g->refs, 1);
     srv->shutdown_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     srv->drained_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (srv->shutdown_fd < 0 || srv->drained_fd < 0) {
+    srv->wd_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (srv->shutdown_fd < 0 || srv->drained_fd < 0 || srv->wd_fd < 0) {
         int e = errno;
         tether_server_destroy(srv);
         return tt_err_errno(e);
@@ -443,6 +450,7 @@ tether_server_get_stats(const tether_server *srv, tether_server_stats *out)
         out->input_paused += atomic_load_explicit(&t->st_in_paused, memory_order_relaxed);
         out->blocking_refused += atomic_load_explicit(&t->st_blk_refused, memory_order_relaxed);
     }
+    out->stalls = atomic_load(&((tether_server *)srv)->st_stalls);
     long open = atomic_load(&((tether_server *)srv)->nconns);
     out->connections_open = open > 0 ? (uint64_t)open : 0;
 }
@@ -533,9 +541,13 @@ tether_server_start(tether_server *srv)
         return TETHER_ESTATE;
     }
     tether_err rc = tt_server_add_builtins(srv);
+    if (rc == TETHER_OK) {
+        rc = tt_server_add_health(srv);
+    }
     if (rc != TETHER_OK) {
         return rc;
     }
+    tt_wd_setup(srv);
     qsort(srv->methods, srv->nmethods, sizeof *srv->methods, method_cmp);
     if ((rc = tt_server_metrics_start(srv)) != TETHER_OK) {
         return rc;
@@ -570,6 +582,7 @@ tether_server_start(tether_server *srv)
         t->t_cancel.fn = tt_srv_task_cancel;
         t->t_drain_check.fn = tt_srv_task_drain_check;
         t->t_stop.fn = tt_srv_task_stop;
+        t->t_wd_ping.fn = tt_srv_task_wd_ping;
         t->scratch = tt_malloc(TT_IOBUF);
         t->lios = tt_calloc((size_t)srv->nlisteners, sizeof *t->lios);
         if (t->scratch == NULL || t->lios == NULL) {
@@ -748,6 +761,10 @@ tether_server_destroy(tether_server *srv)
     if (srv->drained_fd >= 0) {
         close(srv->drained_fd);
     }
+    if (srv->wd_fd >= 0) {
+        close(srv->wd_fd);
+    }
+    pthread_mutex_destroy(&srv->reg_mu);
     if (srv->g != NULL) {
         pthread_mutex_lock(&srv->g->mu);
         srv->g->dead = 1;

@@ -866,8 +866,10 @@ tt_srv_start_call(conn *c, const tt_rpc_msg *m)
     iothr *t = c->t;
     tether_server *srv = t->srv;
     tt_srv_bump(&t->st_started);
-    if (atomic_load_explicit(&srv->state, memory_order_relaxed) == SRV_DRAINING) {
-        /* Never reached a handler: the client may retry it elsewhere. */
+    if (atomic_load_explicit(&srv->state, memory_order_relaxed) == SRV_DRAINING &&
+        !tt_srv_is_health(m->method, m->method_len)) {
+        /* Never reached a handler: the client may retry it elsewhere.
+         * Health checks still get their answer (DRAINING). */
         tt_srv_answer_error(c, m->seq, m->method, m->method_len, TETHER_EGOINGAWAY,
                             "rpc: server is going away");
         return;

@@ -2,8 +2,9 @@
  * server_int.h - the server's internal structures, shared by server.c
  * (setup, method table, I/O threads), server_conn.c (connections and the
  * one read -> decode -> call -> answer -> flush pipeline), server_call.c
- * (calls), drain.c (the stop sequence), lifecycle.c (registration) and
- * describe_server.c (the built-in methods).
+ * (calls), drain.c (the stop sequence), lifecycle.c (registration),
+ * describe_server.c (the built-in _tether.Describe) and watchdog.c (the
+ * serving watchdog and _tether.Health.Check).
  *
  * Threads and ownership:
  *  - Each connection belongs to one I/O thread (struct iothr) and is only
@@ -182,6 +183,12 @@ typedef struct iothr {
     _Atomic long inflight;
     _Atomic long nconns;
     tt_task t_goaway, t_stop_accept, t_drain_check, t_cancel, t_stop;
+    /* The watchdog's ping (watchdog.c): the control thread bumps wd_sent
+     * and posts t_wd_ping, which copies it into wd_done when the loop
+     * turns; wd_sent_ns (control thread only) is when it was posted. */
+    _Atomic uint64_t wd_sent, wd_done;
+    uint64_t wd_sent_ns;
+    tt_task t_wd_ping;
 } iothr;
 
 typedef struct listener {
@@ -235,6 +242,19 @@ struct tether_server {
     int notify_systemd;         /* send STOPPING=1 when the stop begins */
     /* Metrics (server_metrics.c); NULL: off. */
     struct tt_srv_metrics *metrics;
+    /* regs is changed by the caller's thread (start, set_registry) and
+     * the control thread (watchdog, stop): reg_mu orders them. */
+    pthread_mutex_t reg_mu;
+    int listed; /* regs are listed, not withdrawn (reg_mu) */
+    /* The watchdog and health (watchdog.c). */
+    _Atomic int app_serving; /* tether_server_set_serving() */
+    _Atomic int stalled;     /* the watchdog finds a loop not turning */
+    _Atomic uint64_t st_stalls;
+    int wd_fd; /* eventfd: wakes the control thread (set_serving) */
+    uint64_t wd_stall_start_ns;
+    int wd_reg_failing;
+    uint64_t sd_wd_usec;    /* systemd's WATCHDOG_USEC (0: not asked) */
+    uint64_t sd_wd_next_ns; /* the next WATCHDOG=1 is due */
     char errmsg[512];
 };
 
@@ -258,6 +278,19 @@ tether_err tt_server_register_all(tether_server *srv);
 void tt_server_deregister_all(tether_server *srv);
 void tt_server_registry_fini(tether_server *srv);
 void tt_sd_notify(const char *state);
+/* lifecycle.c: list (1) or withdraw (0) every registration, keeping it
+ * alive; 0 if the registry took it (else it is tried again later). */
+int tt_server_set_listed(tether_server *srv, int listed);
+
+/* watchdog.c: the control thread's periodic check (see there); how long
+ * it may sleep before the next (-1: until woken); what a health check
+ * answers; the built-in _tether.Health service. */
+void tt_wd_setup(tether_server *srv);
+void tt_wd_tick(tether_server *srv);
+int tt_wd_timeout_ms(const tether_server *srv);
+void tt_srv_task_wd_ping(tt_task *task);
+int tt_srv_is_health(const char *method, size_t len);
+tether_err tt_server_add_health(tether_server *srv);
 
 /* server.c: the method name[0..len) names, or NULL with the code and the
  * text (Go's exact texts, for every codec) to answer with. */

@@ -38,6 +38,9 @@ FULL='service Calculator {
 service _tether {
   rpc Describe(google.protobuf.StringValue) returns (google.protobuf.StringValue);
 }
+service _tether.Health {
+  rpc Check(google.protobuf.StringValue) returns (google.protobuf.StringValue);
+}
 
 message Args {
   int64 A = 1;
@@ -117,7 +120,7 @@ message google.protobuf.Int64Value {
 expect_out "$CALC" "$ADDR" Calculator
 expect_out "$ONE" calc-describe Calculator.Div --registry "$REG"
 
-expect_err 1 "the server has no service Nope; it has: Calculator, _tether" "$ADDR" Nope
+expect_err 1 "the server has no service Nope; it has: Calculator, _tether, _tether.Health" "$ADDR" Nope
 expect_err 1 "TETHER_ENOMETHOD: rpc: can't find method Calculator.Nope" "$ADDR" Calculator.Nope
 expect_err 1 "TETHER_ENOSERVICE: rpc: can't find service Nope.X" "$ADDR" Nope.X
 expect_err 2 "usage: tether describe"

@@ -24,6 +24,7 @@ value() { sed -n "s/^$1=//p" "$unit" | tail -1; }
 rundir=$(value RuntimeDirectory)
 [ -n "$rundir" ] || fail "no RuntimeDirectory="
 [ "$(value RuntimeDirectoryPreserve)" = yes ] || fail "RuntimeDirectoryPreserve= is not yes"
+[ -n "$(value WatchdogSec)" ] || fail "no WatchdogSec=: a wedged server would never be restarted"
 exec_start=$(value ExecStart)
 case " $exec_start " in
 *" --registry local:/run/$rundir "*) ;;

@@ -18,6 +18,7 @@
 int tether_cmd_list(int argc, char **argv);
 int tether_cmd_watch(int argc, char **argv);
 int tether_cmd_register(int argc, char **argv); /* cmd_register.c, the sidecar */
+int tether_cmd_health(int argc, char **argv);
 int tether_cmd_call(int argc, char **argv) __attribute__((weak));
 int tether_cmd_describe(int argc, char **argv);
 int tether_cmd_bench(int argc, char **argv);

@@ -29,6 +29,7 @@ static const struct command commands[] = {
     {"bench", tether_cmd_bench, "bench ...                       measure a method (see --help)"},
     {"register", tether_cmd_register,
      "register ... -- CMD [ARGS]      run CMD, registered while healthy"},
+    {"health", tether_cmd_health, "health ADDR|SERVICE [--service N] ask _tether.Health.Check"},
 };
 
 static void

@@ -371,8 +371,8 @@ sync_locked(struct tt_etcd_registry *er, struct tt_etcd_http *h, bool *regranted
         }
         bool lost = false;
         for (struct etcd_registration *r = st->regs; r != NULL && !lost; r = r->next) {
-            if (r->written) {
-                continue;
+            if (r->written || r->inst.state == TT_INSTANCE_NOT_SERVING) {
+                continue; /* written, or withdrawn by the watchdog */
             }
             tether_err err = put_reg(er, h, r, st->lease, budget);
             if (err == TETHER_ELEASE) {
@@ -689,7 +689,26 @@ etcd_set_state(struct tether_registration *g, tether_instance_state state)
     tether_instance_state old = reg->inst.state;
     reg->inst.state = state;
     tether_err err = TETHER_OK;
-    if (reg->written && st->lease != 0) {
+    if (state == TT_INSTANCE_NOT_SERVING || old == TT_INSTANCE_NOT_SERVING) {
+        /* The watchdog: the key goes while the lease lives on, and comes
+         * back under it (by the keep-alive thread if etcd is away). */
+        bool regranted = false;
+        pthread_mutex_lock(&st->api_mu);
+        if (state != TT_INSTANCE_NOT_SERVING) {
+            err = sync_locked(er, &st->api, &regranted);
+            if (transient(err)) {
+                atomic_store(&st->dirty, true);
+                err = TETHER_OK;
+            }
+        } else if (st->lease != 0 &&
+                   (err = delete_key(er, &st->api, reg->key64, er->cfg.timeout_ms)) == TETHER_OK) {
+            /* Deleted even if not known to be written: a put that timed
+             * out may still have been applied. */
+            reg->written = false;
+        }
+        pthread_mutex_unlock(&st->api_mu);
+        tt_etcd_http_wake(&st->ka);
+    } else if (reg->written && st->lease != 0) {
         /* Same key, same lease: readers see the old value or the new. */
         pthread_mutex_lock(&st->api_mu);
         err = put_reg(er, &st->api, reg, st->lease, er->cfg.timeout_ms);

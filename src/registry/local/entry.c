@@ -179,7 +179,9 @@ tt_local_encode(const tether_instance *inst, char *buf, size_t cap, size_t *len)
         json_object_set_new(o, "service", svc) != 0 ||
         json_object_set_new(o, "address", addr) != 0 ||
         json_object_set_new(o, "state",
-                            json_string(tether_instance_state_name(inst->state))) != 0 ||
+                            json_string(inst->state == TT_INSTANCE_NOT_SERVING
+                                            ? "not-serving"
+                                            : tether_instance_state_name(inst->state))) != 0 ||
         json_object_set_new(o, "weight", json_integer((json_int_t)inst->weight)) != 0 ||
         json_object_set_new(o, "pid", json_integer((json_int_t)getpid())) != 0) {
         goto done;
@@ -275,6 +277,11 @@ tt_local_decode(const char *text, size_t len, const char *service, const char *i
             inst->state = TETHER_INSTANCE_SERVING;
         } else if (s != NULL && strcmp(s, "draining") == 0) {
             inst->state = TETHER_INSTANCE_DRAINING;
+        } else if (s != NULL && strcmp(s, "not-serving") == 0) {
+            /* Alive but withdrawn by its server's watchdog: a valid entry
+             * (so it is reaped like any other when its owner dies) that
+             * readers do not report (tt_local_read_entry). */
+            inst->state = TT_INSTANCE_NOT_SERVING;
         } else {
             snprintf(why, whycap, "invalid \"state\"");
             goto fail;
@@ -601,6 +608,9 @@ tt_local_read_entry(int dfd, const char *service, const char *name,
                     TT_REGISTRY_MAX_ENTRY);
         } else if (!tt_local_decode(buf, (size_t)n, service, name, &e->inst, why, sizeof why)) {
             TT_WARN("registry: skipping %s/%s: %s", service, name, why);
+        } else if (e->inst.state == TT_INSTANCE_NOT_SERVING) {
+            tt_instance_clear(&e->inst);
+            e->kind = TT_LOCAL_HIDDEN;
         } else {
             e->kind = TT_LOCAL_ALIVE;
         }

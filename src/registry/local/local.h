@@ -67,11 +67,12 @@ enum tt_local_entry_kind {
     TT_LOCAL_STUCK,   /* owner gone, but the entry could not be removed */
     TT_LOCAL_GARBAGE, /* owner alive, but the content is not an entry */
     TT_LOCAL_ALIVE,   /* owner alive, inst filled */
+    TT_LOCAL_HIDDEN,  /* owner alive, entry marked "not-serving": not reported */
 };
 
 struct tt_local_entry {
     enum tt_local_entry_kind kind;
-    /* For STUCK, GARBAGE and ALIVE: an open read-only descriptor on the
+    /* For STUCK, GARBAGE, ALIVE and HIDDEN: an open read-only descriptor on the
      * file (the caller closes it or keeps it) and its identity. */
     int fd;
     dev_t dev;
