@@ -129,6 +129,7 @@ struct tt_engine {
     tt_timer idle_tmr;        /* gives the read buffer back a while after the last call */
     tt_timer probe_tmr;       /* liveness: PING when quiet, dead when no PONG */
     _Atomic uint64_t last_rx; /* coarse ns: last bytes received (or calls began) */
+    _Atomic int unanswered;   /* a request went out since bytes last came in */
     uint64_t ping_seq;
     uint64_t ping_deadline;
     int ping_out; /* a PING waits for its PONG */
@@ -353,7 +354,7 @@ arm_locked(tt_engine *e)
         return;
     }
     unsigned ev = e->armed & TT_EV_READ;
-    if (e->npending > 0) {
+    if (e->npending > 0 || e->ping_out) {
         ev |= TT_EV_READ;
     }
     if (tt_buf_size(&e->out) > 0) {
@@ -470,6 +471,7 @@ close_locked(tt_engine *e, tether_err why)
     }
     e->dead = 0;
     e->queued_total = e->sent_total = 0;
+    atomic_store_explicit(&e->unanswered, 0, memory_order_relaxed);
     pthread_cond_broadcast(&e->cv);
 }
 
@@ -842,6 +844,7 @@ read_some(tt_engine *e, pending *me, int *got, int block)
     *got = (size_t)n == space ? 2 : 1;
     if (e->cfg.probe_ms != 0) {
         atomic_store_explicit(&e->last_rx, tt_now_coarse_ns(), memory_order_relaxed);
+        atomic_store_explicit(&e->unanswered, 0, memory_order_relaxed);
     }
     tether_err rc;
     if (direct) {
@@ -1013,7 +1016,8 @@ on_probe_timer(tt_timer *t)
         } else {
             tt_timer_arm(e->loop, &e->probe_tmr, e->ping_deadline);
         }
-    } else if (e->npending > 0 && period != 0 &&
+    } else if ((e->npending > 0 || atomic_load_explicit(&e->unanswered, memory_order_relaxed)) &&
+               period != 0 &&
                atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_READY) {
         uint64_t quiet_since = atomic_load_explicit(&e->last_rx, memory_order_relaxed);
         if (now - quiet_since >= period) {
@@ -1058,7 +1062,8 @@ on_pong(tt_engine *e, uint64_t seq)
         e->ping_out = 0;
         was_probe = e->probing;
         e->probing = 0;
-        if (e->npending > 0 && e->cfg.probe_ms != 0) {
+        if ((e->npending > 0 || atomic_load_explicit(&e->unanswered, memory_order_relaxed)) &&
+            e->cfg.probe_ms != 0) {
             tt_timer_arm(e->loop, &e->probe_tmr,
                          tt_now_coarse_ns() + (uint64_t)e->cfg.probe_ms * 1000000ull);
         } else {
@@ -1424,8 +1429,12 @@ probe_note_call_locked(tt_engine *e)
         return;
     }
     uint64_t now = tt_now_coarse_ns();
-    if (e->npending == 0) {
+    /* Quiet time counts from the first request nothing came back for:
+     * calls canceled (timed out, or a hedged call's loser) leave the
+     * table, but a connection that answers none of them is still dead. */
+    if (!atomic_load_explicit(&e->unanswered, memory_order_relaxed)) {
         atomic_store_explicit(&e->last_rx, now, memory_order_relaxed);
+        atomic_store_explicit(&e->unanswered, 1, memory_order_relaxed);
     }
     if (!tt_timer_armed(&e->probe_tmr)) {
         tt_timer_arm(e->loop, &e->probe_tmr, now + (uint64_t)e->cfg.probe_ms * 1000000ull);
