@@ -529,6 +529,10 @@ ready_locked(tt_engine *e)
     }
     tt_timer_cancel(e->loop, &e->connect_tmr);
     atomic_store_explicit(&e->state, TT_ENGINE_READY, memory_order_relaxed);
+    if (e->ping_out) {
+        e->ping_deadline = tt_now_coarse_ns() + (uint64_t)e->cfg.probe_timeout_ms * 1000000ull;
+        tt_timer_arm(e->loop, &e->probe_tmr, e->ping_deadline);
+    }
     pthread_cond_broadcast(&e->cv);
     flush_locked(e);
     arm_locked(e);
@@ -990,6 +994,12 @@ send_ping_locked(tt_engine *e, uint64_t now)
     e->queued_total += tt_buf_size(&e->out) - before;
     e->ping_out = 1;
     e->ping_deadline = now + (uint64_t)e->cfg.probe_timeout_ms * 1000000ull;
+    if (atomic_load_explicit(&e->state, memory_order_relaxed) != TT_ENGINE_READY) {
+        /* The connect has its own timeout; the PONG's starts once it is up
+         * (ready_locked), so a SYN retransmitted once does not fail a
+         * probe. */
+        e->ping_deadline += (uint64_t)e->cfg.connect_timeout_ms * 1000000ull;
+    }
     tt_timer_arm(e->loop, &e->probe_tmr, e->ping_deadline);
     /* Sent now even while a sync reader waits in recv(): sending under
      * e->mu does not disturb it. */

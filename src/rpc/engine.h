@@ -103,7 +103,8 @@ tether_err tt_engine_prepare(tt_engine *e);
 int tt_engine_state(const tt_engine *e);
 
 /* tt_engine_probe - ask the server for a PONG (connecting first if idle);
- * on_probe tells the outcome, within probe_timeout_ms.  TETHER_ENOTSUP
+ * on_probe tells the outcome, within probe_timeout_ms of the connection
+ * being up (a connect has connect_timeout_ms).  TETHER_ENOTSUP
  * without encode_ping or probe_timeout_ms; an immediate connect failure is
  * returned (on_probe is not called for it). */
 tether_err tt_engine_probe(tt_engine *e);

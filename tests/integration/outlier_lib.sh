@@ -20,7 +20,7 @@ ol_cleanup() {
         kill -KILL "$p" 2>/dev/null
     done
     wait 2>/dev/null
-    rm -rf "$OL_DIR"
+    [ -n "${OL_KEEP:-}" ] || rm -rf "$OL_DIR"
 }
 trap ol_cleanup EXIT
 
