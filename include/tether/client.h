@@ -176,7 +176,11 @@ TETHER_API tether_err tether_client_create(const char *addr, const tether_client
  * after the instance said it was going away) is retried on another
  * instance within the call's deadline; an instance that refuses
  * connections is set aside with growing backoff (100 ms to 5 s) even
- * before the registry notices.  When no instance is available a call waits
+ * before the registry notices.  An instance that is connected but does not
+ * answer (a stopped process, dropped packets) is ejected and probed before
+ * it gets calls again (probe_ms, eject_* in the config); calls marked
+ * TETHER_CALL_IDEMPOTENT are also retried after a reset, and hedged when
+ * backup_ms is set.  When no instance is available a call waits
  * for one until its deadline (TETHER_ETIMEDOUT; TETHER_ENOENT if the
  * registry never listed any).  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
  * registry's errors.

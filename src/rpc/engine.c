@@ -1438,16 +1438,17 @@ probe_note_call_locked(tt_engine *e)
     if (e->cfg.probe_ms == 0 || e->ops->encode_ping == NULL) {
         return;
     }
-    uint64_t now = tt_now_coarse_ns();
     /* Quiet time counts from the first request nothing came back for:
      * calls canceled (timed out, or a hedged call's loser) leave the
-     * table, but a connection that answers none of them is still dead. */
+     * table, but a connection that answers none of them is still dead.
+     * A busy connection reads no clock here. */
     if (!atomic_load_explicit(&e->unanswered, memory_order_relaxed)) {
-        atomic_store_explicit(&e->last_rx, now, memory_order_relaxed);
+        atomic_store_explicit(&e->last_rx, tt_now_coarse_ns(), memory_order_relaxed);
         atomic_store_explicit(&e->unanswered, 1, memory_order_relaxed);
     }
     if (!tt_timer_armed(&e->probe_tmr)) {
-        tt_timer_arm(e->loop, &e->probe_tmr, now + (uint64_t)e->cfg.probe_ms * 1000000ull);
+        tt_timer_arm(e->loop, &e->probe_tmr,
+                     tt_now_coarse_ns() + (uint64_t)e->cfg.probe_ms * 1000000ull);
     }
 }
 
