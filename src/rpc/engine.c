@@ -31,7 +31,9 @@
  * outstanding and received nothing for probe_ms sends a PING, and one whose
  * PONG does not come within probe_timeout_ms is closed as dead.  One timer
  * per engine does it, armed at most once per probe_ms by calls (no cost per
- * call beyond a flag check), re-armed by itself while calls are out.  The
+ * call beyond a flag check), re-armed by itself while calls are out; reads
+ * only set a flag, which the timer samples every half period (a PING goes
+ * after two empty samples: one to one and a half periods of silence).  The
  * bytes queued and sent are counted, so a close can tell which calls never
  * fully left the process (no handler can have seen them).
  *
@@ -123,13 +125,14 @@ struct tt_engine {
     _Atomic size_t npending_pub; /* npending for lock-free readers (balancing) */
     tt_heap deadlines;
     pending *dl_head, *dl_tail;
-    uint64_t timer_at;        /* when call_tmr is armed for; 0: not armed */
-    tt_timer call_tmr;        /* earliest async deadline */
-    tt_timer connect_tmr;     /* connect timeout */
-    tt_timer idle_tmr;        /* gives the read buffer back a while after the last call */
-    tt_timer probe_tmr;       /* liveness: PING when quiet, dead when no PONG */
-    _Atomic uint64_t last_rx; /* coarse ns: last bytes received (or calls began) */
-    _Atomic int unanswered;   /* a request went out since bytes last came in */
+    uint64_t timer_at;      /* when call_tmr is armed for; 0: not armed */
+    tt_timer call_tmr;      /* earliest async deadline */
+    tt_timer connect_tmr;   /* connect timeout */
+    tt_timer idle_tmr;      /* gives the read buffer back a while after the last call */
+    tt_timer probe_tmr;     /* liveness: PING when quiet, dead when no PONG */
+    _Atomic int rx_seen;    /* bytes came in (or calls began) since the last tick */
+    int quiet_ticks;        /* ticks (half periods) in a row that found nothing */
+    _Atomic int unanswered; /* a request went out since bytes last came in */
     uint64_t ping_seq;
     uint64_t ping_deadline;
     int ping_out; /* a PING waits for its PONG */
@@ -470,6 +473,7 @@ close_locked(tt_engine *e, tether_err why)
         fail_locked(e, p, err);
     }
     e->dead = 0;
+    e->quiet_ticks = 0;
     e->queued_total = e->sent_total = 0;
     atomic_store_explicit(&e->unanswered, 0, memory_order_relaxed);
     pthread_cond_broadcast(&e->cv);
@@ -847,7 +851,8 @@ read_some(tt_engine *e, pending *me, int *got, int block)
     }
     *got = (size_t)n == space ? 2 : 1;
     if (e->cfg.probe_ms != 0) {
-        atomic_store_explicit(&e->last_rx, tt_now_coarse_ns(), memory_order_relaxed);
+        /* Flags only, no clock: the timer samples them once a period. */
+        atomic_store_explicit(&e->rx_seen, 1, memory_order_relaxed);
         atomic_store_explicit(&e->unanswered, 0, memory_order_relaxed);
     }
     tether_err rc;
@@ -1029,11 +1034,18 @@ on_probe_timer(tt_timer *t)
     } else if ((e->npending > 0 || atomic_load_explicit(&e->unanswered, memory_order_relaxed)) &&
                period != 0 &&
                atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_READY) {
-        uint64_t quiet_since = atomic_load_explicit(&e->last_rx, memory_order_relaxed);
-        if (now - quiet_since >= period) {
+        /* Ticks every half period; two empty ones in a row mean one to
+         * one and a half periods with nothing received: ask. */
+        if (atomic_exchange_explicit(&e->rx_seen, 0, memory_order_relaxed)) {
+            e->quiet_ticks = 0;
+        } else {
+            e->quiet_ticks++;
+        }
+        if (e->quiet_ticks >= 2) {
+            e->quiet_ticks = 0;
             send_ping_locked(e, now);
         } else {
-            tt_timer_arm(e->loop, &e->probe_tmr, quiet_since + period);
+            tt_timer_arm(e->loop, &e->probe_tmr, now + period / 2);
         }
     }
     if (dead) {
@@ -1074,8 +1086,9 @@ on_pong(tt_engine *e, uint64_t seq)
         e->probing = 0;
         if ((e->npending > 0 || atomic_load_explicit(&e->unanswered, memory_order_relaxed)) &&
             e->cfg.probe_ms != 0) {
+            e->quiet_ticks = 0;
             tt_timer_arm(e->loop, &e->probe_tmr,
-                         tt_now_coarse_ns() + (uint64_t)e->cfg.probe_ms * 1000000ull);
+                         tt_now_coarse_ns() + (uint64_t)e->cfg.probe_ms * 500000ull);
         } else {
             tt_timer_cancel(e->loop, &e->probe_tmr);
         }
@@ -1441,14 +1454,16 @@ probe_note_call_locked(tt_engine *e)
     /* Quiet time counts from the first request nothing came back for:
      * calls canceled (timed out, or a hedged call's loser) leave the
      * table, but a connection that answers none of them is still dead.
-     * A busy connection reads no clock here. */
+     * No clock is read here. */
     if (!atomic_load_explicit(&e->unanswered, memory_order_relaxed)) {
-        atomic_store_explicit(&e->last_rx, tt_now_coarse_ns(), memory_order_relaxed);
+        /* Counts as activity: the next tick must not find the new call's
+         * period empty already. */
+        atomic_store_explicit(&e->rx_seen, 1, memory_order_relaxed);
         atomic_store_explicit(&e->unanswered, 1, memory_order_relaxed);
     }
     if (!tt_timer_armed(&e->probe_tmr)) {
         tt_timer_arm(e->loop, &e->probe_tmr,
-                     tt_now_coarse_ns() + (uint64_t)e->cfg.probe_ms * 1000000ull);
+                     tt_now_coarse_ns() + (uint64_t)e->cfg.probe_ms * 500000ull);
     }
 }
 
