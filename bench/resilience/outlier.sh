@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # outlier.sh - figures for "alive but not serving" (one command):
-#   bench/resilience/outlier.sh [BUILD_DIR]     (RUNS=5 by default)
+#   bench/resilience/outlier.sh     (BUILD_DIR=build, RUNS=5 by default)
 # Three calculator-servers (127.0.0.2-4) in a private network namespace
 # (tests/netns/netns_lib.sh; needs root), a client by name on 127.0.0.1,
 # and one instance made useless for 3 s of a 6 s run (as in the issue's
@@ -19,7 +19,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-BUILD=$(cd "${1:-$ROOT/build}" && pwd)
+BUILD=$(cd "${BUILD_DIR:-$ROOT/build}" && pwd)
 export TETHER_BIN_DIR=$BUILD/bin
 source "$ROOT/tests/netns/netns_lib.sh"
 netns_enter "$@"
@@ -77,13 +77,17 @@ echo "outlier figures: $RUNS runs per row, $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
 echo "| fault      | client| calls  | failed calls   | calls vs healthy     | back to 80 % (ms)  | p99 first second (ms)|"
 echo "|------------|-------|--------|----------------|----------------------|--------------------|----------------------|"
+# ROWS: a pattern for "fault/client/variant" (e.g. '*/hedged'), PROBE_COST=0 skips
+# the last part.
 for fault in frozen blackholed; do
     for cl in sync async; do
         for variant in plain hedged; do
-            row "$fault" "$cl" "$variant"
+            # shellcheck disable=SC2053
+            [[ "$fault/$cl/$variant" == ${ROWS:-*} ]] && row "$fault" "$cl" "$variant"
         done
     done
 done
+[ "${PROBE_COST:-1}" = 0 ] && exit 0
 
 # The probes' cost on a busy connection: the client's CPU time per call
 # (user + system, from the kernel's accounting of the child), which a

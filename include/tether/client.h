@@ -103,7 +103,10 @@ typedef struct tether_client_config {
      * dead.  Its calls then fail with TETHER_ECONNRESET and errtext "no
      * answer to a ping..."; a client by service name sends the ones that
      * never left the process, and those marked TETHER_CALL_IDEMPOTENT, to
-     * another instance within their deadline.  TETHER_OFF: no pings. */
+     * another instance within their deadline.  TETHER_OFF: no pings.  A
+     * server answers PING on its I/O thread: an inline (non-blocking)
+     * handler that keeps that thread longer than probe_timeout_ms makes
+     * its connections look dead; slow handlers belong on the worker pool. */
     uint32_t probe_ms;
     uint32_t probe_timeout_ms;
     /* TCP keep-alive on client connections: first probe after keepalive_ms

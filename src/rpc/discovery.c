@@ -603,7 +603,8 @@ typedef struct dcall dcall;
 typedef struct dleg {
     dcall *dc;
     ep *e;
-    uint64_t seq; /* the copy's seq on e's engine */
+    uint64_t seq;      /* the copy's seq on e's engine */
+    uint64_t start_ns; /* when this copy was sent */
     int live;
 } dleg;
 
@@ -690,6 +691,7 @@ dcall_issue_locked(dcall *dc, int li)
         e->refs++;
         lg->e = e;
         lg->live = 1;
+        lg->start_ns = now;
         dc->refs++;
         tether_err rc = tt_engine_call_async(e->eng, &rq, dcall_done, &d->base, lg, &lg->seq);
         if (rc == TETHER_OK) {
@@ -762,7 +764,10 @@ dcall_done(tether_client *cli, const tether_reply *r, void *arg)
     lg->live = 0;
     note_outcome_locked(d, e, r->err);
     if (r->err == TETHER_OK) {
-        lat_note_locked(d, tt_now_ns() - dc->start_ns);
+        /* The copy's own time, not the call's: a call won by its backup
+         * must not raise the p95 that decides when backups go (it would
+         * feed on itself while an instance is stuck). */
+        lat_note_locked(d, tt_now_ns() - lg->start_ns);
     }
     if (dc->finished) {
         /* The other copy answered first; this one was canceled. */
