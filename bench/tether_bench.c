@@ -18,6 +18,9 @@
  *       call through a client by service name over the registry
  *       "static:ADDR" (one instance: the same server), to price the
  *       by-name layer against a direct client.
+ *   --probe-ms N|off (either mode)
+ *       the connection liveness probe period (tether_client_config.probe_ms),
+ *       or no probes, to price them.
  *   --meta N (either mode)
  *       send N small metadata pairs ("k1"="v1", ...) with every call, to
  *       price the call context against a bare call.
@@ -293,6 +296,8 @@ main(int argc, char **argv)
             client_cfg.codec = strcmp(v, "gob") == 0       ? TETHER_CODEC_GOB
                                : strcmp(v, "jsonrpc") == 0 ? TETHER_CODEC_JSONRPC
                                                            : TETHER_CODEC_NATIVE;
+        } else if (strcmp(k, "--probe-ms") == 0) {
+            client_cfg.probe_ms = strcmp(v, "off") == 0 ? TETHER_OFF : (uint32_t)atoi(v);
         } else if (strcmp(k, "--by-name") == 0) {
             by_name = strcmp(v, "0") != 0;
         } else if (strcmp(k, "--meta") == 0 && strtol(v, NULL, 10) >= 0 &&

@@ -96,7 +96,52 @@ typedef struct tether_client_config {
     /* Interceptors, run in this order (copied at creation; at most 16). */
     const tether_client_interceptor *interceptors;
     size_t ninterceptors;
+    /* Liveness of a connection ("alive but not serving"; native codec
+     * only: gob and jsonrpc cannot ping).  A connection with calls
+     * outstanding that received nothing for probe_ms (default 100) sends a
+     * PING; no PONG within probe_timeout_ms (default 300) closes it as
+     * dead.  Its calls then fail with TETHER_ECONNRESET and errtext "no
+     * answer to a ping..."; a client by service name sends the ones that
+     * never left the process, and those marked TETHER_CALL_IDEMPOTENT, to
+     * another instance within their deadline.  TETHER_OFF: no pings.  A
+     * server answers PING on its I/O thread: an inline (non-blocking)
+     * handler that keeps that thread longer than probe_timeout_ms makes
+     * its connections look dead; slow handlers belong on the worker pool. */
+    uint32_t probe_ms;
+    uint32_t probe_timeout_ms;
+    /* TCP keep-alive on client connections: first probe after keepalive_ms
+     * of silence (default 10000), connection dropped about 1.75 times that
+     * later without answer, or when sent data stays unacknowledged that
+     * long (TCP_USER_TIMEOUT), so a half-open connection is found without
+     * a call.  TETHER_OFF: the system's settings. */
+    uint32_t keepalive_ms;
+    /* Outlier ejection (clients by service name).  eject_failures
+     * consecutive transport failures or timeouts on an instance (default 5;
+     * TETHER_OFF: never), or one unanswered PING, eject it: it gets no calls
+     * for eject_base_ms (default 1000), doubling with each ejection that
+     * follows within eject_max_ms of the last one, up to eject_max_ms
+     * (default 30000).  At most eject_max_percent of the instances
+     * (default 50; at least one) are ejected at once.  When its time is
+     * up an ejected instance is probed (a PING, reconnecting if needed)
+     * and gets calls again only after a PONG; no PONG ejects it again. */
+    uint32_t eject_failures;
+    uint32_t eject_base_ms;
+    uint32_t eject_max_ms;
+    uint32_t eject_max_percent;
+    /* Hedged (backup) requests (clients by service name, calls marked
+     * TETHER_CALL_IDEMPOTENT): a call not answered after backup_ms is sent
+     * once more to another instance; the first answer wins and the other
+     * copy is canceled.  0: off (default); TETHER_BACKUP_P95: the 95th
+     * percentile of the last 128 answered calls' latencies (no hedging
+     * before 16 were answered). */
+    uint32_t backup_ms;
 } tether_client_config;
+
+/* A config value that turns a feature off (probe_ms, keepalive_ms,
+ * eject_failures). */
+#define TETHER_OFF UINT32_MAX
+/* backup_ms: hedge after the recent 95th percentile latency. */
+#define TETHER_BACKUP_P95 (UINT32_MAX - 1)
 
 /* tether_client_config_init - fill cfg with the documented defaults. */
 TETHER_API void tether_client_config_init(tether_client_config *cfg);
@@ -134,7 +179,11 @@ TETHER_API tether_err tether_client_create(const char *addr, const tether_client
  * after the instance said it was going away) is retried on another
  * instance within the call's deadline; an instance that refuses
  * connections is set aside with growing backoff (100 ms to 5 s) even
- * before the registry notices.  When no instance is available a call waits
+ * before the registry notices.  An instance that is connected but does not
+ * answer (a stopped process, dropped packets) is ejected and probed before
+ * it gets calls again (probe_ms, eject_* in the config); calls marked
+ * TETHER_CALL_IDEMPOTENT are also retried after a reset, and hedged when
+ * backup_ms is set.  When no instance is available a call waits
  * for one until its deadline (TETHER_ETIMEDOUT; TETHER_ENOENT if the
  * registry never listed any); with TETHER_CALL_NO_WAIT it fails at once.  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
  * registry's errors.

@@ -40,19 +40,20 @@ enum tt_msg_kind {
     TT_MSG_GOAWAY = 2,     /* the server takes no new calls on this connection */
     TT_MSG_CONN_ERROR = 3, /* the server closes the connection: status, errtext say why */
     TT_MSG_CANCEL = 4,     /* the client gave up on call seq */
-    TT_MSG_PING = 5        /* the peer asks for a pong with seq */
+    TT_MSG_PING = 5,       /* the peer asks for a pong with seq */
+    TT_MSG_PONG = 6        /* the answer to our ping seq (client side) */
 };
 
 /* One decoded request or reply header; pointers refer into the input. */
 typedef struct tt_rpc_msg {
-    int kind;                  /* enum tt_msg_kind */
-    uint64_t seq;              /* native seq, gob Seq, jsonrpc id */
-    const char *method;        /* "Service.Method"; not NUL-terminated */
+    int kind;           /* enum tt_msg_kind */
+    uint64_t seq;       /* native seq, gob Seq, jsonrpc id */
+    const char *method; /* "Service.Method"; not NUL-terminated */
     size_t method_len;
-    const uint8_t *body;       /* codec-specific encoding of the message */
+    const uint8_t *body; /* codec-specific encoding of the message */
     size_t body_len;
-    tether_err status;         /* replies: TETHER_OK or the error kind */
-    const char *errtext;       /* replies with an error: text, not NUL-terminated */
+    tether_err status;   /* replies: TETHER_OK or the error kind */
+    const char *errtext; /* replies with an error: text, not NUL-terminated */
     size_t errtext_len;
     const uint8_t *ctx; /* native context entries (metadata, trailers), or NULL */
     size_t ctx_len;
@@ -66,7 +67,7 @@ typedef struct tt_answer {
     uint64_t seq;
     const char *method; /* "Service.Method"; not NUL-terminated */
     size_t method_len;
-    tether_err status;  /* TETHER_OK: a reply; else an error, its text in data */
+    tether_err status; /* TETHER_OK: a reply; else an error, its text in data */
     /* A reply is msg, or the bytes data[0..len): a message packed by
      * protobuf-c when desc (its type) is set, else opaque bytes (raw
      * methods).  With msg, len is its packed size. */
@@ -113,8 +114,8 @@ typedef struct tt_codec_ops {
     /* unpack - turn a body from decode_request/decode_reply into a message
      * of type desc, allocated with tt_pb_allocator.  TETHER_EBADREQUEST if
      * it does not decode as that type. */
-    tether_err (*unpack)(void *state, const ProtobufCMessageDescriptor *desc,
-                         const uint8_t *body, size_t len, ProtobufCMessage **out);
+    tether_err (*unpack)(void *state, const ProtobufCMessageDescriptor *desc, const uint8_t *body,
+                         size_t len, ProtobufCMessage **out);
 
     /* unpack_with - unpack() into messages allocated with alloc (the
      * server's per-call arena, with its budget).  NULL: the codec builds
@@ -133,6 +134,9 @@ typedef struct tt_codec_ops {
     tether_err (*encode_goaway)(void *state, tt_buf *out);
     tether_err (*encode_conn_error)(void *state, tt_buf *out, tether_err code, const char *text);
     tether_err (*encode_pong)(void *state, tt_buf *out, uint64_t seq);
+    /* encode_ping - append "answer with a pong carrying seq" (client side:
+     * liveness probes).  NULL: the codec cannot ask (Go's). */
+    tether_err (*encode_ping)(void *state, tt_buf *out, uint64_t seq);
 
     /* encode_reply - append the reply to call seq of method, carrying msg,
      * to out.  encode_error - append an error reply with text instead.

@@ -226,6 +226,31 @@ tt_sock_connect_start(const tt_addr *a, int *fd_out, int *in_progress)
     return TETHER_OK;
 }
 
+void
+tt_sock_keepalive(int fd, uint32_t idle_ms)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (idle_ms == 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        ss.ss_family == AF_UNIX) {
+        return;
+    }
+    /* The kernel counts keep-alive times in whole seconds. */
+    int idle = (int)((idle_ms + 999) / 1000);
+    int intvl = idle / 4 > 1 ? idle / 4 : 1;
+    int cnt = 3;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    /* Without it, data that is never acknowledged is retransmitted for
+     * about 15 minutes before the connection fails; keep-alive does not
+     * run while data is outstanding.  Same bound as keep-alive's. */
+    unsigned ut = (unsigned)(idle + intvl * cnt) * 1000u;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+}
+
 tether_err
 tt_sock_connect_result(int fd)
 {

@@ -41,6 +41,14 @@ tether_err tt_sock_connect(const tt_addr *a, uint32_t timeout_ms, int *fd_out);
  * to be writable, then ask tt_sock_connect_result()), 0 when it is done. */
 tether_err tt_sock_connect_start(const tt_addr *a, int *fd_out, int *in_progress);
 
+/* tt_sock_keepalive - TCP keep-alive on a client socket, so a half-open
+ * connection (the peer's host gone, packets dropped) is found without a
+ * call: the first probe after idle_ms of silence, then one a quarter of
+ * that apart (at least 1 s), and the connection dropped after 3 unanswered
+ * ones; TCP_USER_TIMEOUT drops it as well once sent data stays unacknowledged
+ * that long.  A no-op for Unix sockets; best effort (errors are ignored). */
+void tt_sock_keepalive(int fd, uint32_t idle_ms);
+
 /* tt_sock_connect_result - how a connect started by tt_sock_connect_start()
  * ended (call once the socket is writable). */
 tether_err tt_sock_connect_result(int fd);

@@ -24,6 +24,13 @@ tether_client_config_init(tether_client_config *cfg)
     cfg->max_frame_size = 4u * 1024 * 1024;
     cfg->connect_timeout_ms = 5000;
     cfg->call_timeout_ms = 10000;
+    cfg->probe_ms = 100;
+    cfg->probe_timeout_ms = 300;
+    cfg->keepalive_ms = 10000;
+    cfg->eject_failures = 5;
+    cfg->eject_base_ms = 1000;
+    cfg->eject_max_ms = 30000;
+    cfg->eject_max_percent = 50;
 }
 
 static void
@@ -42,8 +49,35 @@ config_resolve(tether_client_config *dst, const tether_client_config *cfg)
     if (cfg->call_timeout_ms > 0) {
         dst->call_timeout_ms = cfg->call_timeout_ms;
     }
+#define TAKE(f)                                                                                    \
+    if (cfg->f > 0) {                                                                              \
+        dst->f = cfg->f;                                                                           \
+    }
+    TAKE(probe_ms)
+    TAKE(probe_timeout_ms)
+    TAKE(keepalive_ms)
+    TAKE(eject_failures)
+    TAKE(eject_base_ms)
+    TAKE(eject_max_ms)
+    TAKE(eject_max_percent)
+    TAKE(backup_ms)
+#undef TAKE
+    if (dst->eject_max_percent > 100) {
+        dst->eject_max_percent = 100;
+    }
+    if (dst->eject_max_ms < dst->eject_base_ms) {
+        dst->eject_max_ms = dst->eject_base_ms;
+    }
     dst->balance = cfg->balance;
     dst->codec = cfg->codec;
+}
+
+void
+tt_client_engine_liveness(const tether_client *c, tt_engine_config *ec)
+{
+    ec->probe_ms = c->cfg.probe_ms == TETHER_OFF ? 0 : c->cfg.probe_ms;
+    ec->probe_timeout_ms = c->cfg.probe_timeout_ms == TETHER_OFF ? 0 : c->cfg.probe_timeout_ms;
+    ec->keepalive_ms = c->cfg.keepalive_ms == TETHER_OFF ? 0 : c->cfg.keepalive_ms;
 }
 
 tether_err
@@ -193,6 +227,7 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
         tt_engine_config ec = {.ops = dc->base.codec,
                                .max_frame = dc->base.cfg.max_frame_size,
                                .connect_timeout_ms = dc->base.cfg.connect_timeout_ms};
+        tt_client_engine_liveness(&dc->base, &ec);
         rc = tt_engine_create(&a, &ec, &dc->e);
     }
     if (rc == TETHER_OK) {

@@ -48,6 +48,10 @@ tether_err tt_client_init(tether_client *c, const tt_client_ops *ops,
                           const tether_client_config *cfg);
 void tt_client_fini(tether_client *c);
 
+/* tt_client_engine_liveness - the engine's probe and keep-alive settings
+ * from c's resolved config (TETHER_OFF becomes 0). */
+void tt_client_engine_liveness(const tether_client *c, tt_engine_config *ec);
+
 /* discovery.c: a client by service name. */
 tether_err tt_disc_create(tether_registry *reg, const char *service,
                           const tether_client_config *cfg, tether_client **out);

@@ -25,6 +25,18 @@
  * thread ever blocks in connect() with a lock held.  Synchronous callers
  * wait on their own deadline (SO_RCVTIMEO, poll or a timed condition).
  *
+ * Liveness.  A connection can be up and still serve nobody (the server's
+ * process stopped, packets dropped on the way): its calls would each wait
+ * for their deadline.  So, with probe_ms set, a connection that has calls
+ * outstanding and received nothing for probe_ms sends a PING, and one whose
+ * PONG does not come within probe_timeout_ms is closed as dead.  One timer
+ * per engine does it, armed at most once per probe_ms by calls (no cost per
+ * call beyond a flag check), re-armed by itself while calls are out; reads
+ * only set a flag, which the timer samples every half period (a PING goes
+ * after two empty samples: one to one and a half periods of silence).  The
+ * bytes queued and sent are counted, so a close can tell which calls never
+ * fully left the process (no handler can have seen them).
+ *
  * Locking: e->mu protects everything except the input buffer, which only
  * the current reader touches.  Callbacks and on_state run without it.
  */
@@ -32,6 +44,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -66,6 +79,7 @@ typedef struct pending {
     tt_heap_node dl;               /* async deadline out of order: in e->deadlines */
     struct pending *dprev, *dnext; /* async deadline in order: in e->dl_head list */
     uint64_t deadline;
+    uint64_t end_off; /* e->queued_total once its request was queued */
     int in_dlist;
     int in_table;       /* still findable by seq (not taken by a dispatcher) */
     tether_reply_fn fn; /* async callback; NULL for a sync call */
@@ -111,12 +125,23 @@ struct tt_engine {
     _Atomic size_t npending_pub; /* npending for lock-free readers (balancing) */
     tt_heap deadlines;
     pending *dl_head, *dl_tail;
-    uint64_t timer_at;    /* when call_tmr is armed for; 0: not armed */
-    tt_timer call_tmr;    /* earliest async deadline */
-    tt_timer connect_tmr; /* connect timeout */
-    tt_timer idle_tmr;    /* gives the read buffer back a while after the last call */
-    tt_buf out;           /* request bytes not yet sent (under mu) */
-    tt_buf in;            /* a partial answer, owned by the reader */
+    uint64_t timer_at;      /* when call_tmr is armed for; 0: not armed */
+    tt_timer call_tmr;      /* earliest async deadline */
+    tt_timer connect_tmr;   /* connect timeout */
+    tt_timer idle_tmr;      /* gives the read buffer back a while after the last call */
+    tt_timer probe_tmr;     /* liveness: PING when quiet, dead when no PONG */
+    _Atomic int rx_seen;    /* bytes came in (or calls began) since the last tick */
+    int quiet_ticks;        /* ticks (half periods) in a row that found nothing */
+    _Atomic int unanswered; /* a request went out since bytes last came in */
+    uint64_t ping_seq;
+    uint64_t ping_deadline;
+    int ping_out; /* a PING waits for its PONG */
+    int probing;  /* tt_engine_probe() waits for that PONG */
+    int dead;     /* being closed for an unanswered PING */
+    char dead_text[96];
+    uint64_t queued_total, sent_total; /* bytes since the connect began */
+    tt_buf out;                        /* request bytes not yet sent (under mu) */
+    tt_buf in;                         /* a partial answer, owned by the reader */
     pending *completed;
     pending *free_list;
     int nfree;
@@ -132,6 +157,7 @@ struct tt_engine {
 
 static void close_locked(tt_engine *e, tether_err why);
 static void run_completed(tt_engine *e);
+static void on_pong(tt_engine *e, uint64_t seq);
 
 /* ---------------------------------------------------------------------- */
 /* Pending calls (under mu)                                               */
@@ -331,7 +357,7 @@ arm_locked(tt_engine *e)
         return;
     }
     unsigned ev = e->armed & TT_EV_READ;
-    if (e->npending > 0) {
+    if (e->npending > 0 || e->ping_out) {
         ev |= TT_EV_READ;
     }
     if (tt_buf_size(&e->out) > 0) {
@@ -353,6 +379,7 @@ flush_locked(tt_engine *e)
             send(e->fd, tt_buf_head(&e->out), tt_buf_size(&e->out), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             tt_buf_consume(&e->out, (size_t)n);
+            e->sent_total += (uint64_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR) {
@@ -432,11 +459,23 @@ close_locked(tt_engine *e, tether_err why)
     e->broken = 0;
     e->out.off = e->out.len = 0;
     e->in.off = e->in.len = 0;
+    e->ping_out = 0;
+    e->probing = 0;
     while (e->all != NULL) {
         pending *p = e->all;
         pend_remove(e, p);
-        fail_locked(e, p, why);
+        tether_err err = why;
+        if (e->cfg.unsent_again && why != TETHER_ECLOSED && p->end_off > e->sent_total) {
+            err = TETHER_EAGAIN; /* never left the process: safe anywhere else */
+        } else if (e->dead && why == TETHER_ECONNRESET) {
+            p->text = tt_strdup(e->dead_text);
+        }
+        fail_locked(e, p, err);
     }
+    e->dead = 0;
+    e->quiet_ticks = 0;
+    e->queued_total = e->sent_total = 0;
+    atomic_store_explicit(&e->unanswered, 0, memory_order_relaxed);
     pthread_cond_broadcast(&e->cv);
 }
 
@@ -494,6 +533,10 @@ ready_locked(tt_engine *e)
     }
     tt_timer_cancel(e->loop, &e->connect_tmr);
     atomic_store_explicit(&e->state, TT_ENGINE_READY, memory_order_relaxed);
+    if (e->ping_out) {
+        e->ping_deadline = tt_now_coarse_ns() + (uint64_t)e->cfg.probe_timeout_ms * 1000000ull;
+        tt_timer_arm(e->loop, &e->probe_tmr, e->ping_deadline);
+    }
     pthread_cond_broadcast(&e->cv);
     flush_locked(e);
     arm_locked(e);
@@ -514,7 +557,10 @@ connect_start_locked(tt_engine *e)
     if (rc != TETHER_OK) {
         return rc;
     }
+    tt_sock_keepalive(fd, e->cfg.keepalive_ms);
     e->out.off = e->out.len = 0;
+    e->queued_total = e->ops->preface_len;
+    e->sent_total = 0;
     if (e->ops->preface_len > 0 &&
         tt_buf_append(&e->out, e->ops->preface, e->ops->preface_len) != TETHER_OK) {
         close(fd);
@@ -742,6 +788,9 @@ dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *
         case TT_MSG_GOAWAY:
             atomic_store_explicit(&e->goaway, 1, memory_order_relaxed);
             break;
+        case TT_MSG_PONG:
+            on_pong(e, m.seq);
+            break;
         default:
             break;
         }
@@ -801,6 +850,11 @@ read_some(tt_engine *e, pending *me, int *got, int block)
         return errno == EAGAIN || errno == EWOULDBLOCK ? TETHER_OK : TETHER_ECONNRESET;
     }
     *got = (size_t)n == space ? 2 : 1;
+    if (e->cfg.probe_ms != 0) {
+        /* Flags only, no clock: the timer samples them once a period. */
+        atomic_store_explicit(&e->rx_seen, 1, memory_order_relaxed);
+        atomic_store_explicit(&e->unanswered, 0, memory_order_relaxed);
+    }
     tether_err rc;
     if (direct) {
         size_t used = dispatch_all(e, dst, (size_t)n, me, &rc);
@@ -834,7 +888,9 @@ queue_cancel_locked(tt_engine *e, uint64_t seq)
 {
     if (e->ops->encode_cancel != NULL && e->fd >= 0 &&
         atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_READY) {
+        size_t before = tt_buf_size(&e->out);
         e->ops->encode_cancel(e->enc, &e->out, seq);
+        e->queued_total += tt_buf_size(&e->out) - before;
     }
 }
 
@@ -927,6 +983,119 @@ on_connect_timer(tt_timer *t)
     if (was) {
         run_completed(e);
         notify_state(e, TETHER_ETIMEDOUT);
+    }
+}
+
+/* Queue a PING and arm the timer for its PONG's deadline. */
+static void
+send_ping_locked(tt_engine *e, uint64_t now)
+{
+    size_t before = tt_buf_size(&e->out);
+    if (e->ops->encode_ping(e->enc, &e->out, ++e->ping_seq) != TETHER_OK) {
+        /* No memory now: try again a period later. */
+        tt_timer_arm(e->loop, &e->probe_tmr, now + (uint64_t)e->cfg.probe_ms * 1000000ull);
+        return;
+    }
+    e->queued_total += tt_buf_size(&e->out) - before;
+    e->ping_out = 1;
+    e->ping_deadline = now + (uint64_t)e->cfg.probe_timeout_ms * 1000000ull;
+    if (atomic_load_explicit(&e->state, memory_order_relaxed) != TT_ENGINE_READY) {
+        /* The connect has its own timeout; the PONG's starts once it is up
+         * (ready_locked), so a SYN retransmitted once does not fail a
+         * probe. */
+        e->ping_deadline += (uint64_t)e->cfg.connect_timeout_ms * 1000000ull;
+    }
+    tt_timer_arm(e->loop, &e->probe_tmr, e->ping_deadline);
+    /* Sent now even while a sync reader waits in recv(): sending under
+     * e->mu does not disturb it. */
+    flush_locked(e);
+}
+
+/* The liveness timer (loop thread): see "Liveness" at the top. */
+static void
+on_probe_timer(tt_timer *t)
+{
+    tt_engine *e = (tt_engine *)((char *)t - offsetof(tt_engine, probe_tmr));
+    pthread_mutex_lock(&e->mu);
+    if (e->fd < 0 || e->detaching) {
+        e->ping_out = 0;
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    uint64_t now = tt_now_coarse_ns();
+    uint64_t period = (uint64_t)e->cfg.probe_ms * 1000000ull;
+    int dead = 0, closed = 0;
+    if (e->ping_out) {
+        if (now >= e->ping_deadline) {
+            dead = 1;
+        } else {
+            tt_timer_arm(e->loop, &e->probe_tmr, e->ping_deadline);
+        }
+    } else if ((e->npending > 0 || atomic_load_explicit(&e->unanswered, memory_order_relaxed)) &&
+               period != 0 &&
+               atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_READY) {
+        /* Ticks every half period; two empty ones in a row mean one to
+         * one and a half periods with nothing received: ask. */
+        if (atomic_exchange_explicit(&e->rx_seen, 0, memory_order_relaxed)) {
+            e->quiet_ticks = 0;
+        } else {
+            e->quiet_ticks++;
+        }
+        if (e->quiet_ticks >= 2) {
+            e->quiet_ticks = 0;
+            send_ping_locked(e, now);
+        } else {
+            tt_timer_arm(e->loop, &e->probe_tmr, now + period / 2);
+        }
+    }
+    if (dead) {
+        snprintf(e->dead_text, sizeof e->dead_text,
+                 "no answer to a ping within %u ms: connection given up",
+                 (unsigned)e->cfg.probe_timeout_ms);
+        e->dead = 1;
+        if (e->reader == READER_NONE) {
+            close_locked(e, TETHER_ECONNRESET);
+            closed = 1;
+        } else {
+            /* A sync reader owns the close: wake it from recv(). */
+            e->broken = 1;
+            shutdown(e->fd, SHUT_RDWR);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (dead && e->cfg.on_probe != NULL) {
+        /* Before the failed calls' callbacks run: their retries must not
+         * pick this connection's instance again. */
+        e->cfg.on_probe(e, 0, e->cfg.state_arg);
+    }
+    if (closed) {
+        run_completed(e);
+        notify_state(e, TETHER_ECONNRESET);
+    }
+}
+
+/* A PONG came (reader's thread): the connection lives. */
+static void
+on_pong(tt_engine *e, uint64_t seq)
+{
+    pthread_mutex_lock(&e->mu);
+    int was_probe = 0;
+    if (e->ping_out && seq == e->ping_seq) {
+        e->ping_out = 0;
+        was_probe = e->probing;
+        e->probing = 0;
+        if ((e->npending > 0 || atomic_load_explicit(&e->unanswered, memory_order_relaxed)) &&
+            e->cfg.probe_ms != 0) {
+            e->quiet_ticks = 0;
+            tt_timer_arm(e->loop, &e->probe_tmr,
+                         tt_now_coarse_ns() + (uint64_t)e->cfg.probe_ms * 500000ull);
+        } else {
+            tt_timer_cancel(e->loop, &e->probe_tmr);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (was_probe && e->cfg.on_probe != NULL) {
+        e->cfg.on_probe(e, 1, e->cfg.state_arg);
     }
 }
 
@@ -1036,6 +1205,7 @@ tt_engine_create(const tt_addr *addr, const tt_engine_config *cfg, tt_engine **o
     tt_timer_init(&e->call_tmr, on_call_timer);
     tt_timer_init(&e->connect_tmr, on_connect_timer);
     tt_timer_init(&e->idle_tmr, on_idle_timer);
+    tt_timer_init(&e->probe_tmr, on_probe_timer);
     e->t_kick.fn = on_kick;
     *out = e;
     return TETHER_OK;
@@ -1085,6 +1255,37 @@ tt_engine_state(const tt_engine *e)
     return atomic_load_explicit(&e->state, memory_order_relaxed);
 }
 
+tether_err
+tt_engine_probe(tt_engine *e)
+{
+    if (e->ops->encode_ping == NULL || e->cfg.probe_timeout_ms == 0) {
+        return TETHER_ENOTSUP;
+    }
+    pthread_mutex_lock(&e->mu);
+    tether_err rc = e->closing ? TETHER_ECLOSED : TETHER_OK;
+    if (rc == TETHER_OK &&
+        atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_IDLE) {
+        rc = connect_start_locked(e);
+    }
+    if (rc == TETHER_OK) {
+        if (!e->ping_out) {
+            send_ping_locked(e, tt_now_coarse_ns());
+        }
+        e->probing = e->ping_out;
+        if (!e->ping_out) {
+            rc = TETHER_ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+struct tt_loop *
+tt_engine_loop(const tt_engine *e)
+{
+    return e->loop;
+}
+
 int
 tt_engine_goaway(const tt_engine *e)
 {
@@ -1125,6 +1326,7 @@ on_detach(tt_task *t)
     tt_timer_cancel(e->loop, &e->call_tmr);
     tt_timer_cancel(e->loop, &e->connect_tmr);
     tt_timer_cancel(e->loop, &e->idle_tmr);
+    tt_timer_cancel(e->loop, &e->probe_tmr);
     close_locked(e, TETHER_ECLOSED);
     pthread_mutex_unlock(&e->mu);
     run_completed(e);
@@ -1209,7 +1411,7 @@ lock_connected(tt_engine *e)
 }
 
 static tether_err
-queue_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
+encode_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
 {
     if (e->ops->encode_call != NULL) {
         tt_call_ctx ctx = {.timeout_ms = rq->timeout_ms, .meta = rq->meta, .nmeta = rq->nmeta};
@@ -1227,6 +1429,42 @@ queue_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
     }
     return e->ops->encode_request_raw(e->enc, &e->out, seq, rq->method, rq->method_len, rq->data,
                                       rq->len);
+}
+
+/* Queue the request and count its bytes (see "Liveness"). */
+static tether_err
+queue_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
+{
+    size_t before = tt_buf_size(&e->out);
+    tether_err rc = encode_request_locked(e, seq, rq);
+    if (rc == TETHER_OK) {
+        e->queued_total += tt_buf_size(&e->out) - before;
+    }
+    return rc;
+}
+
+/* A call goes out: the liveness timer runs while calls are outstanding.
+ * A connection that had none counts its quiet time from now. */
+static void
+probe_note_call_locked(tt_engine *e)
+{
+    if (e->cfg.probe_ms == 0 || e->ops->encode_ping == NULL) {
+        return;
+    }
+    /* Quiet time counts from the first request nothing came back for:
+     * calls canceled (timed out, or a hedged call's loser) leave the
+     * table, but a connection that answers none of them is still dead.
+     * No clock is read here. */
+    if (!atomic_load_explicit(&e->unanswered, memory_order_relaxed)) {
+        /* Counts as activity: the next tick must not find the new call's
+         * period empty already. */
+        atomic_store_explicit(&e->rx_seen, 1, memory_order_relaxed);
+        atomic_store_explicit(&e->unanswered, 1, memory_order_relaxed);
+    }
+    if (!tt_timer_armed(&e->probe_tmr)) {
+        tt_timer_arm(e->loop, &e->probe_tmr,
+                     tt_now_coarse_ns() + (uint64_t)e->cfg.probe_ms * 500000ull);
+    }
 }
 
 tether_err
@@ -1264,6 +1502,8 @@ tt_engine_call_async(tt_engine *e, const tt_call_req *rq, tether_reply_fn fn, te
         pthread_mutex_unlock(&e->mu);
         return rc;
     }
+    p->end_off = e->queued_total;
+    probe_note_call_locked(e);
     pend_insert(e, p);
     /* The timer only ever moves earlier here; a call that completes leaves
      * it be, and a timer that finds nothing due re-arms for what is. */
@@ -1387,6 +1627,8 @@ tt_engine_call(tt_engine *e, const tt_call_req *rq, tt_call_result *res)
         res->err = rc;
         return rc;
     }
+    p.end_off = e->queued_total;
+    probe_note_call_locked(e);
     e->nsync++;
     int fast = e->reader == READER_NONE && e->npending == 0 &&
                atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_READY;

@@ -28,6 +28,7 @@
 #include "tether/client.h"
 
 typedef struct tt_engine tt_engine;
+struct tt_loop;
 
 /* Connection states (tt_engine_state). */
 enum { TT_ENGINE_IDLE, TT_ENGINE_CONNECTING, TT_ENGINE_READY };
@@ -42,6 +43,20 @@ typedef struct tt_engine_config {
      * an engine lock held.  May be NULL. */
     void (*on_state)(tt_engine *e, tether_err err, void *arg);
     void *state_arg;
+    /* Liveness (codecs with encode_ping only; 0: off).  A connection with
+     * calls outstanding and nothing received for probe_ms sends a PING; no
+     * PONG within probe_timeout_ms closes it: its calls fail with
+     * TETHER_ECONNRESET and a text saying so (those whose request never
+     * left the process with TETHER_EAGAIN when unsent_again is set). */
+    uint32_t probe_ms;
+    uint32_t probe_timeout_ms;
+    int unsent_again;
+    uint32_t keepalive_ms; /* TCP keep-alive idle time (tt_sock_keepalive); 0: off */
+    /* Called with ok 1 when a PONG answers a probe of tt_engine_probe(),
+     * with ok 0 when a probe or a liveness PING went unanswered (the
+     * connection was closed) or the probe's connect failed; no engine lock
+     * held, on the loop thread or the thread reading.  May be NULL. */
+    void (*on_probe)(tt_engine *e, int ok, void *arg);
 } tt_engine_config;
 
 /* One call's request: typed (msg) or bytes (data, len), and what the
@@ -86,6 +101,16 @@ tether_err tt_engine_prepare(tt_engine *e);
 
 /* tt_engine_state - TT_ENGINE_IDLE, _CONNECTING or _READY (a snapshot). */
 int tt_engine_state(const tt_engine *e);
+
+/* tt_engine_probe - ask the server for a PONG (connecting first if idle);
+ * on_probe tells the outcome, within probe_timeout_ms of the connection
+ * being up (a connect has connect_timeout_ms).  TETHER_ENOTSUP
+ * without encode_ping or probe_timeout_ms; an immediate connect failure is
+ * returned (on_probe is not called for it). */
+tether_err tt_engine_probe(tt_engine *e);
+
+/* tt_engine_loop - the loop the engine runs on (for timers of its users). */
+struct tt_loop *tt_engine_loop(const tt_engine *e);
 
 /* tt_engine_goaway - the server said "going away" on this connection. */
 int tt_engine_goaway(const tt_engine *e);

@@ -78,10 +78,11 @@ native_decode_reply(void *state, const uint8_t *p, size_t n, size_t *used, tt_rp
         m->kind = TT_MSG_GOAWAY;
         return TETHER_OK;
     case TT_FRAME_PING:
-    case TT_FRAME_PONG:
-        /* Liveness frames: a client that has calls to wait for needs
-         * nothing from them (it never sends PING itself yet). */
+        /* A server does not ask clients for liveness; nothing to do. */
         m->kind = TT_MSG_NOP;
+        return TETHER_OK;
+    case TT_FRAME_PONG:
+        m->kind = TT_MSG_PONG; /* the answer to the engine's probe */
         return TETHER_OK;
     default:
         return TETHER_EPROTO; /* requests and cancels never go to a client */
@@ -410,6 +411,12 @@ native_encode_pong(void *state, tt_buf *out, uint64_t seq)
     return put_control(state, out, TT_FRAME_PONG, seq, 0, NULL);
 }
 
+static tether_err
+native_encode_ping(void *state, tt_buf *out, uint64_t seq)
+{
+    return put_control(state, out, TT_FRAME_PING, seq, 0, NULL);
+}
+
 const tt_codec_ops tt_codec_native = {
     .name = "native",
     .state_size = sizeof(native_state),
@@ -424,6 +431,7 @@ const tt_codec_ops tt_codec_native = {
     .encode_goaway = native_encode_goaway,
     .encode_conn_error = native_encode_conn_error,
     .encode_pong = native_encode_pong,
+    .encode_ping = native_encode_ping,
     .encode_request = native_encode_request,
     .preface = (const uint8_t *)TT_PREFACE,
     .preface_len = TT_PREFACE_LEN,
