@@ -67,7 +67,10 @@ test_none_reachable(void **state)
     H_OK(h_client_by_name("static:127.0.0.1:1", "calculator", NULL, &c));
     uint64_t t0 = h_now_ms();
     tether_err rc = add(c, TETHER_CALL_NO_WAIT, H_CALL_MS);
-    assert_true(rc == TETHER_EAGAIN || rc == TETHER_ECONNREFUSED);
+    print_message("no instance reachable: %s\n", tether_err_name(rc));
+    /* The connect is tried in the background (EAGAIN), or at once and its
+     * failure given (refused, or reset when the engine reports it so). */
+    assert_true(rc == TETHER_EAGAIN || rc == TETHER_ECONNREFUSED || rc == TETHER_ECONNRESET);
     assert_true(h_now_ms() - t0 < 5000);
     tether_client_destroy(c);
 }
