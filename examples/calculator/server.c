@@ -3,6 +3,8 @@
  *
  *   calculator-server [--listen ADDR] [--registry URL] [--name NAME]
  *                     [--threads N] [--delay-ms MS] [--drain-ms MS]
+ *                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]
+ *                      [--allow-plaintext]]
  *
  * Serves Calculator.Add/Sub/Mul/Div on ADDR (default 127.0.0.1:8080; port
  * 0 picks a free one) and prints "listening on ADDR" once ready.  With
@@ -10,6 +12,9 @@
  * while it serves.  --delay-ms makes every call take that long (on the
  * worker pool), to watch a graceful stop wait for calls in flight.  SIGINT
  * or SIGTERM stops it gracefully; a second signal stops it at once.
+ * --tls-cert/--tls-key serve TLS (plaintext is refused unless
+ * --allow-plaintext); --tls-client-ca requires client certificates signed
+ * by that CA (mTLS).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -62,7 +67,9 @@ static void
 usage(void)
 {
     fprintf(stderr, "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
-                    "                         [--threads N] [--delay-ms MS] [--drain-ms MS]\n");
+                    "                         [--threads N] [--delay-ms MS] [--drain-ms MS]\n"
+                    "                         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]\n"
+                    "                          [--allow-plaintext]]\n");
     exit(2);
 }
 
@@ -87,6 +94,15 @@ main(int argc, char **argv)
             cfg.drain_timeout_ms = (uint32_t)strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             cfg.io_threads = (int)strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            cfg.tls.cert_file = argv[++i];
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            cfg.tls.key_file = argv[++i];
+        } else if (strcmp(argv[i], "--tls-client-ca") == 0 && i + 1 < argc) {
+            cfg.tls.ca_file = argv[++i];
+            cfg.tls.require_client_cert = 1;
+        } else if (strcmp(argv[i], "--allow-plaintext") == 0) {
+            cfg.tls.allow_plaintext = 1;
         } else {
             usage();
         }

@@ -24,6 +24,7 @@
 #include "tether/registry.h"
 #include "tether/service.h"
 #include "tether/tether.h"
+#include "tether/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,6 +69,10 @@ typedef struct tether_server_config {
      * part, with room kept for one more connection); a call past it, or
      * past the total, is answered TETHER_ELIMIT at once.  Default 1024. */
     uint32_t max_queued_blocking;
+    /* TLS on every listener (include/tether/tls.h): on when tls.cert_file
+     * is set; the files are loaded by tether_server_create().  Default:
+     * all zero, plaintext only. */
+    tether_tls_config tls;
 } tether_server_config;
 
 /* A timeout of "never" where 0 means the default. */
@@ -81,7 +86,9 @@ TETHER_API void tether_server_config_init(tether_server_config *cfg);
 /*
  * tether_server_create - create a server.  cfg may be NULL (all defaults);
  * it is copied.  On success *out holds the server.  Errors: TETHER_EINVAL,
- * TETHER_ENOMEM, TETHER_ESYSERR|errno (eventfd creation failed).
+ * TETHER_ENOMEM, TETHER_ESYSERR|errno (eventfd creation failed),
+ * TETHER_ETLS (a TLS file could not be loaded; the reason is logged at
+ * WARN).
  */
 TETHER_API tether_err tether_server_create(const tether_server_config *cfg, tether_server **out);
 

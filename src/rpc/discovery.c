@@ -146,7 +146,9 @@ ep_new(struct tt_disc *d, const char *id, const tether_instance *inst)
                                .max_frame = d->base.cfg.max_frame_size,
                                .connect_timeout_ms = d->base.cfg.connect_timeout_ms,
                                .on_state = on_ep_state,
-                               .state_arg = e};
+                               .state_arg = e,
+                               .tls = d->base.tls,
+                               .server_name = d->base.server_name};
         rc = tt_engine_create(&e->sa, &ec, &e->eng);
     }
     if (rc != TETHER_OK) {

@@ -31,6 +31,7 @@
 #include "core/thread.h"
 #include "net/loop.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "rpc/pool.h"
 #include "tether/server.h"
 
@@ -82,6 +83,12 @@ typedef struct conn {
     struct conn *dirty_next;   /* thread's list of connections to flush */
     struct conn *reap_next;    /* thread's list of connections to free */
     tt_addr peer;              /* the client's address, from accept() */
+    /* TLS (server_conn.c): the session once a ClientHello came (NULL:
+     * plaintext), tls_setup while the first bytes or the handshake are
+     * awaited, and the verified client certificate's subject. */
+    tt_tls *tls;
+    int tls_setup;
+    char *peer_subject;
 } conn;
 
 struct tether_call {
@@ -227,6 +234,7 @@ struct tether_server {
     uint32_t reg_weight;
     tether_registration **regs; /* one per listener while registered */
     int notify_systemd;         /* send STOPPING=1 when the stop begins */
+    tt_tls_ctx *tls;            /* cfg.tls loaded; NULL: plaintext only */
     char errmsg[256];
 };
 
