@@ -374,6 +374,9 @@ failed(tt_tls *t, int r, const char *what)
         snprintf(t->err, sizeof t->err, "%s: %s", what,
                  errno != 0 ? strerror(errno) : "the peer closed the connection");
         t->dead = ECONNRESET;
+        if (t->done) {
+            return -1; /* an ordinary reset: the caller reports it */
+        }
     } else {
         error_text(t->err, sizeof t->err, t->ssl, what);
         t->dead = EPROTO;

@@ -419,6 +419,10 @@ close_locked(tt_engine *e, tether_err why)
         why = TETHER_ECLOSED;
     }
     e->conn_err = TETHER_OK;
+    if (why == TETHER_ETLS) {
+        /* TLS 1.3: a refused client certificate shows after the connect. */
+        e->connect_err = why;
+    }
     if (e->fd >= 0) {
         if (e->registered) {
             tt_loop_del(e->loop, &e->io);

@@ -564,6 +564,10 @@ on_conn_timer(tt_timer *tm)
     if (c->closed) {
         return;
     }
+    if (c->tls_setup == 2) { /* TLS_LINGER: the failed handshake's time is up */
+        tt_srv_conn_close(c);
+        return;
+    }
     const tether_server_config *cfg = &c->t->srv->cfg;
     uint64_t now = tt_now_coarse_ns();
     if (c->partial_since != 0 && cfg->partial_timeout_ms != TETHER_NO_TIMEOUT &&
@@ -677,6 +681,11 @@ conn_read(conn *c)
 
 static void refuse(int fd, tether_err code, const char *why);
 
+/* tls_setup values: 1 first bytes or handshake awaited; TLS_LINGER the
+ * handshake failed and the client is given time to read the alert. */
+#define TLS_LINGER 2
+#define TLS_LINGER_MS 2000u
+
 /* The first bytes of a connection to a TLS server, then its handshake:
  * 1 when plaintext or decrypted bytes may be read now, 0 when not (waiting
  * for the peer, or c was closed). */
@@ -684,6 +693,16 @@ static int
 tls_setup_step(conn *c)
 {
     tether_server *srv = c->t->srv;
+    if (c->tls_setup == TLS_LINGER) {
+        uint8_t sink[4096];
+        ssize_t r;
+        for (int i = 0; i < 16 && (r = recv(c->io.fd, sink, sizeof sink, 0)) > 0; i++) {
+        }
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+            tt_srv_conn_close(c);
+        }
+        return 0;
+    }
     if (c->tls == NULL) {
         uint8_t p[6];
         ssize_t r = recv(c->io.fd, p, sizeof p, MSG_PEEK);
@@ -707,8 +726,12 @@ tls_setup_step(conn *c)
                        "logged)",
                        dropped);
             }
-            refuse(c->io.fd, TETHER_ETLS,
-                   "rpc: this server requires TLS: plaintext connections are refused");
+            if (tt_codec_native.probe(p, (size_t)r) > 0) {
+                /* Only tether's framing can say why; Go's clients just
+                 * see the close. */
+                refuse(c->io.fd, TETHER_ETLS,
+                       "rpc: this server requires TLS: plaintext connections are refused");
+            }
             tt_srv_bump(&c->t->st_proto);
             tt_srv_conn_close(c);
             return 0;
@@ -725,8 +748,16 @@ tls_setup_step(conn *c)
         return 0;
     }
     if (h != TT_TLS_DONE) {
+        /* The alert that says why is sent.  Closing now would answer the
+         * bytes the client sends meanwhile (TLS 1.3 clients send requests
+         * before they hear the verdict) with a reset, which can overtake
+         * the alert: so linger a while, reading and dropping, until the
+         * client closes (TLS_LINGER_MS at most). */
         tt_srv_bump(&c->t->st_proto); /* logged by tls.c */
-        tt_srv_conn_close(c);
+        shutdown(c->io.fd, SHUT_WR);
+        c->tls_setup = TLS_LINGER;
+        tt_loop_mod(&c->t->loop, &c->io, TT_EV_READ);
+        tt_timer_arm(&c->t->loop, &c->tmr, tt_now_ns() + TLS_LINGER_MS * 1000000ull);
         return 0;
     }
     c->tls_setup = 0;
