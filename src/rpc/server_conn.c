@@ -686,6 +686,20 @@ static void refuse(int fd, tether_err code, const char *why);
 #define TLS_LINGER 2
 #define TLS_LINGER_MS 2000u
 
+/* The last word (a TLS alert, or the refusal of plaintext) is sent.
+ * Closing now would answer bytes the client sent or still sends (TLS 1.3
+ * clients send requests before they hear the verdict) with a reset, which
+ * can overtake that word: so c lingers a while, reading and dropping,
+ * until the client closes (TLS_LINGER_MS at most). */
+static void
+linger(conn *c)
+{
+    shutdown(c->io.fd, SHUT_WR);
+    c->tls_setup = TLS_LINGER;
+    tt_loop_mod(&c->t->loop, &c->io, TT_EV_READ);
+    tt_timer_arm(&c->t->loop, &c->tmr, tt_now_ns() + TLS_LINGER_MS * 1000000ull);
+}
+
 /* The first bytes of a connection to a TLS server, then its handshake:
  * 1 when plaintext or decrypted bytes may be read now, 0 when not (waiting
  * for the peer, or c was closed). */
@@ -733,7 +747,7 @@ tls_setup_step(conn *c)
                        "rpc: this server requires TLS: plaintext connections are refused");
             }
             tt_srv_bump(&c->t->st_proto);
-            tt_srv_conn_close(c);
+            linger(c);
             return 0;
         }
         if (tt_tls_new(srv->tls, c->io.fd, NULL, 0, &c->tls) != TETHER_OK) {
@@ -748,16 +762,8 @@ tls_setup_step(conn *c)
         return 0;
     }
     if (h != TT_TLS_DONE) {
-        /* The alert that says why is sent.  Closing now would answer the
-         * bytes the client sends meanwhile (TLS 1.3 clients send requests
-         * before they hear the verdict) with a reset, which can overtake
-         * the alert: so linger a while, reading and dropping, until the
-         * client closes (TLS_LINGER_MS at most). */
         tt_srv_bump(&c->t->st_proto); /* logged by tls.c */
-        shutdown(c->io.fd, SHUT_WR);
-        c->tls_setup = TLS_LINGER;
-        tt_loop_mod(&c->t->loop, &c->io, TT_EV_READ);
-        tt_timer_arm(&c->t->loop, &c->tmr, tt_now_ns() + TLS_LINGER_MS * 1000000ull);
+        linger(c);
         return 0;
     }
     c->tls_setup = 0;
