@@ -5,6 +5,7 @@
  *                     [--threads N] [--delay-ms MS] [--drain-ms MS]
  *                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]
  *                      [--allow-plaintext]]
+ *                     [--auth-token-file FILE] [--allow-subject SUBJECT]...
  *
  * Serves Calculator.Add/Sub/Mul/Div on ADDR (default 127.0.0.1:8080; port
  * 0 picks a free one) and prints "listening on ADDR" once ready.  With
@@ -14,7 +15,9 @@
  * or SIGTERM stops it gracefully; a second signal stops it at once.
  * --tls-cert/--tls-key serve TLS (plaintext is refused unless
  * --allow-plaintext); --tls-client-ca requires client certificates signed
- * by that CA (mTLS).
+ * by that CA (mTLS).  --auth-token-file (one bearer token a line) and
+ * --allow-subject (a client certificate subject, "CN=a,O=b") make every
+ * call need one of them; others are answered "permission denied".
  */
 #include <pthread.h>
 #include <signal.h>
@@ -66,10 +69,12 @@ static tether_server *the_server;
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
-                    "                         [--threads N] [--delay-ms MS] [--drain-ms MS]\n"
-                    "                         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]\n"
-                    "                          [--allow-plaintext]]\n");
+    fprintf(stderr,
+            "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
+            "                         [--threads N] [--delay-ms MS] [--drain-ms MS]\n"
+            "                         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]\n"
+            "                          [--allow-plaintext]]\n"
+            "                         [--auth-token-file FILE] [--allow-subject SUBJECT]...\n");
     exit(2);
 }
 
@@ -79,6 +84,9 @@ main(int argc, char **argv)
     const char *listen = "127.0.0.1:8080";
     const char *registry_url = NULL;
     const char *name = "calculator";
+    const char *token_file = NULL;
+    const char *subjects[16];
+    size_t nsubjects = 0;
     tether_server_config cfg;
     tether_server_config_init(&cfg);
     for (int i = 1; i < argc; i++) {
@@ -103,6 +111,10 @@ main(int argc, char **argv)
             cfg.tls.require_client_cert = 1;
         } else if (strcmp(argv[i], "--allow-plaintext") == 0) {
             cfg.tls.allow_plaintext = 1;
+        } else if (strcmp(argv[i], "--auth-token-file") == 0 && i + 1 < argc) {
+            token_file = argv[++i];
+        } else if (strcmp(argv[i], "--allow-subject") == 0 && i + 1 < argc && nsubjects < 16) {
+            subjects[nsubjects++] = argv[++i];
         } else {
             usage();
         }
@@ -118,6 +130,33 @@ main(int argc, char **argv)
         slow[k].name = calculator_methods[k].name;
         slow[k].fn = do_slow;
         slow[k].flags = TETHER_METHOD_BLOCKING;
+    }
+    /* Tokens: read from a file (never the command line), one a line. */
+    char tokbuf[8192];
+    const char *tokens[64];
+    size_t ntokens = 0;
+    if (token_file != NULL) {
+        FILE *f = fopen(token_file, "r");
+        size_t n = f != NULL ? fread(tokbuf, 1, sizeof tokbuf - 1, f) : 0;
+        if (f == NULL) {
+            fprintf(stderr, "calculator-server: cannot read %s\n", token_file);
+            return 1;
+        }
+        fclose(f);
+        tokbuf[n] = '\0';
+        for (char *save = NULL, *t = strtok_r(tokbuf, "\r\n", &save); t != NULL && ntokens < 64;
+             t = strtok_r(NULL, "\r\n", &save)) {
+            tokens[ntokens++] = t;
+        }
+    }
+    if (ntokens > 0 || nsubjects > 0) {
+        tether_auth_config ac = {
+            .tokens = tokens, .ntokens = ntokens, .subjects = subjects, .nsubjects = nsubjects};
+        rc = tether_server_add_auth(the_server, &ac);
+        if (rc != TETHER_OK) {
+            fprintf(stderr, "calculator-server: auth: %s\n", tether_strerror(rc));
+            return 1;
+        }
     }
     rc = tether_server_add_service(the_server, &calculator__descriptor,
                                    delay_ms > 0 ? slow : calculator_methods, 4, NULL);

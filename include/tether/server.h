@@ -153,6 +153,45 @@ TETHER_API tether_err tether_server_add_interceptor(tether_server *srv,
                                                     const tether_server_interceptor *ic);
 
 /*
+ * tether_auth_config - who may call (tether_server_add_auth()).  A call is
+ * let through when any of these says yes:
+ *  tokens[0..ntokens-1]  bearer tokens: the call's metadata
+ *          "authorization" is "Bearer <token>" with one of them (clients
+ *          set it with tether_client_config.auth_token).  Compared in
+ *          constant time; copied; never logged.
+ *  subjects[0..nsubjects-1]  client certificate subjects, exactly as
+ *          tether_call_get_peer_subject() gives them ("CN=a,O=b"), for
+ *          servers with mTLS (tls.ca_file).  Copied.
+ *  check   the application's decision, asked when neither list matched:
+ *          token is the bearer token sent (NULL: none), subject the
+ *          verified certificate subject (NULL: none); TETHER_OK lets the
+ *          call through.  Runs on the I/O thread: must not block.  NULL:
+ *          none.
+ * Any other call is answered TETHER_EPERM ("rpc: permission denied: ...",
+ * the reason without the token).  gob and jsonrpc carry no metadata: their
+ * callers pass by certificate or by check alone.
+ */
+typedef struct tether_auth_config {
+    const char *const *tokens;
+    size_t ntokens;
+    const char *const *subjects;
+    size_t nsubjects;
+    tether_err (*check)(const tether_call *call, const char *token, const char *subject,
+                        void *arg);
+    void *check_arg;
+} tether_auth_config;
+
+/*
+ * tether_server_add_auth - check every call (every codec and method, the
+ * built-in _tether ones too) as cfg says, through an interceptor added to
+ * srv's chain at this point (see tether_server_add_interceptor()).  Once
+ * per server, before tether_server_start().  Errors: TETHER_EINVAL (NULL,
+ * nothing to accept by, an empty token), TETHER_EEXIST (added before),
+ * TETHER_ESTATE (started), TETHER_ELIMIT, TETHER_ENOMEM.
+ */
+TETHER_API tether_err tether_server_add_auth(tether_server *srv, const tether_auth_config *cfg);
+
+/*
  * tether_server_listen - bind and listen on addr, at once.  Accepted forms:
  * "host:port" (IPv4 or a name), "[v6addr]:port", ":port" (all IPv4
  * addresses), "unix:/path" (an existing socket file at path is replaced).

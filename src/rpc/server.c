@@ -764,5 +764,6 @@ tether_server_destroy(tether_server *srv)
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     tt_tls_ctx_unref(srv->tls);
+    tt_auth_free(srv->auth);
     tt_free(srv);
 }

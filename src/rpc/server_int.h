@@ -235,6 +235,7 @@ struct tether_server {
     tether_registration **regs; /* one per listener while registered */
     int notify_systemd;         /* send STOPPING=1 when the stop begins */
     tt_tls_ctx *tls;            /* cfg.tls loaded; NULL: plaintext only */
+    struct tt_auth *auth;       /* tether_server_add_auth() (auth.c); NULL: none */
     char errmsg[256];
 };
 
@@ -307,6 +308,10 @@ tt_srv_bump(_Atomic uint64_t *c)
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
 }
+
+/* auth.c: free what tether_server_add_auth() kept (NULL: no-op). */
+struct tt_auth;
+void tt_auth_free(struct tt_auth *a);
 
 /* describe_server.c: built-in methods every server serves (_tether.Describe). */
 tether_err tt_server_add_builtins(tether_server *srv);

@@ -68,6 +68,8 @@ mkdir -p "$C"
     ossl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj "/O=tether-test/CN=client-one"
     sign cli.csr ca 30 "" cli.crt
     sign cli.csr ca2 30 "" cli-other.crt
+    ossl req -newkey rsa:2048 -nodes -keyout clib.key -out clib.csr -subj "/O=tether-test/CN=client-two"
+    sign clib.csr ca 30 "" clib.crt
 )
 openssl x509 -in "$C/expired.crt" -noout -checkend 0 >/dev/null && {
     echo "FAIL: expired.crt is not expired"
@@ -221,6 +223,39 @@ start both2 "$BIN/interop-server" --tls-cert "$C/srv.crt" --tls-key "$C/srv.key"
 BOTH2=$(addr_of both2)
 "$GODIR/goclient" -addr "$BOTH2" -codec gob -tls-ca "$C/ca.crt" | tail -1
 "$GODIR/goclient" -addr "$BOTH2" -codec jsonrpc | tail -1
+
+echo "== auth: bearer tokens and certificate subjects"
+SECRET=tok-$RANDOM-$RANDOM-secret
+printf '%s\nanother-token\n' "$SECRET" >"$TMP/tokens"
+printf '%s\n' "$SECRET" >"$TMP/mytoken"
+start auth "$BIN/calculator-server" --listen 127.0.0.1:0 --auth-token-file "$TMP/tokens"
+AUTH=$(addr_of auth)
+expect_err "no token" "EPERM: rpc: permission denied: no bearer token" \
+    "$T" call "$AUTH" "${ADD[@]}"
+expect_err "wrong token" "EPERM: rpc: permission denied: the bearer token is not accepted" \
+    env TETHER_TOKEN=wrong-token "$T" call "$AUTH" "${ADD[@]}"
+expect_out "token from --token-file" 3 "$T" call "$AUTH" "${ADD[@]}" --token-file "$TMP/mytoken"
+expect_out "token from \$TETHER_TOKEN" 3 env TETHER_TOKEN="$SECRET" "$T" call "$AUTH" "${ADD[@]}" -v
+expect_err "jsonrpc carries no metadata, so no token" "permission denied" \
+    "$T" call "$AUTH" "${ADD[@]}" --codec jsonrpc --token-file "$TMP/mytoken"
+start mauth "$BIN/calculator-server" --listen 127.0.0.1:0 --tls-cert "$C/srv.crt" \
+    --tls-key "$C/srv.key" --tls-client-ca "$C/ca.crt" --allow-subject "CN=client-one,O=tether-test"
+MAUTH=$(addr_of mauth)
+for codec in native jsonrpc; do
+    expect_out "allowed certificate subject ($codec)" 3 "$T" call "$MAUTH" "${ADD[@]}" \
+        --codec $codec --tls --cacert "$C/ca.crt" --cert "$C/cli.crt" --key "$C/cli.key"
+done
+expect_err "another certificate subject" \
+    "EPERM: rpc: permission denied: the client certificate is not authorised" \
+    "$T" call "$MAUTH" "${ADD[@]}" --tls --cacert "$C/ca.crt" --cert "$C/clib.crt" --key "$C/clib.key"
+"$GODIR/goclient" -addr "$MAUTH" -codec jsonrpc -tls-ca "$C/ca.crt" -tls-cert "$C/cli.crt" \
+    -tls-key "$C/cli.key" -only-add
+for f in "$TMP"/*.out "$TMP"/*.err "$TMP"/e.out "$TMP"/o.err; do
+    if grep -q -- "$SECRET" "$f" 2>/dev/null; then
+        echo "FAIL: the token appears in $f"
+        FAILS=$((FAILS + 1))
+    fi
+done
 
 echo "== bad files are reported when the server starts"
 expect_err "missing certificate file" "tls: cannot load certificate $C/nope.crt" \

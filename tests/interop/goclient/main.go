@@ -345,8 +345,19 @@ func main() {
 	key := flag.String("tls-key", "", "client certificate's key")
 	name := flag.String("server-name", "", "name to verify (default: the address's host)")
 	expectFail := flag.Bool("expect-fail", false, "one call that must fail; prints Go's error")
+	onlyAdd := flag.Bool("only-add", false, "just Calculator.Add (servers without Codec)")
 	flag.Parse()
 	tlsSetup(*ca, *cert, *key, *name)
+	if *onlyAdd {
+		c := dial(*addr, *codec)
+		var r int
+		if err := c.Call("Calculator.Add", &Args{1, 2}, &r); err != nil || r != 3 {
+			fail("Add: %v %d", err, r)
+		}
+		c.Close()
+		fmt.Println("ok: Add")
+		return
+	}
 	if *expectFail {
 		// With TLS 1.3 a refused client certificate shows at the first
 		// read, not in tls.Dial: make one call either way.
