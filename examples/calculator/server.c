@@ -144,9 +144,14 @@ main(int argc, char **argv)
         }
         fclose(f);
         tokbuf[n] = '\0';
-        for (char *save = NULL, *t = strtok_r(tokbuf, "\r\n", &save); t != NULL && ntokens < 64;
-             t = strtok_r(NULL, "\r\n", &save)) {
-            tokens[ntokens++] = t;
+        for (char *t = tokbuf; *t != '\0' && ntokens < 64;) {
+            char *end = t + strcspn(t, "\r\n");
+            char next = *end;
+            *end = '\0';
+            if (end > t) {
+                tokens[ntokens++] = t;
+            }
+            t = next != '\0' ? end + 1 : end;
         }
     }
     if (ntokens > 0 || nsubjects > 0) {
