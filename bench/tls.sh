@@ -113,14 +113,20 @@ for run in $(seq 1 "$RUNS"); do
     say "  run $run done"
 done
 
-say "measuring the RSS of $IDLE_CONNS idle connections (3 runs each)"
+say "measuring the RSS of $IDLE_CONNS idle connections (3 runs each, a fresh server each)"
+# A fresh server per sample: one that served before has freed memory to
+# reuse, and its growth would understate what a connection costs.
 for run in 1 2 3; do
     for kind in plain tls; do
-        eval "pid=\$${kind}_PID addr=\$${kind}_ADDR"
+        tlsarg=() srvarg=()
+        if [ "$kind" = tls ]; then
+            tlsarg=(--tls-ca "$TMP/ca.crt")
+            srvarg=(--tls-cert "$TMP/srv.crt" --tls-key "$TMP/srv.key")
+        fi
+        start_server mem --threads 1 "${srvarg[@]}"
         # shellcheck disable=SC2154
+        pid=$mem_PID addr=$mem_ADDR
         r0=$(rss_kb "$pid")
-        tlsarg=()
-        [ "$kind" = tls ] && tlsarg=(--tls-ca "$TMP/ca.crt")
         "$BIN/tether-bench-conns" --addr "$addr" --count "$IDLE_CONNS" "${tlsarg[@]}" \
             >"$TMP/holder.out" 2>>"$TMP/client.err" &
         h=$!
@@ -131,13 +137,12 @@ for run in 1 2 3; do
         done
         sleep 0.5 # the server takes the last connections in
         r1=$(rss_kb "$pid")
-        kill $h 2>/dev/null
-        wait $h 2>/dev/null
         if grep -q RESULT "$TMP/holder.out"; then
             record "rss.$kind" "$(awk -v a="$r0" -v b="$r1" -v n="$IDLE_CONNS" \
-                'BEGIN { printf "%.1f", (b - a) * 1024 / n / 1024 }')"
+                'BEGIN { printf "%.1f", (b - a) / n }')"
         fi
-        sleep 1 # the server closes them
+        kill $h "$pid" 2>/dev/null
+        wait $h "$pid" 2>/dev/null
     done
 done
 
