@@ -319,10 +319,18 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
     openssl x509 -req -in "$TMP/client.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" \
         -CAcreateserial -out "$TMP/client.pem" -days 2 >>"$TMP/openssl.log" 2>&1 ||
     fail "openssl (client certificate): $(tail -n 5 "$TMP/openssl.log")"
+# etcd's HTTP gateway calls its own gRPC port with the server certificate
+# as its client certificate: under --client-cert-auth that one must be
+# good for clientAuth too.
+printf '%s\n' subjectAltName=IP:127.0.0.1 extendedKeyUsage=serverAuth,clientAuth \
+    basicConstraints=CA:FALSE >"$TMP/server2.ext"
+openssl x509 -req -in "$TMP/server.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" -CAcreateserial \
+    -out "$TMP/server2.pem" -days 2 -extfile "$TMP/server2.ext" >>"$TMP/openssl.log" 2>&1 ||
+    fail "openssl (server certificate): $(tail -n 5 "$TMP/openssl.log")"
 M=$(free_port)
 MPEER=$(free_port)
 etcd --name m1 --data-dir "$TMP/data3" \
-    --cert-file "$TMP/server.pem" --key-file "$TMP/server.key" \
+    --cert-file "$TMP/server2.pem" --key-file "$TMP/server.key" \
     --client-cert-auth --trusted-ca-file "$TMP/ca.pem" \
     --listen-client-urls "https://127.0.0.1:$M" --advertise-client-urls "https://127.0.0.1:$M" \
     --listen-peer-urls "http://127.0.0.1:$MPEER" \
