@@ -154,7 +154,8 @@ stat() { # key -> "median (min-max)" or "-"
     fi
     grep '[0-9]' "$f" | sort -g | awk '{ v[NR] = $1 } END {
         m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%.6g (%.6g-%.6g)", m, v[1], v[NR] }'
+        f = (v[NR] >= 1000) ? "%.0f (%.0f-%.0f)" : "%.3g (%.3g-%.3g)"
+        printf f, m, v[1], v[NR] }'
 }
 median() {
     grep '[0-9]' "$TMP/s.$1" 2>/dev/null | sort -g |
