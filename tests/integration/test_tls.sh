@@ -210,6 +210,18 @@ PLAIN=$(addr_of plain)
 expect_err "TLS to a plaintext port" "tls: handshake failed" \
     "$T" call "$PLAIN" "${ADD[@]}" --tls --cacert "$C/ca.crt"
 
+echo "== by service name (local: registry): every instance verified by its IP"
+mkdir -p "$TMP/reg"
+start named "$BIN/calculator-server" --listen 127.0.0.1:0 --registry "local:$TMP/reg" \
+    --name tcalc --tls-cert "$C/srv.crt" --tls-key "$C/srv.key"
+addr_of named >/dev/null
+expect_out "by name over TLS" 3 "$T" call tcalc "${ADD[@]}" --registry "local:$TMP/reg" --tls \
+    --cacert "$C/ca.crt"
+expect_err "by name, wrong CA (retried until the deadline)" \
+    "certificate verify failed: unable to get local issuer certificate" \
+    "$T" call tcalc "${ADD[@]}" --registry "local:$TMP/reg" --tls --cacert "$C/ca2.crt" \
+    --timeout 1500
+
 echo "== plaintext and TLS on one port (--allow-plaintext)"
 start both "$BIN/calculator-server" --listen 127.0.0.1:0 --tls-cert "$C/srv.crt" \
     --tls-key "$C/srv.key" --allow-plaintext
