@@ -30,10 +30,10 @@
  *       client), counts the allocations made in between.  The RESULT line
  *       then carries window_calls, the number of calls in that window.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <fcntl.h>
 
 #include "bench_util.h"
 #include "calculator.pb-c.h"
@@ -69,6 +69,39 @@ make_client(const char *addr, tether_client **c)
         tether_registry_close(reg);
     }
     return err;
+}
+
+/* --mode connect: new connections per second, one after another (each a
+ * tether_client_create, which connects, handshakes with TLS, and one call
+ * so the server has taken the connection), for S seconds. */
+static int check_reply(const ProtobufCMessage *msg);
+
+static int
+run_connect(const char *addr, double seconds)
+{
+    uint64_t end = bench_now_ns() + (uint64_t)(seconds * 1e9);
+    uint64_t t0 = bench_now_ns();
+    long n = 0;
+    while (bench_now_ns() < end) {
+        tether_client *c = NULL;
+        tether_err err = make_client(addr, &c);
+        ProtobufCMessage *reply = NULL;
+        if (err == TETHER_OK) {
+            err =
+                tether_client_call(c, BENCH_METHOD, &add_args.base,
+                                   &google__protobuf__int64_value__descriptor, &reply, NULL, NULL);
+        }
+        if (err != TETHER_OK || !check_reply(reply)) {
+            fprintf(stderr, "tether-bench-client: connect %s: %s\n", addr, tether_strerror(err));
+            return 1;
+        }
+        tether_msg_free(reply);
+        tether_client_destroy(c);
+        n++;
+    }
+    double s = (double)(bench_now_ns() - t0) / 1e9;
+    printf("RESULT conns_per_s=%.0f conns=%ld\n", (double)n / s, n);
+    return 0;
 }
 
 #define MAX_CTL 2
@@ -120,9 +153,9 @@ run_seq(tether_client *c, long calls, long warmup)
         ProtobufCMessage *reply = NULL;
         char *errtext = NULL;
         uint64_t t0 = bench_now_ns();
-        tether_err err =
-            tether_client_call(c, BENCH_METHOD, &add_args.base,
-                               &google__protobuf__int64_value__descriptor, &reply, opts_p, &errtext);
+        tether_err err = tether_client_call(c, BENCH_METHOD, &add_args.base,
+                                            &google__protobuf__int64_value__descriptor, &reply,
+                                            opts_p, &errtext);
         uint64_t t1 = bench_now_ns();
         if (err != TETHER_OK || !check_reply(reply)) {
             fprintf(stderr, "tether-bench-client: call %ld: %s%s%s\n", i, tether_strerror(err),
@@ -271,7 +304,9 @@ usage(void)
             "usage: tether-bench-client --addr HOST:PORT --mode seq [--calls N] [--warmup N]\n"
             "       tether-bench-client --addr HOST:PORT --mode pipe [--conns C] [--depth D]\n"
             "                           [--seconds S] [--warmup-ms W]\n"
-            "       either mode: [--codec native|gob|jsonrpc] [--meta N] [--by-name 1]\n"
+            "       tether-bench-client --addr HOST:PORT --mode connect [--seconds S]\n"
+            "       any mode: [--codec native|gob|jsonrpc] [--meta N] [--by-name 1]\n"
+            "                 [--tls-ca CA.pem] (TLS, verifying the server against CA.pem)\n"
             "                    [--ctl FIFO]... (allocation counting, see\n"
             "                    bench/README.md)\n");
 }
@@ -290,14 +325,17 @@ main(int argc, char **argv)
         }
         if (strcmp(k, "--ctl") == 0 && n_ctl < MAX_CTL) {
             ctl_paths[n_ctl++] = v;
-        } else if (strcmp(k, "--codec") == 0 && (strcmp(v, "native") == 0 ||
-                                                  strcmp(v, "gob") == 0 ||
-                                                  strcmp(v, "jsonrpc") == 0)) {
+        } else if (strcmp(k, "--codec") == 0 &&
+                   (strcmp(v, "native") == 0 || strcmp(v, "gob") == 0 ||
+                    strcmp(v, "jsonrpc") == 0)) {
             client_cfg.codec = strcmp(v, "gob") == 0       ? TETHER_CODEC_GOB
                                : strcmp(v, "jsonrpc") == 0 ? TETHER_CODEC_JSONRPC
                                                            : TETHER_CODEC_NATIVE;
         } else if (strcmp(k, "--probe-ms") == 0) {
             client_cfg.probe_ms = strcmp(v, "off") == 0 ? TETHER_OFF : (uint32_t)atoi(v);
+        } else if (strcmp(k, "--tls-ca") == 0) {
+            client_cfg.tls.enable = 1;
+            client_cfg.tls.ca_file = v;
         } else if (strcmp(k, "--by-name") == 0) {
             by_name = strcmp(v, "0") != 0;
         } else if (strcmp(k, "--meta") == 0 && strtol(v, NULL, 10) >= 0 &&
@@ -342,6 +380,9 @@ main(int argc, char **argv)
         return 1;
     }
 
+    if (strcmp(o.mode, "connect") == 0) {
+        return run_connect(o.addr, o.seconds);
+    }
     if (strcmp(o.mode, "pipe") == 0) {
         return run_pipe(o.addr, o.conns, o.depth, o.seconds, o.warmup_ms);
     }

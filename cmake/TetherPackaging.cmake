@@ -47,7 +47,8 @@ set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
-# Run-time Depends come from dpkg-shlibdeps (Debian: dpkg-dev); the
+# Run-time Depends come from dpkg-shlibdeps (Debian: dpkg-dev; libssl3
+# for TLS comes in that way); the
 # component dependencies above add "libtether0 (= version)".
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
@@ -71,7 +72,7 @@ set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_DESCRIPTION "tether RPC library (headers, static library, pkg-config and CMake files)")
 # What tether.pc and tetherConfig.cmake look for, and the protoc-c rule.
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libprotobuf-c-dev, libjansson-dev, protobuf-c-compiler, pkg-config")
+    "libprotobuf-c-dev, libjansson-dev, libssl-dev, protobuf-c-compiler, pkg-config")
 
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME tether-tools)
 set(CPACK_DEBIAN_TOOLS_DESCRIPTION "tether RPC command-line tool (call, list, watch)")

@@ -2,8 +2,11 @@
  * calculator-server - the Go net/rpc calculator, served by tether.
  *
  *   calculator-server [--listen ADDR] [--registry URL] [--name NAME]
- *                     [--threads N] [--delay-ms MS] [--drain-ms MS] [--stall-ms MS]
- *                     [--metrics HOST:PORT]
+ *                     [--advertise HOST:PORT] [--threads N] [--delay-ms MS]
+ *                     [--drain-ms MS] [--stall-ms MS] [--metrics HOST:PORT]
+ *                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]
+ *                      [--allow-plaintext]]
+ *                     [--auth-token-file FILE] [--allow-subject SUBJECT]...
  *
  * Serves Calculator.Add/Sub/Mul/Div on ADDR (default 127.0.0.1:8080; port
  * 0 picks a free one) and prints "listening on ADDR" once ready.  With
@@ -14,6 +17,11 @@
  * --metrics serves Prometheus metrics at http://HOST:PORT/metrics and a
  * status page at / (port 0 picks a free one; it prints "metrics on ADDR").
  * --stall-ms sets the serving watchdog (default 2000, 0: off).
+ * --tls-cert/--tls-key serve TLS (plaintext is refused unless
+ * --allow-plaintext); --tls-client-ca requires client certificates signed
+ * by that CA (mTLS).  --auth-token-file (one bearer token a line) and
+ * --allow-subject (a client certificate subject, "CN=a,O=b") make every
+ * call need one of them; others are answered "permission denied".
  */
 #include <pthread.h>
 #include <signal.h>
@@ -66,10 +74,14 @@ static tether_server *the_server;
 static void
 usage(void)
 {
-    fprintf(stderr, "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
-                    "                         [--advertise HOST:PORT] [--threads N]\n"
-                    "                         [--delay-ms MS] [--drain-ms MS] [--stall-ms MS]\n"
-                    "                         [--metrics HOST:PORT]\n");
+    fprintf(stderr,
+            "usage: calculator-server [--listen ADDR] [--registry URL] [--name NAME]\n"
+            "                         [--advertise HOST:PORT] [--threads N]\n"
+            "                         [--delay-ms MS] [--drain-ms MS] [--stall-ms MS]\n"
+            "                         [--metrics HOST:PORT]\n"
+            "                         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]\n"
+            "                          [--allow-plaintext]]\n"
+            "                         [--auth-token-file FILE] [--allow-subject SUBJECT]...\n");
     exit(2);
 }
 
@@ -80,6 +92,9 @@ main(int argc, char **argv)
     const char *registry_url = NULL;
     const char *name = "calculator";
     const char *advertise = NULL;
+    const char *token_file = NULL;
+    const char *subjects[16];
+    size_t nsubjects = 0;
     tether_server_config cfg;
     tether_server_config_init(&cfg);
     for (int i = 1; i < argc; i++) {
@@ -101,6 +116,19 @@ main(int argc, char **argv)
             cfg.stall_ms = (uint32_t)strtoul(argv[++i], NULL, 10); /* 0: no watchdog */
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             cfg.io_threads = (int)strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            cfg.tls.cert_file = argv[++i];
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            cfg.tls.key_file = argv[++i];
+        } else if (strcmp(argv[i], "--tls-client-ca") == 0 && i + 1 < argc) {
+            cfg.tls.ca_file = argv[++i];
+            cfg.tls.require_client_cert = 1;
+        } else if (strcmp(argv[i], "--allow-plaintext") == 0) {
+            cfg.tls.allow_plaintext = 1;
+        } else if (strcmp(argv[i], "--auth-token-file") == 0 && i + 1 < argc) {
+            token_file = argv[++i];
+        } else if (strcmp(argv[i], "--allow-subject") == 0 && i + 1 < argc && nsubjects < 16) {
+            subjects[nsubjects++] = argv[++i];
         } else {
             usage();
         }
@@ -116,6 +144,38 @@ main(int argc, char **argv)
         slow[k].name = calculator_methods[k].name;
         slow[k].fn = do_slow;
         slow[k].flags = TETHER_METHOD_BLOCKING;
+    }
+    /* Tokens: read from a file (never the command line), one a line. */
+    char tokbuf[8192];
+    const char *tokens[64];
+    size_t ntokens = 0;
+    if (token_file != NULL) {
+        FILE *f = fopen(token_file, "r");
+        size_t n = f != NULL ? fread(tokbuf, 1, sizeof tokbuf - 1, f) : 0;
+        if (f == NULL) {
+            fprintf(stderr, "calculator-server: cannot read %s\n", token_file);
+            return 1;
+        }
+        fclose(f);
+        tokbuf[n] = '\0';
+        for (char *t = tokbuf; *t != '\0' && ntokens < 64;) {
+            char *end = t + strcspn(t, "\r\n");
+            char next = *end;
+            *end = '\0';
+            if (end > t) {
+                tokens[ntokens++] = t;
+            }
+            t = next != '\0' ? end + 1 : end;
+        }
+    }
+    if (ntokens > 0 || nsubjects > 0) {
+        tether_auth_config ac = {
+            .tokens = tokens, .ntokens = ntokens, .subjects = subjects, .nsubjects = nsubjects};
+        rc = tether_server_add_auth(the_server, &ac);
+        if (rc != TETHER_OK) {
+            fprintf(stderr, "calculator-server: auth: %s\n", tether_strerror(rc));
+            return 1;
+        }
     }
     rc = tether_server_add_service(the_server, &calculator__descriptor,
                                    delay_ms > 0 ? slow : calculator_methods, 4, NULL);

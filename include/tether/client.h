@@ -21,6 +21,7 @@
 #include "tether/registry.h"
 #include "tether/service.h"
 #include "tether/tether.h"
+#include "tether/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -135,6 +136,16 @@ typedef struct tether_client_config {
      * percentile of the last 128 answered calls' latencies (no hedging
      * before 16 were answered). */
     uint32_t backup_ms;
+    /* TLS to every server (include/tether/tls.h): on with tls.enable; the
+     * files are loaded at creation.  Clients by service name verify each
+     * instance against tls.server_name, or else its address's IP.
+     * Default: all zero, plaintext. */
+    tether_tls_config tls;
+    /* A bearer token sent with every call as the metadata pair
+     * "authorization: Bearer <token>" (what tether_server_add_auth()
+     * checks); copied at creation, never logged.  NULL: none.  Counts as
+     * one of the 16 metadata pairs' room. */
+    const char *auth_token;
 } tether_client_config;
 
 /* A config value that turns a feature off (probe_ms, keepalive_ms,
@@ -162,7 +173,8 @@ TETHER_API tether_err tether_client_set_io_threads(unsigned n);
  * "unix:/path".  cfg may be NULL.  Connects before returning, so a bad or
  * unreachable address is reported here.  Errors: TETHER_EINVAL,
  * TETHER_EADDRINVAL, TETHER_ECONNREFUSED, TETHER_ETIMEDOUT, TETHER_ENOMEM,
- * TETHER_ESYSERR|errno.
+ * TETHER_ESYSERR|errno, TETHER_ETLS (a TLS file could not be loaded, or
+ * the handshake failed: the reason is logged at WARN).
  */
 TETHER_API tether_err tether_client_create(const char *addr, const tether_client_config *cfg,
                                            tether_client **out);

@@ -38,7 +38,7 @@ extern "C" {
 /* Codes counted one by one: 0 .. TETHER_METRICS_CODES-1 (every tether_err
  * of this version); any other code (TETHER_ESYSERR|errno) is counted in
  * calls_other. */
-#define TETHER_METRICS_CODES 28
+#define TETHER_METRICS_CODES 29
 
 /* tether_method_stats - the counters of one method. */
 typedef struct tether_method_stats {

@@ -25,6 +25,7 @@
 #include "tether/registry.h"
 #include "tether/service.h"
 #include "tether/tether.h"
+#include "tether/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,6 +87,10 @@ typedef struct tether_server_config {
      * NOT_SERVING, and stops systemd's WATCHDOG=1.  config_init writes
      * 2000; 0 turns the watchdog off. */
     uint32_t stall_ms;
+    /* TLS on every listener (include/tether/tls.h): on when tls.cert_file
+     * is set; the files are loaded by tether_server_create().  Default:
+     * all zero, plaintext only. */
+    tether_tls_config tls;
 } tether_server_config;
 
 /* A timeout of "never" where 0 means the default. */
@@ -99,7 +104,9 @@ TETHER_API void tether_server_config_init(tether_server_config *cfg);
 /*
  * tether_server_create - create a server.  cfg may be NULL (all defaults);
  * it is copied.  On success *out holds the server.  Errors: TETHER_EINVAL,
- * TETHER_ENOMEM, TETHER_ESYSERR|errno (eventfd creation failed).
+ * TETHER_ENOMEM, TETHER_ESYSERR|errno (eventfd creation failed),
+ * TETHER_ETLS (a TLS file could not be loaded; the reason is logged at
+ * WARN).
  */
 TETHER_API tether_err tether_server_create(const tether_server_config *cfg, tether_server **out);
 
@@ -162,6 +169,45 @@ typedef struct tether_server_interceptor {
  */
 TETHER_API tether_err tether_server_add_interceptor(tether_server *srv,
                                                     const tether_server_interceptor *ic);
+
+/*
+ * tether_auth_config - who may call (tether_server_add_auth()).  A call is
+ * let through when any of these says yes:
+ *  tokens[0..ntokens-1]  bearer tokens: the call's metadata
+ *          "authorization" is "Bearer <token>" with one of them (clients
+ *          set it with tether_client_config.auth_token).  Compared in
+ *          constant time; copied; never logged.
+ *  subjects[0..nsubjects-1]  client certificate subjects, exactly as
+ *          tether_call_get_peer_subject() gives them ("CN=a,O=b"), for
+ *          servers with mTLS (tls.ca_file).  Copied.
+ *  check   the application's decision, asked when neither list matched:
+ *          token is the bearer token sent (NULL: none), subject the
+ *          verified certificate subject (NULL: none); TETHER_OK lets the
+ *          call through.  Runs on the I/O thread: must not block.  NULL:
+ *          none.
+ * Any other call is answered TETHER_EPERM ("rpc: permission denied: ...",
+ * the reason without the token).  gob and jsonrpc carry no metadata: their
+ * callers pass by certificate or by check alone.
+ */
+typedef struct tether_auth_config {
+    const char *const *tokens;
+    size_t ntokens;
+    const char *const *subjects;
+    size_t nsubjects;
+    tether_err (*check)(const tether_call *call, const char *token, const char *subject,
+                        void *arg);
+    void *check_arg;
+} tether_auth_config;
+
+/*
+ * tether_server_add_auth - check every call (every codec and method, the
+ * built-in _tether ones too) as cfg says, through an interceptor added to
+ * srv's chain at this point (see tether_server_add_interceptor()).  Once
+ * per server, before tether_server_start().  Errors: TETHER_EINVAL (NULL,
+ * nothing to accept by, an empty token), TETHER_EEXIST (added before),
+ * TETHER_ESTATE (started), TETHER_ELIMIT, TETHER_ENOMEM.
+ */
+TETHER_API tether_err tether_server_add_auth(tether_server *srv, const tether_auth_config *cfg);
 
 /*
  * tether_server_listen - bind and listen on addr, at once.  Accepted forms:

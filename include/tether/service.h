@@ -169,6 +169,17 @@ TETHER_API tether_err tether_call_set_trailer(tether_call *call, const char *key
 TETHER_API tether_err tether_call_get_peer(const tether_call *call, char *buf, size_t len);
 
 /*
+ * tether_call_get_peer_subject - the subject of the certificate the caller
+ * presented and the server verified (mTLS: tls.ca_file set on the
+ * server), in RFC 2253 form ("CN=client1,O=Example"), into buf.  Safe in
+ * any handler or interceptor while the call is open.  Errors:
+ * TETHER_EINVAL, TETHER_ENOENT (plaintext, or no verified certificate),
+ * TETHER_EMSGSIZE (buf too small).
+ */
+TETHER_API tether_err tether_call_get_peer_subject(const tether_call *call, char *buf,
+                                                   size_t len);
+
+/*
  * tether_msg_free - free a message the library unpacked for the caller
  * (client replies).  NULL is a no-op.
  */

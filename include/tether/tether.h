@@ -61,7 +61,8 @@ extern "C" {
     X(ELEASE, 24, "registry lease lost")                                              \
     X(EAGAIN, 25, "try again")                                                        \
     X(EINTERNAL, 26, "internal error")                                                \
-    X(EPERM, 27, "permission denied")
+    X(EPERM, 27, "permission denied")                                                 \
+    X(ETLS, 28, "TLS handshake or certificate verification failed")
 
 /* tether_err - every error the library returns.  OS errors that have no
  * better mapping are returned as (TETHER_ESYSERR | errno). */

@@ -14,6 +14,7 @@
 #include "codec/native/frame.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/log.h"
 #include "net/loop_pool.h"
 #include "rpc/client_int.h"
 
@@ -70,6 +71,10 @@ config_resolve(tether_client_config *dst, const tether_client_config *cfg)
     }
     dst->balance = cfg->balance;
     dst->codec = cfg->codec;
+    /* Strings are copied by tt_client_init (server_name, auth_token) or
+     * read once (the TLS files); none are kept from the caller. */
+    dst->tls.enable = cfg->tls.enable;
+    dst->tls.min_version = cfg->tls.min_version;
 }
 
 void
@@ -79,6 +84,9 @@ tt_client_engine_liveness(const tether_client *c, tt_engine_config *ec)
     ec->probe_timeout_ms = c->cfg.probe_timeout_ms == TETHER_OFF ? 0 : c->cfg.probe_timeout_ms;
     ec->keepalive_ms = c->cfg.keepalive_ms == TETHER_OFF ? 0 : c->cfg.keepalive_ms;
 }
+/* The metadata pair that carries the bearer token (auth_token). */
+#define AUTH_KEY "authorization"
+#define AUTH_PREFIX "Bearer "
 
 tether_err
 tt_client_init(tether_client *c, const tt_client_ops *ops, const tether_client_config *cfg)
@@ -93,8 +101,25 @@ tt_client_init(tether_client *c, const tt_client_ops *ops, const tether_client_c
         (cfg->ninterceptors > 0 && cfg->interceptors == NULL)) {
         return TETHER_EINVAL;
     }
-    /* Metadata: one block holding the array and every string. */
-    size_t bytes = cfg->nmeta * sizeof(tether_meta);
+    if (cfg->tls.enable) {
+        char why[256];
+        tether_err rc = tt_tls_ctx_create(&cfg->tls, 0, &c->tls, why, sizeof why);
+        if (rc != TETHER_OK) {
+            tt_log(TETHER_LOG_WARN, "%s", why);
+            return rc;
+        }
+        if (cfg->tls.server_name != NULL &&
+            (c->server_name = tt_strdup(cfg->tls.server_name)) == NULL) {
+            return TETHER_ENOMEM;
+        }
+    }
+    /* Metadata: one block holding the array and every string; the bearer
+     * token, if any, is the last pair. */
+    size_t nmeta = cfg->nmeta + (cfg->auth_token != NULL);
+    size_t bytes = nmeta * sizeof(tether_meta);
+    if (cfg->auth_token != NULL) {
+        bytes += sizeof AUTH_KEY + sizeof AUTH_PREFIX + strlen(cfg->auth_token);
+    }
     for (size_t i = 0; i < cfg->nmeta; i++) {
         const tether_meta *m = &cfg->meta[i];
         if (m->key == NULL || m->key[0] == '\0' || m->value == NULL) {
@@ -102,12 +127,12 @@ tt_client_init(tether_client *c, const tt_client_ops *ops, const tether_client_c
         }
         bytes += strlen(m->key) + strlen(m->value) + 2;
     }
-    if (cfg->nmeta > 0) {
+    if (nmeta > 0) {
         c->meta_copy = tt_malloc(bytes);
         if (c->meta_copy == NULL) {
             return TETHER_ENOMEM;
         }
-        char *w = (char *)(c->meta_copy + cfg->nmeta);
+        char *w = (char *)(c->meta_copy + nmeta);
         for (size_t i = 0; i < cfg->nmeta; i++) {
             size_t kl = strlen(cfg->meta[i].key) + 1;
             size_t vl = strlen(cfg->meta[i].value) + 1;
@@ -117,9 +142,19 @@ tt_client_init(tether_client *c, const tt_client_ops *ops, const tether_client_c
             c->meta_copy[i].value = w + kl;
             w += kl + vl;
         }
+        if (cfg->auth_token != NULL) {
+            tether_meta *m = &c->meta_copy[cfg->nmeta];
+            memcpy(w, AUTH_KEY, sizeof AUTH_KEY);
+            m->key = w;
+            w += sizeof AUTH_KEY;
+            memcpy(w, AUTH_PREFIX, sizeof AUTH_PREFIX - 1);
+            memcpy(w + sizeof AUTH_PREFIX - 1, cfg->auth_token, strlen(cfg->auth_token) + 1);
+            m->value = w;
+        }
     }
     c->cfg.meta = c->meta_copy;
-    c->cfg.nmeta = cfg->nmeta;
+    c->cfg.nmeta = nmeta;
+    c->cfg.auth_token = NULL; /* it lives in meta_copy only */
     for (size_t i = 0; i < cfg->ninterceptors; i++) {
         c->ics[i] = cfg->interceptors[i];
     }
@@ -133,6 +168,10 @@ tt_client_fini(tether_client *c)
 {
     tt_free(c->meta_copy);
     c->meta_copy = NULL;
+    tt_tls_ctx_unref(c->tls);
+    c->tls = NULL;
+    tt_free(c->server_name);
+    c->server_name = NULL;
 }
 
 tether_err
@@ -224,9 +263,21 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
         rc = dc->base.codec != NULL ? tt_addr_parse(addr, &a) : TETHER_EINVAL;
     }
     if (rc == TETHER_OK) {
+        /* TLS by address: the certificate must carry the address's host
+         * (a name or an IP), unless a server_name was given. */
+        if (dc->base.tls != NULL && dc->base.server_name == NULL && addr[0] != '[' &&
+            strncmp(addr, "unix:", 5) != 0 && strrchr(addr, ':') != NULL &&
+            strrchr(addr, ':') != addr) {
+            dc->base.server_name = tt_strndup(addr, (size_t)(strrchr(addr, ':') - addr));
+            rc = dc->base.server_name != NULL ? TETHER_OK : TETHER_ENOMEM;
+        }
+    }
+    if (rc == TETHER_OK) {
         tt_engine_config ec = {.ops = dc->base.codec,
                                .max_frame = dc->base.cfg.max_frame_size,
-                               .connect_timeout_ms = dc->base.cfg.connect_timeout_ms};
+                               .connect_timeout_ms = dc->base.cfg.connect_timeout_ms,
+                               .tls = dc->base.tls,
+                               .server_name = dc->base.server_name};
         tt_client_engine_liveness(&dc->base, &ec);
         rc = tt_engine_create(&a, &ec, &dc->e);
     }

@@ -38,6 +38,8 @@ struct tether_client {
     const tt_codec_ops *codec;
     tether_meta *meta_copy; /* one block: the array, then the strings */
     tether_client_interceptor ics[TT_CLIENT_MAX_EXTRAS];
+    tt_tls_ctx *tls;   /* cfg.tls loaded (NULL: plaintext); engines take references */
+    char *server_name; /* cfg.tls.server_name copied (NULL: each address's host) */
 };
 
 /* tt_client_init - fill the shared part of a new client: cfg resolved

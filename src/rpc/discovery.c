@@ -237,7 +237,9 @@ ep_new(struct tt_disc *d, const char *id, const tether_instance *inst)
                                .on_state = on_ep_state,
                                .on_probe = on_ep_probe,
                                .unsent_again = 1,
-                               .state_arg = e};
+                               .state_arg = e,
+                               .tls = d->base.tls,
+                               .server_name = d->base.server_name};
         tt_client_engine_liveness(&d->base, &ec);
         rc = tt_engine_create(&e->sa, &ec, &e->eng);
     }

@@ -153,6 +153,7 @@ struct tt_engine {
     tt_task t_detach, t_final;
     int detached;
     pthread_cond_t cv; /* nsync reached 0, detached, connect ended */
+    tt_tls *tls;       /* TLS session (cfg.tls set), from connect to close */
 };
 
 static void close_locked(tt_engine *e, tether_err why);
@@ -375,8 +376,9 @@ flush_locked(tt_engine *e)
         return; /* sent when the connect completes */
     }
     while (e->fd >= 0 && tt_buf_size(&e->out) > 0) {
-        ssize_t n =
-            send(e->fd, tt_buf_head(&e->out), tt_buf_size(&e->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = e->tls != NULL ? tt_tls_write(e->tls, tt_buf_head(&e->out), tt_buf_size(&e->out))
+                                   : send(e->fd, tt_buf_head(&e->out), tt_buf_size(&e->out),
+                                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             tt_buf_consume(&e->out, (size_t)n);
             e->sent_total += (uint64_t)n;
@@ -444,10 +446,16 @@ close_locked(tt_engine *e, tether_err why)
         why = TETHER_ECLOSED;
     }
     e->conn_err = TETHER_OK;
+    if (why == TETHER_ETLS) {
+        /* TLS 1.3: a refused client certificate shows after the connect. */
+        e->connect_err = why;
+    }
     if (e->fd >= 0) {
         if (e->registered) {
             tt_loop_del(e->loop, &e->io);
         }
+        tt_tls_free(e->tls);
+        e->tls = NULL;
         close(e->fd);
     }
     e->fd = -1;
@@ -527,7 +535,7 @@ states_reset(tt_engine *e)
 static void
 ready_locked(tt_engine *e)
 {
-    int fl = fcntl(e->fd, F_GETFL);
+    int fl = e->tls == NULL ? fcntl(e->fd, F_GETFL) : -1; /* TLS stays non-blocking */
     if (fl >= 0) {
         fcntl(e->fd, F_SETFL, fl & ~O_NONBLOCK);
     }
@@ -571,7 +579,7 @@ connect_start_locked(tt_engine *e)
     e->registered = 0;
     e->armed = 0;
     atomic_store_explicit(&e->goaway, 0, memory_order_relaxed);
-    if (!in_progress) {
+    if (!in_progress && e->cfg.tls == NULL) {
         ready_locked(e);
         return TETHER_OK;
     }
@@ -841,13 +849,16 @@ read_some(tt_engine *e, pending *me, int *got, int block)
     }
     ssize_t n;
     do {
-        n = recv(e->fd, dst, space, block ? 0 : MSG_DONTWAIT);
+        n = e->tls != NULL ? tt_tls_read(e->tls, dst, space)
+                           : recv(e->fd, dst, space, block ? 0 : MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
     if (n == 0) {
         return TETHER_ECONNRESET;
     }
     if (n < 0) {
-        return errno == EAGAIN || errno == EWOULDBLOCK ? TETHER_OK : TETHER_ECONNRESET;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? TETHER_OK
+               : errno == EPROTO                       ? TETHER_ETLS
+                                                       : TETHER_ECONNRESET;
     }
     *got = (size_t)n == space ? 2 : 1;
     if (e->cfg.probe_ms != 0) {
@@ -1099,6 +1110,38 @@ on_pong(tt_engine *e, uint64_t seq)
     }
 }
 
+/* TLS: one step of the handshake once TCP is connected.  TETHER_OK when it
+ * is done, TETHER_EAGAIN while it waits for the socket, else the error
+ * (tls.c logged why). */
+static tether_err
+tls_step_locked(tt_engine *e)
+{
+    if (e->tls == NULL) {
+        char name[TT_ADDR_STRLEN];
+        const char *n = e->cfg.server_name;
+        if (n == NULL && e->addr.ss.ss_family != AF_UNIX &&
+            tt_addr_format(&e->addr, name, sizeof name) == TETHER_OK) {
+            /* "1.2.3.4:port" or "[v6]:port": the certificate must name the IP. */
+            char *colon = strrchr(name, ':');
+            *colon = '\0';
+            n = name[0] == '[' ? name + 1 : name;
+            if (name[0] == '[') {
+                name[strlen(name) - 1] = '\0';
+            }
+        }
+        tether_err rc = tt_tls_new(e->cfg.tls, e->fd, n, 1, &e->tls);
+        if (rc != TETHER_OK) {
+            return rc;
+        }
+    }
+    int h = tt_tls_handshake(e->tls);
+    if (h == TT_TLS_WANT_READ || h == TT_TLS_WANT_WRITE) {
+        set_events_locked(e, h == TT_TLS_WANT_WRITE ? TT_EV_WRITE : TT_EV_READ);
+        return TETHER_EAGAIN;
+    }
+    return h == TT_TLS_DONE ? TETHER_OK : TETHER_ETLS;
+}
+
 static void
 on_fd(tt_io *io, unsigned events)
 {
@@ -1107,7 +1150,11 @@ on_fd(tt_io *io, unsigned events)
     if (e->fd >= 0 &&
         atomic_load_explicit(&e->state, memory_order_relaxed) == TT_ENGINE_CONNECTING) {
         /* The background connect ended, one way or the other. */
-        tether_err rc = tt_sock_connect_result(e->fd);
+        tether_err rc = e->tls != NULL ? TETHER_OK : tt_sock_connect_result(e->fd);
+        if (rc == TETHER_OK && e->cfg.tls != NULL && (rc = tls_step_locked(e)) == TETHER_EAGAIN) {
+            pthread_mutex_unlock(&e->mu); /* the handshake goes on */
+            return;
+        }
         if (rc == TETHER_OK) {
             ready_locked(e);
         } else {
@@ -1183,6 +1230,9 @@ tt_engine_create(const tt_addr *addr, const tt_engine_config *cfg, tt_engine **o
     }
     e->cfg = *cfg;
     e->ops = cfg->ops;
+    if (cfg->tls != NULL) {
+        tt_tls_ctx_ref(cfg->tls);
+    }
     e->addr = *addr;
     e->fd = -1;
     e->io.fd = -1;
@@ -1191,12 +1241,14 @@ tt_engine_create(const tt_addr *addr, const tt_engine_config *cfg, tt_engine **o
     e->nbuckets = MIN_BUCKETS;
     e->buckets = tt_calloc(MIN_BUCKETS, sizeof *e->buckets);
     if (e->buckets == NULL) {
+        tt_tls_ctx_unref(cfg->tls);
         tt_free(e);
         return TETHER_ENOMEM;
     }
     tether_err rc = tt_loop_pool_acquire(&e->loop);
     if (rc != TETHER_OK) {
         tt_free(e->buckets);
+        tt_tls_ctx_unref(cfg->tls);
         tt_free(e);
         return rc;
     }
@@ -1349,6 +1401,7 @@ engine_free(tt_engine *e)
     tt_buf_free(&e->out);
     tt_buf_free(&e->in);
     tt_free(e->buckets);
+    tt_tls_ctx_unref(e->cfg.tls);
     tt_loop *l = e->loop;
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
@@ -1553,7 +1606,7 @@ static void
 sync_read_locked(tt_engine *e, pending *p, uint64_t deadline, uint32_t timeout_ms)
 {
     tether_err brk = TETHER_OK;
-    int use_poll = 0;
+    int use_poll = e->tls != NULL; /* OpenSSL reads never block: poll first */
     uint32_t rcvtimeo = 0;
     while (!p->done && brk == TETHER_OK) {
         if (e->fd < 0 || e->broken) {
@@ -1580,7 +1633,7 @@ sync_read_locked(tt_engine *e, pending *p, uint64_t deadline, uint32_t timeout_m
             }
         } else {
             struct pollfd pfd = {.fd = fd, .events = POLLIN};
-            r = poll(&pfd, 1, wait_ms);
+            r = e->tls != NULL && tt_tls_pending(e->tls) ? 1 : poll(&pfd, 1, wait_ms);
             if (r > 0) {
                 brk = read_some(e, p, &got, 0);
             } else if (r < 0 && errno != EINTR) {

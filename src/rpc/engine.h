@@ -25,6 +25,7 @@
 
 #include "codec/codec.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "tether/client.h"
 
 typedef struct tt_engine tt_engine;
@@ -57,6 +58,13 @@ typedef struct tt_engine_config {
      * connection was closed) or the probe's connect failed; no engine lock
      * held, on the loop thread or the thread reading.  May be NULL. */
     void (*on_probe)(tt_engine *e, int ok, void *arg);
+    /* TLS: the client's context (NULL: plaintext; the engine takes a
+     * reference) and the name the server's certificate must carry (NULL:
+     * the address's IP; must outlive the engine).  The handshake is part
+     * of the connect (and of connect_timeout_ms); the synchronous fast
+     * path polls and reads through OpenSSL instead of a blocking recv(). */
+    tt_tls_ctx *tls;
+    const char *server_name;
 } tt_engine_config;
 
 /* One call's request: typed (msg) or bytes (data, len), and what the

@@ -123,8 +123,24 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
             srv->cfg.max_metadata_size = cfg->max_metadata_size;
         }
     }
+    /* TLS: the files are read now, so a bad one fails here; the strings
+     * are not kept. */
+    memset(&srv->cfg.tls, 0, sizeof srv->cfg.tls);
+    if (cfg != NULL && (cfg->tls.cert_file != NULL || cfg->tls.key_file != NULL ||
+                        cfg->tls.ca_file != NULL)) {
+        tether_err rc = tt_tls_ctx_create(&cfg->tls, 1, &srv->tls, srv->errmsg, sizeof srv->errmsg);
+        if (rc != TETHER_OK) {
+            tt_log(TETHER_LOG_WARN, "%s", srv->errmsg);
+            tt_free(srv);
+            return rc;
+        }
+        srv->cfg.tls.require_client_cert = cfg->tls.require_client_cert;
+        srv->cfg.tls.allow_plaintext = cfg->tls.allow_plaintext;
+        srv->cfg.tls.min_version = cfg->tls.min_version;
+    }
     if (srv->cfg.max_frame_size < TT_FRAME_HDR + TT_FRAME_MAX_NAME || srv->cfg.io_threads > 256 ||
         srv->cfg.max_metadata_size > TT_CTX_MAX) {
+        tt_tls_ctx_unref(srv->tls);
         tt_free(srv);
         return TETHER_EINVAL;
     }
@@ -136,6 +152,7 @@ tether_server_create(const tether_server_config *cfg, tether_server **out)
     atomic_store(&srv->app_serving, 1);
     srv->g = tt_calloc(1, sizeof *srv->g);
     if (srv->g == NULL) {
+        tt_tls_ctx_unref(srv->tls);
         tt_free(srv);
         return TETHER_ENOMEM;
     }
@@ -776,5 +793,7 @@ tether_server_destroy(tether_server *srv)
     }
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
+    tt_tls_ctx_unref(srv->tls);
+    tt_auth_free(srv->auth);
     tt_free(srv);
 }

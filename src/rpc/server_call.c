@@ -596,6 +596,25 @@ tether_call_get_peer(const tether_call *call, char *buf, size_t len)
     return tt_addr_format(a, buf, len);
 }
 
+tether_err
+tether_call_get_peer_subject(const tether_call *call, char *buf, size_t len)
+{
+    if (call == NULL || buf == NULL) {
+        return TETHER_EINVAL;
+    }
+    /* Set once at the handshake, before any call: immutable after. */
+    const char *s = call->c->peer_subject;
+    if (s == NULL) {
+        return TETHER_ENOENT;
+    }
+    size_t n = strlen(s);
+    if (n >= len) {
+        return TETHER_EMSGSIZE;
+    }
+    memcpy(buf, s, n + 1);
+    return TETHER_OK;
+}
+
 /* A blocking handler runs on a worker thread. */
 static void
 run_on_worker(tt_task *task)

@@ -11,6 +11,13 @@
  * into the thread's scratch buffer, each is decoded in place and started
  * (server_call.c), its answer encoded straight into the connection's
  * output; after the batch one send() per connection carries all answers.
+ *
+ * TLS (net/tls.c) sits under all of it: with a certificate configured, a
+ * connection's first bytes are peeked before anything else.  A ClientHello
+ * gets a TLS session and its handshake, and from then on the same
+ * pipeline runs on the decrypted bytes (the codec probe included); any
+ * other first bytes are plaintext, served only if the server allows it.
+ * A plaintext connection's cost is a test of c->tls per read and send.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -51,6 +58,22 @@ static const tt_codec_ops *const codecs[] = {&tt_codec_native, &tt_codec_jsonrpc
 TT_THREAD_LOCAL iothr *tt_srv_tls;
 
 static void in_release(conn *c);
+static void partial_begin(conn *c);
+static void tls_read(conn *c);
+
+/* recv() and send() on c, through TLS when c has a session. */
+static inline ssize_t
+conn_recv(conn *c, void *buf, size_t n)
+{
+    return c->tls == NULL ? recv(c->io.fd, buf, n, 0) : tt_tls_read(c->tls, buf, n);
+}
+
+static inline ssize_t
+conn_send(conn *c, const void *buf, size_t n, int flags)
+{
+    return c->tls == NULL ? send(c->io.fd, buf, n, MSG_NOSIGNAL | flags)
+                          : tt_tls_write(c->tls, buf, n);
+}
 
 /* Tell the control thread this I/O thread has no call left (draining). */
 void
@@ -117,7 +140,7 @@ update_events(conn *c)
     if (!c->paused && !c->starved) {
         ev |= TT_EV_READ;
     }
-    if (tt_buf_size(&c->out) > 0) {
+    if (tt_buf_size(&c->out) > 0 || (c->tls != NULL && tt_tls_wants_write(c->tls))) {
         ev |= TT_EV_WRITE;
     }
     tt_loop_mod(&c->t->loop, &c->io, ev);
@@ -127,7 +150,7 @@ static void
 conn_flush(conn *c)
 {
     while (tt_buf_size(&c->out) > 0) {
-        ssize_t n = send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out), MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, tt_buf_head(&c->out), tt_buf_size(&c->out), 0);
         if (n > 0) {
             tt_buf_consume(&c->out, (size_t)n);
             continue;
@@ -149,6 +172,11 @@ conn_flush(conn *c)
         c->paused = 1;
     } else if (c->paused && left < OUT_LOW) {
         c->paused = 0;
+        update_events(c);
+        if (c->tls != NULL && !c->starved && tt_tls_pending(c->tls)) {
+            tls_read(c); /* decrypted bytes the poller does not know of */
+        }
+        return;
     }
     update_events(c);
 }
@@ -171,6 +199,7 @@ conn_free(conn *c)
 {
     tt_srv_buf_release(c->t, &c->in);
     tt_srv_buf_release(c->t, &c->out);
+    tt_free(c->peer_subject);
     tt_free(c);
 }
 
@@ -202,6 +231,8 @@ tt_srv_conn_close(conn *c)
         tt_srv_call_cancel_notify(call, TETHER_ECANCELED);
     }
     tt_loop_del(&t->loop, &c->io);
+    tt_tls_free(c->tls); /* its close_notify goes before the close */
+    c->tls = NULL;
     close(c->io.fd);
     c->io.fd = -1;
     TT_DLIST_REMOVE(&t->conns, c);
@@ -256,8 +287,7 @@ tt_srv_conn_fail(conn *c, tether_err code, const char *why)
         c->codec->encode_conn_error(c->cstate, &c->out, code, why);
     }
     if (tt_buf_size(&c->out) > 0) {
-        ssize_t n =
-            send(c->io.fd, tt_buf_head(&c->out), tt_buf_size(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = conn_send(c, tt_buf_head(&c->out), tt_buf_size(&c->out), MSG_DONTWAIT);
         (void)n;
     }
     tt_srv_conn_close(c);
@@ -299,7 +329,11 @@ pick_codec(conn *c, const uint8_t *p, size_t n)
         if (undecided && n < PROBE_MAX) {
             return 0;
         }
-        tt_srv_conn_fail(c, TETHER_EPROTO, "rpc: unknown protocol (not tether, gob or jsonrpc)");
+        tt_srv_conn_fail(c, TETHER_EPROTO,
+                         c->tls == NULL && tt_tls_detect(p, n)
+                             ? "rpc: a TLS connection, but this server has no TLS certificate "
+                               "configured"
+                             : "rpc: unknown protocol (not tether, gob or jsonrpc)");
         return -1;
     }
     void *st = tt_calloc(1, pick->state_size);
@@ -448,6 +482,9 @@ resume_starved(iothr *t)
         c->starved = 0;
         if (!c->closed) {
             update_events(c); /* level-triggered: pending bytes wake it */
+            if (c->tls != NULL && !c->paused && tt_tls_pending(c->tls)) {
+                tls_read(c); /* ...but not those OpenSSL holds */
+            }
         }
     }
 }
@@ -528,6 +565,10 @@ on_conn_timer(tt_timer *tm)
     if (c->closed) {
         return;
     }
+    if (c->tls_setup == 2) { /* TLS_LINGER: the failed handshake's time is up */
+        tt_srv_conn_close(c);
+        return;
+    }
     const tether_server_config *cfg = &c->t->srv->cfg;
     uint64_t now = tt_now_coarse_ns();
     if (c->partial_since != 0 && cfg->partial_timeout_ms != TETHER_NO_TIMEOUT &&
@@ -588,7 +629,7 @@ conn_read(conn *c)
             return;
         }
         in_account(c);
-        ssize_t r = recv(c->io.fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        ssize_t r = conn_recv(c, c->in.data + c->in.len, c->in.cap - c->in.len);
         if (r <= 0) {
             if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
                 return;
@@ -614,7 +655,7 @@ conn_read(conn *c)
         }
         return;
     }
-    ssize_t r = recv(c->io.fd, t->scratch, TT_IOBUF, 0);
+    ssize_t r = conn_recv(c, t->scratch, TT_IOBUF);
     if (r <= 0) {
         if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
             return;
@@ -640,11 +681,143 @@ conn_read(conn *c)
     }
 }
 
+static void refuse(int fd, tether_err code, const char *why);
+
+/* tls_setup values: 1 first bytes or handshake awaited; TLS_LINGER the
+ * handshake failed and the client is given time to read the alert. */
+#define TLS_LINGER 2
+#define TLS_LINGER_MS 2000u
+
+/* The last word (a TLS alert, or the refusal of plaintext) is sent.
+ * Closing now would answer bytes the client sent or still sends (TLS 1.3
+ * clients send requests before they hear the verdict) with a reset, which
+ * can overtake that word: so c lingers a while, reading and dropping,
+ * until the client closes (TLS_LINGER_MS at most). */
+static void
+linger(conn *c)
+{
+    shutdown(c->io.fd, SHUT_WR);
+    c->tls_setup = TLS_LINGER;
+    tt_loop_mod(&c->t->loop, &c->io, TT_EV_READ);
+    tt_timer_arm(&c->t->loop, &c->tmr, tt_now_ns() + TLS_LINGER_MS * 1000000ull);
+}
+
+/* The first bytes of a connection to a TLS server, then its handshake:
+ * 1 when plaintext or decrypted bytes may be read now, 0 when not (waiting
+ * for the peer, or c was closed). */
+static int
+tls_setup_step(conn *c)
+{
+    tether_server *srv = c->t->srv;
+    if (c->tls_setup == TLS_LINGER) {
+        uint8_t sink[4096];
+        ssize_t r;
+        for (int i = 0; i < 16 && (r = recv(c->io.fd, sink, sizeof sink, 0)) > 0; i++) {
+        }
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+            tt_srv_conn_close(c);
+        }
+        return 0;
+    }
+    if (c->tls == NULL) {
+        uint8_t p[6];
+        ssize_t r = recv(c->io.fd, p, sizeof p, MSG_PEEK);
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return 0;
+        }
+        if (r <= 0) {
+            tt_srv_conn_close(c);
+            return 0;
+        }
+        if (!tt_tls_detect(p, (size_t)r)) {
+            if (tt_tls_ctx_allow_plaintext(srv->tls)) {
+                c->tls_setup = 0;
+                return 1;
+            }
+            static tt_log_gate lg;
+            unsigned long dropped;
+            if (tt_log_gate_pass(&lg, &dropped)) {
+                tt_log(TETHER_LOG_WARN,
+                       "plaintext connection refused: this server requires TLS (%lu more not "
+                       "logged)",
+                       dropped);
+            }
+            if (tt_codec_native.probe(p, (size_t)r) > 0) {
+                /* Only tether's framing can say why; Go's clients just
+                 * see the close. */
+                refuse(c->io.fd, TETHER_ETLS,
+                       "rpc: this server requires TLS: plaintext connections are refused");
+            }
+            tt_srv_bump(&c->t->st_proto);
+            linger(c);
+            return 0;
+        }
+        if (tt_tls_new(srv->tls, c->io.fd, NULL, 0, &c->tls) != TETHER_OK) {
+            tt_srv_conn_close(c);
+            return 0;
+        }
+        partial_begin(c); /* a handshake must finish like a message */
+    }
+    int h = tt_tls_handshake(c->tls);
+    if (h == TT_TLS_WANT_READ || h == TT_TLS_WANT_WRITE) {
+        tt_loop_mod(&c->t->loop, &c->io, h == TT_TLS_WANT_WRITE ? TT_EV_WRITE : TT_EV_READ);
+        return 0;
+    }
+    if (h != TT_TLS_DONE) {
+        tt_srv_bump(&c->t->st_proto); /* logged by tls.c */
+        linger(c);
+        return 0;
+    }
+    c->tls_setup = 0;
+    c->partial_since = 0;
+    char subj[512];
+    if (tt_tls_peer_subject(c->tls, subj, sizeof subj) == TETHER_OK) {
+        c->peer_subject = tt_strdup(subj);
+    }
+    update_events(c);
+    return 1;
+}
+
+/* Read a TLS connection until OpenSSL holds nothing the poller would not
+ * announce (a read that filled its buffer may leave decrypted bytes). */
+static void
+tls_read(conn *c)
+{
+    conn_read(c);
+    for (int i = 0; i < 64 && !c->closed && !c->paused && !c->starved && c->tls != NULL &&
+                    tt_tls_pending(c->tls);
+         i++) {
+        conn_read(c);
+    }
+}
+
 static void
 on_conn(tt_io *io, unsigned events)
 {
     conn *c = (conn *)io;
     if (c->closed) {
+        return;
+    }
+    if (c->tls_setup) {
+        if (tls_setup_step(c)) {
+            if (c->tls != NULL) {
+                tls_read(c);
+            } else {
+                conn_read(c);
+            }
+        }
+        return;
+    }
+    if (c->tls != NULL) {
+        if (events & TT_EV_WRITE) {
+            conn_flush(c);
+        }
+        if (!c->closed && (events & (TT_EV_READ | TT_EV_ERROR) || tt_tls_wants_write(c->tls)) &&
+            !c->paused && !c->starved) {
+            tls_read(c);
+        } else if (!c->closed && (events & TT_EV_ERROR)) {
+            tt_srv_conn_close(c);
+        }
         return;
     }
     if (events & TT_EV_WRITE) {
@@ -676,6 +849,7 @@ conn_adopt(iothr *t, int fd, const tt_addr *peer)
         c->t = t;
         c->refs = 1;
         c->peer = *peer;
+        c->tls_setup = t->srv->tls != NULL;
         tt_timer_init(&c->tmr, on_conn_timer);
     }
     if (c == NULL || tt_loop_add(&t->loop, &c->io, TT_EV_READ) != TETHER_OK) {
@@ -739,13 +913,13 @@ least_loaded(iothr *self)
  * only one with a connection-level error (a Go client just sees the
  * close); rare enough to pay for a codec state. */
 static void
-refuse(int fd, const char *why)
+refuse(int fd, tether_err code, const char *why)
 {
     const tt_codec_ops *ops = &tt_codec_native;
     void *st = tt_calloc(1, ops->state_size);
     tt_buf b = {0};
     if (st != NULL && ops->init(st, 4096) == TETHER_OK &&
-        ops->encode_conn_error(st, &b, TETHER_ELIMIT, why) == TETHER_OK) {
+        ops->encode_conn_error(st, &b, code, why) == TETHER_OK) {
         ssize_t w = send(fd, tt_buf_head(&b), tt_buf_size(&b), MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w;
     }
@@ -825,7 +999,7 @@ tt_srv_on_listener(tt_io *io, unsigned events)
         }
         t->accept_backoff_ms = 0;
         if ((uint64_t)atomic_load(&srv->nconns) >= srv->cfg.max_connections) {
-            refuse(fd, "rpc: too many connections");
+            refuse(fd, TETHER_ELIMIT, "rpc: too many connections");
             close(fd);
             tt_srv_bump(&t->st_proto);
             continue;

@@ -32,6 +32,7 @@
 #include "core/thread.h"
 #include "net/loop.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "rpc/pool.h"
 #include "tether/server.h"
 
@@ -84,6 +85,12 @@ typedef struct conn {
     struct conn *dirty_next;   /* thread's list of connections to flush */
     struct conn *reap_next;    /* thread's list of connections to free */
     tt_addr peer;              /* the client's address, from accept() */
+    /* TLS (server_conn.c): the session once a ClientHello came (NULL:
+     * plaintext), tls_setup while the first bytes or the handshake are
+     * awaited, and the verified client certificate's subject. */
+    tt_tls *tls;
+    int tls_setup;
+    char *peer_subject;
 } conn;
 
 struct tether_call {
@@ -255,6 +262,8 @@ struct tether_server {
     int wd_reg_failing;
     uint64_t sd_wd_usec;    /* systemd's WATCHDOG_USEC (0: not asked) */
     uint64_t sd_wd_next_ns; /* the next WATCHDOG=1 is due */
+    tt_tls_ctx *tls;            /* cfg.tls loaded; NULL: plaintext only */
+    struct tt_auth *auth;       /* tether_server_add_auth() (auth.c); NULL: none */
     char errmsg[512];
 };
 
@@ -340,6 +349,10 @@ tt_srv_bump(_Atomic uint64_t *c)
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
 }
+
+/* auth.c: free what tether_server_add_auth() kept (NULL: no-op). */
+struct tt_auth;
+void tt_auth_free(struct tt_auth *a);
 
 /* describe_server.c: built-in methods every server serves (_tether.Describe). */
 tether_err tt_server_add_builtins(tether_server *srv);

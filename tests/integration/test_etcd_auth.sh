@@ -315,6 +315,61 @@ stop_server t1
 tkey_absent "$PFX${ADDR[t1]}" || fail "t1's key still there after SIGTERM"
 no_warnings t1
 note "https: SIGTERM removed t1's key"
+# ---- 3. https with client certificates (etcd --client-cert-auth) -------------
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$TMP/client.key" -out "$TMP/client.csr" -subj /CN=tether-client >>"$TMP/openssl.log" 2>&1 &&
+    openssl x509 -req -in "$TMP/client.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" \
+        -CAcreateserial -out "$TMP/client.pem" -days 2 >>"$TMP/openssl.log" 2>&1 ||
+    fail "openssl (client certificate): $(tail -n 5 "$TMP/openssl.log")"
+# etcd's HTTP gateway calls its own gRPC port with the server certificate
+# as its client certificate: under --client-cert-auth that one must be
+# good for clientAuth too.
+printf '%s\n' subjectAltName=IP:127.0.0.1 extendedKeyUsage=serverAuth,clientAuth \
+    basicConstraints=CA:FALSE >"$TMP/server2.ext"
+openssl x509 -req -in "$TMP/server.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" -CAcreateserial \
+    -out "$TMP/server2.pem" -days 2 -extfile "$TMP/server2.ext" >>"$TMP/openssl.log" 2>&1 ||
+    fail "openssl (server certificate): $(tail -n 5 "$TMP/openssl.log")"
+M=$(free_port)
+MPEER=$(free_port)
+etcd --name m1 --data-dir "$TMP/data3" \
+    --cert-file "$TMP/server2.pem" --key-file "$TMP/server.key" \
+    --client-cert-auth --trusted-ca-file "$TMP/ca.pem" \
+    --listen-client-urls "https://127.0.0.1:$M" --advertise-client-urls "https://127.0.0.1:$M" \
+    --listen-peer-urls "http://127.0.0.1:$MPEER" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$MPEER" \
+    --initial-cluster "m1=http://127.0.0.1:$MPEER" --initial-cluster-state new \
+    --initial-cluster-token "tt-mtls-$(basename "$TMP")" \
+    --log-level error >>"$TMP/etcd-m1.log" 2>&1 &
+EPID[m1]=$!
+PIDS+=("$!")
+mctl() {
+    ETCDCTL_API=3 etcdctl --endpoints "https://127.0.0.1:$M" --cacert "$TMP/ca.pem" \
+        --cert "$TMP/client.pem" --key "$TMP/client.key" \
+        --command-timeout=3s --dial-timeout=2s "$@"
+}
+m_healthy() { mctl endpoint health >/dev/null 2>&1; }
+mkey_present() { [ "$(mctl get --prefix --keys-only "$1" 2>/dev/null | grep -c .)" -ge 1 ]; }
+wait_until 30 "etcd m1 to serve https with client certificates on $M" m_healthy
+MURL="etcd://127.0.0.1:$M?cacert=$TMP/ca.pem&cert=$TMP/client.pem&key=$TMP/client.key&ttl=$TTL"
+start_server m1 "$MURL"
+wait_until 20 "server m1's key in etcd (client certificate)" mkey_present "$PFX${ADDR[m1]}"
+timeout "$CMD_TIMEOUT" "$BIN/tether" list calculator --registry "$MURL" \
+    >"$TMP/mlist.out" 2>"$TMP/mlist.log" || fail "tether list with a client certificate: $(cat "$TMP/mlist.log")"
+grep -q "^${ADDR[m1]} serving" "$TMP/mlist.out" || fail "tether list: $(cat "$TMP/mlist.out")"
+# Without the certificate etcd refuses the handshake: a clear failure.
+rc=0
+timeout "$CMD_TIMEOUT" "$BIN/tether" list calculator \
+    --registry "etcd://127.0.0.1:$M?cacert=$TMP/ca.pem" >"$TMP/nlist.out" 2>"$TMP/nlist.log" || rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "tether list without a client certificate: exit $rc"
+rc=0
+"$BIN/tether" list calculator --registry "etcd://127.0.0.1:$M?cert=$TMP/client.pem" \
+    >/dev/null 2>"$TMP/ckey.log" || rc=$?
+[ $rc -ne 0 ] && grep -q 'cert= and key= go together' "$TMP/ckey.log" ||
+    fail "cert= without key=: $(cat "$TMP/ckey.log")"
+stop_server m1
+no_warnings m1
+note "https with a client certificate: registered, listed; without one: '$(head -c 200 "$TMP/nlist.log")'"
+
 # Under the sanitizers a report need not change an exit status.
 if grep -l 'runtime error:\|ERROR: [A-Za-z]*Sanitizer' "$TMP"/*.log 2>/dev/null; then
     fail "sanitizer report in the logs above"

@@ -87,8 +87,8 @@ sync_worker(void *arg)
 int
 main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: interop-client ADDR gob|jsonrpc|native\n");
+    if (argc != 3 && argc != 4 && argc != 6) {
+        fprintf(stderr, "usage: interop-client ADDR gob|jsonrpc|native [CA.pem [CERT KEY]]\n");
         return 2;
     }
     tether_log_set_handler(tether_log_stderr, TETHER_LOG_WARN, NULL);
@@ -97,6 +97,14 @@ main(int argc, char **argv)
     cfg.codec = strcmp(argv[2], "gob") == 0       ? TETHER_CODEC_GOB
                 : strcmp(argv[2], "jsonrpc") == 0 ? TETHER_CODEC_JSONRPC
                                                   : TETHER_CODEC_NATIVE;
+    if (argc >= 4) { /* TLS, verifying the server against CA.pem */
+        cfg.tls.enable = 1;
+        cfg.tls.ca_file = argv[3];
+    }
+    if (argc == 6) { /* and a client certificate */
+        cfg.tls.cert_file = argv[4];
+        cfg.tls.key_file = argv[5];
+    }
     tether_err rc = tether_client_create(argv[1], &cfg, &cli);
     if (rc != TETHER_OK) {
         fail("connect", rc, NULL);

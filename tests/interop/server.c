@@ -56,8 +56,19 @@ main(int argc, char **argv)
             cfg.max_frame_size = strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             cfg.io_threads = (int)strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            cfg.tls.cert_file = argv[++i];
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            cfg.tls.key_file = argv[++i];
+        } else if (strcmp(argv[i], "--tls-client-ca") == 0 && i + 1 < argc) {
+            cfg.tls.ca_file = argv[++i];
+            cfg.tls.require_client_cert = 1;
+        } else if (strcmp(argv[i], "--allow-plaintext") == 0) {
+            cfg.tls.allow_plaintext = 1;
         } else {
-            fprintf(stderr, "usage: interop-server [--listen ADDR] [--max-frame BYTES]\n");
+            fprintf(stderr, "usage: interop-server [--listen ADDR] [--max-frame BYTES]\n"
+                            "                      [--tls-cert F --tls-key F [--tls-client-ca F]]\n"
+                            "                      [--allow-plaintext]\n");
             return 2;
         }
     }

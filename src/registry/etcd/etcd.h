@@ -55,6 +55,8 @@ struct tt_etcd_cfg {
     char *user;          /* NULL: no auth */
     char *password;
     char *cacert;  /* NULL: the system's CAs (https only) */
+    char *cert;    /* client certificate and its key (https; NULL: none) */
+    char *key;
     bool guardian; /* start a crash guardian (guardian.c); default true */
 };
 

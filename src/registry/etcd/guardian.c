@@ -210,6 +210,10 @@ config_msg(const struct tt_etcd_cfg *cfg)
     if (cfg->cacert != NULL) {
         json_object_set_new(j, "cacert", json_string(cfg->cacert));
     }
+    if (cfg->cert != NULL) {
+        json_object_set_new(j, "cert", json_string(cfg->cert));
+        json_object_set_new(j, "key", json_string(cfg->key));
+    }
     char *text = tt_etcd_dump(j);
     json_decref(j);
     return text;
@@ -532,12 +536,16 @@ guard_config(struct guard *g, int sock)
     const char *user = json_string_value(json_object_get(j, "user"));
     const char *password = json_string_value(json_object_get(j, "password"));
     const char *cacert = json_string_value(json_object_get(j, "cacert"));
+    const char *cert = json_string_value(json_object_get(j, "cert"));
+    const char *key = json_string_value(json_object_get(j, "key"));
     if (ok) {
         cfg->ttl_s = (uint32_t)ttl;
         cfg->timeout_ms = (uint32_t)timeout;
         cfg->user = user != NULL ? tt_strdup(user) : NULL;
         cfg->password = password != NULL ? tt_strdup(password) : NULL;
         cfg->cacert = cacert != NULL ? tt_strdup(cacert) : NULL;
+        cfg->cert = cert != NULL ? tt_strdup(cert) : NULL;
+        cfg->key = key != NULL ? tt_strdup(key) : NULL;
         g->server = (pid_t)pid;
     }
     if (password != NULL) {

@@ -107,6 +107,11 @@ tt_etcd_http_init(struct tt_etcd_http *h, struct tt_etcd_registry *er, const ato
     if (er->cfg.cacert != NULL) {
         curl_easy_setopt(e, CURLOPT_CAINFO, er->cfg.cacert);
     }
+    if (er->cfg.cert != NULL) {
+        /* A client certificate, for etcd's --client-cert-auth. */
+        curl_easy_setopt(e, CURLOPT_SSLCERT, er->cfg.cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, er->cfg.key);
+    }
     /* One connection per user is all we need; the cache keeps it. */
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 2L);
     return TETHER_OK;

@@ -8,7 +8,8 @@
  * dropped.  Options (values may be %-encoded): ttl (seconds, 2..86400),
  * timeout_ms (per request, 50..60000), user and password (etcd auth),
  * password_file (the password read from a file), cacert (a CA file;
- * implies https), tls=1 (https with the system's CAs) and guardian=0 (no
+ * implies https), cert and key (a client certificate and its key, for
+ * etcd's --client-cert-auth; imply https), tls=1 (https with the system's CAs) and guardian=0 (no
  * crash guardian).  Without password or password_file, a user's password
  * comes from $TETHER_ETCD_PASSWORD if set.  Unknown options are refused,
  * so a typo is not silently ignored.
@@ -40,6 +41,8 @@ tt_etcd_cfg_free(struct tt_etcd_cfg *cfg)
     }
     tt_free(cfg->password);
     tt_free(cfg->cacert);
+    tt_free(cfg->cert);
+    tt_free(cfg->key);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -282,9 +285,15 @@ parse_option(const char *url, const char *s, size_t n, struct tt_etcd_cfg *cfg, 
     } else if (klen == 6 && memcmp(s, "cacert", 6) == 0) {
         str = &cfg->cacert;
         *tls = true;
+    } else if (klen == 4 && memcmp(s, "cert", 4) == 0) {
+        str = &cfg->cert;
+        *tls = true;
+    } else if (klen == 3 && memcmp(s, "key", 3) == 0) {
+        str = &cfg->key;
+        *tls = true;
     } else {
         TT_ERROR("registry: unknown option '%.*s' in '%s' (known: ttl, timeout_ms, user, "
-                 "password, password_file, cacert, tls, guardian)",
+                 "password, password_file, cacert, cert, key, tls, guardian)",
                  (int)klen, s, url);
         return TETHER_EINVAL;
     }
@@ -409,6 +418,13 @@ parse_url(const char *url, const char *rest, struct tt_etcd_cfg *cfg)
     }
     if (cfg->nendpoints == 0) {
         TT_ERROR("registry: no etcd endpoint in '%s'", url);
+        err = TETHER_EINVAL;
+        goto fail;
+    }
+    if ((cfg->cert == NULL) != (cfg->key == NULL)) {
+        TT_ERROR("registry: cert= and key= go together (a client certificate and its key) in "
+                 "'%s'",
+                 url);
         err = TETHER_EINVAL;
         goto fail;
     }

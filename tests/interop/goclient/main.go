@@ -5,6 +5,8 @@
 //
 //	goclient -addr 127.0.0.1:PORT -codec gob|jsonrpc [-big BYTES]
 //	goclient -addr 127.0.0.1:PORT -bad
+//	goclient ... -tls-ca CA.pem [-tls-cert C.pem -tls-key K.pem] [-server-name N]
+//	goclient -addr 127.0.0.1:PORT [-tls-ca CA.pem] -expect-fail
 //
 // The first form runs the calls (Add, Div by zero, unknown names, 50
 // goroutines, the rich message inline and from the server's worker pool,
@@ -12,10 +14,15 @@
 // checks that garbage, a half JSON object and Go's HTTP variant of
 // net/rpc each get their connection closed while a client of each codec
 // keeps calling.  Prints "ok: ..." per check; exits 1 on the first failure.
+// With -tls-ca every connection is Go's crypto/tls (tls.Dial, then
+// rpc.NewClient or jsonrpc.NewClient on it); -expect-fail dials once and
+// prints the error Go's client sees (exit 0 only when the call failed).
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -90,10 +97,53 @@ func fail(format string, a ...interface{}) {
 	os.Exit(1)
 }
 
+// TLS settings from the flags (nil: plaintext).
+var tlsConf *tls.Config
+
+func tlsSetup(ca, cert, key, name string) {
+	if ca == "" {
+		return
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		fail("read %s: %v", ca, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		fail("no certificates in %s", ca)
+	}
+	tlsConf = &tls.Config{RootCAs: pool, ServerName: name}
+	if cert != "" {
+		kp, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			fail("load %s: %v", cert, err)
+		}
+		tlsConf.Certificates = []tls.Certificate{kp}
+	}
+}
+
+func dialTLS(addr, codec string) (*rpc.Client, error) {
+	conf := tlsConf.Clone()
+	if conf.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		conf.ServerName = host
+	}
+	conn, err := tls.Dial("tcp", addr, conf)
+	if err != nil {
+		return nil, err
+	}
+	if codec == "jsonrpc" {
+		return jsonrpc.NewClient(conn), nil
+	}
+	return rpc.NewClient(conn), nil
+}
+
 func dial(addr, codec string) *rpc.Client {
 	var c *rpc.Client
 	var err error
-	if codec == "jsonrpc" {
+	if tlsConf != nil {
+		c, err = dialTLS(addr, codec)
+	} else if codec == "jsonrpc" {
 		c, err = jsonrpc.Dial("tcp", addr)
 	} else {
 		c, err = rpc.Dial("tcp", addr)
@@ -290,7 +340,47 @@ func main() {
 	codec := flag.String("codec", "gob", "gob or jsonrpc")
 	big := flag.Int("big", 0, "server's message limit, to test payloads near it")
 	badMode := flag.Bool("bad", false, "garbage and wrong codecs")
+	ca := flag.String("tls-ca", "", "speak TLS, verifying the server against this CA")
+	cert := flag.String("tls-cert", "", "client certificate (mTLS)")
+	key := flag.String("tls-key", "", "client certificate's key")
+	name := flag.String("server-name", "", "name to verify (default: the address's host)")
+	expectFail := flag.Bool("expect-fail", false, "one call that must fail; prints Go's error")
+	onlyAdd := flag.Bool("only-add", false, "just Calculator.Add (servers without Codec)")
 	flag.Parse()
+	tlsSetup(*ca, *cert, *key, *name)
+	if *onlyAdd {
+		c := dial(*addr, *codec)
+		var r int
+		if err := c.Call("Calculator.Add", &Args{1, 2}, &r); err != nil || r != 3 {
+			fail("Add: %v %d", err, r)
+		}
+		c.Close()
+		fmt.Println("ok: Add")
+		return
+	}
+	if *expectFail {
+		// With TLS 1.3 a refused client certificate shows at the first
+		// read, not in tls.Dial: make one call either way.
+		var c *rpc.Client
+		var err error
+		if tlsConf != nil {
+			c, err = dialTLS(*addr, *codec)
+		} else if *codec == "jsonrpc" {
+			c, err = jsonrpc.Dial("tcp", *addr)
+		} else {
+			c, err = rpc.Dial("tcp", *addr)
+		}
+		if err == nil {
+			var r int
+			err = c.Call("Calculator.Add", &Args{1, 2}, &r)
+			c.Close()
+		}
+		if err == nil {
+			fail("the call succeeded")
+		}
+		fmt.Println("error:", err)
+		return
+	}
 	if *badMode {
 		bad(*addr)
 	} else {

@@ -3,13 +3,18 @@
 // default gob codec on one port and net/rpc/jsonrpc on another.
 // Standard library only.
 //
-//	goserver
+//	goserver [-tls-cert C.pem -tls-key K.pem [-tls-client-ca CA.pem]]
 //
 // Prints "gob ADDR" and "jsonrpc ADDR" once listening; runs until killed.
+// With -tls-cert both listeners are crypto/tls (tls.Listen); with
+// -tls-client-ca they require a client certificate signed by that CA.
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/rpc"
@@ -63,8 +68,16 @@ type Codec int
 func (*Codec) Echo(a *Rich, r *Rich) error     { *r = *a; return nil }
 func (*Codec) EchoPool(a *Rich, r *Rich) error { *r = *a; return nil }
 
+var tlsConf *tls.Config
+
 func listen() net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var ln net.Listener
+	var err error
+	if tlsConf != nil {
+		ln, err = tls.Listen("tcp", "127.0.0.1:0", tlsConf)
+	} else {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "goserver:", err)
 		os.Exit(1)
@@ -73,6 +86,28 @@ func listen() net.Listener {
 }
 
 func main() {
+	cert := flag.String("tls-cert", "", "serve TLS with this certificate")
+	key := flag.String("tls-key", "", "the certificate's key")
+	clientCA := flag.String("tls-client-ca", "", "require client certificates from this CA")
+	flag.Parse()
+	if *cert != "" {
+		kp, err := tls.LoadX509KeyPair(*cert, *key)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "goserver:", err)
+			os.Exit(1)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{kp}}
+		if *clientCA != "" {
+			pem, err := os.ReadFile(*clientCA)
+			pool := x509.NewCertPool()
+			if err != nil || !pool.AppendCertsFromPEM(pem) {
+				fmt.Fprintln(os.Stderr, "goserver: bad client CA", *clientCA, err)
+				os.Exit(1)
+			}
+			tlsConf.ClientCAs = pool
+			tlsConf.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
 	rpc.Register(new(Calculator))
 	rpc.Register(new(Codec))
 	g, j := listen(), listen()
