@@ -49,10 +49,10 @@ cleanup() {
         kill -KILL "$p" 2>/dev/null
         wait "$p" 2>/dev/null
     done
-    if grep -rq --exclude-dir=data -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' \
+    if grep -rqI --exclude-dir=data -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' \
         -e 'runtime error:' "$TMP" 2>/dev/null; then
         echo "FAIL: a sanitizer report in the programs' logs:" >&2
-        grep -r --exclude-dir=data -A12 -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' \
+        grep -rI --exclude-dir=data -A12 -e 'ERROR: AddressSanitizer' -e 'ERROR: LeakSanitizer' \
             -e 'runtime error:' "$TMP" | head -n 60 >&2
         rc=1
     fi
