@@ -63,6 +63,8 @@ ol_load() {
     OUTLIER_LOG=1 timeout 120 "$BIN/tether-outlier-load" --registry "local:$OL_DIR/reg" \
         --name outl "$@" >"$OL_DIR/$name.out" 2>"$OL_DIR/$name.log" ||
         fail "load $name failed: $(tail -5 "$OL_DIR/$name.log")"
+    ! grep -q 'runtime error:\|ERROR: [A-Za-z]*Sanitizer' "$OL_DIR/$name.log" "$OL_DIR"/srv*.out ||
+        fail "a sanitizer report: $(grep -l 'runtime error:\|Sanitizer' "$OL_DIR/$name.log" "$OL_DIR"/srv*.out)"
     note "$name: $(tr '\n' ' ' <"$OL_DIR/$name.out")"
 }
 
