@@ -6,42 +6,12 @@
 # build (the Go cache lives there too), so no network is needed.
 set -euo pipefail
 
-BIN=${TETHER_BIN_DIR:?}
-SRC=${TETHER_SOURCE_DIR:?}
 if ! command -v go >/dev/null 2>&1; then
     # A missing peer is a failure: scripts/setup.sh installs golang-go.
     echo "FAIL: go not installed (scripts/setup.sh installs golang-go)"
     exit 1
 fi
-GODIR=$BIN/../interop-go
-mkdir -p "$GODIR/gopath"
-export GO111MODULE=off GOPATH=$GODIR/gopath GOCACHE=$GODIR/cache GOFLAGS=
-for p in goclient goserver; do
-    (cd "$SRC/tests/interop/$p" && go build -o "$GODIR/$p" .)
-done
-
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-wait_line() { # file pattern
-    for _ in $(seq 1 100); do
-        if grep -q "$2" "$1" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "FAIL: no '$2' in $1" >&2
-    cat "$1" >&2
-    exit 1
-}
+source "$(dirname "$0")/interop_lib.sh"
 
 LIMIT=4194304
 "$BIN/interop-server" --max-frame $LIMIT >"$TMP/srv.out" 2>"$TMP/srv.err" &

@@ -9,43 +9,13 @@
 # plaintext one.
 set -euo pipefail
 
-BIN=${TETHER_BIN_DIR:?}
-SRC=${TETHER_SOURCE_DIR:?}
 for tool in go openssl; do
     if ! command -v $tool >/dev/null 2>&1; then
         echo "FAIL: $tool not installed (scripts/setup.sh installs it)"
         exit 1
     fi
 done
-GODIR=$BIN/../interop-go
-mkdir -p "$GODIR/gopath"
-export GO111MODULE=off GOPATH=$GODIR/gopath GOCACHE=$GODIR/cache GOFLAGS=
-for p in goclient goserver; do
-    (cd "$SRC/tests/interop/$p" && go build -o "$GODIR/$p" .)
-done
-
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-wait_line() { # file pattern
-    for _ in $(seq 1 200); do
-        if grep -q "$2" "$1" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "FAIL: no '$2' in $1" >&2
-    cat "$1" >&2
-    exit 1
-}
+source "$(dirname "$0")/interop_lib.sh"
 
 echo "== certificates"
 C=$TMP/certs
