@@ -25,6 +25,7 @@
 #ifndef TETHER_METRICS_H
 #define TETHER_METRICS_H
 
+#include "tether/client.h"
 #include "tether/registry.h"
 #include "tether/server.h"
 #include "tether/tether.h"
@@ -41,6 +42,48 @@ extern "C" {
 #define TETHER_METRICS_CODES 29
 
 /* tether_method_stats - the counters of one method. */
+/*
+ * tether_client_instance_stats - what a client knows of one instance it
+ * calls (a client by address has one, a client by service name one per
+ * instance it follows).
+ */
+typedef struct tether_client_instance_stats {
+    char address[256];
+    uint64_t outstanding; /* calls in flight to it now */
+    uint64_t ejections;   /* times it was ejected as an outlier */
+    uint64_t retries;     /* calls that failed there and were sent elsewhere */
+    int ejected;          /* 1 while it is ejected or being probed */
+} tether_client_instance_stats;
+
+/*
+ * tether_client_get_instance_stats - fill out[0..cap) with c's instances
+ * (in no particular order); *n gets how many there are (it may exceed
+ * cap: call again with more room).  Thread-safe; takes the client's lock
+ * briefly.  Errors: TETHER_EINVAL.
+ */
+TETHER_API tether_err tether_client_get_instance_stats(tether_client *c,
+                                                       tether_client_instance_stats *out,
+                                                       size_t cap, size_t *n);
+
+/*
+ * tether_client_metrics_text - c's instances as Prometheus text
+ * (tether_client_outstanding_calls, tether_client_ejections_total,
+ * tether_client_retries_total, tether_client_ejected, labelled
+ * client="name" and instance="address") in *out, NUL-terminated, freed
+ * with tether_free().  Errors: TETHER_EINVAL, TETHER_ENOMEM.
+ */
+TETHER_API tether_err tether_client_metrics_text(tether_client *c, const char *name, char **out);
+
+/*
+ * tether_server_add_client_metrics - serve c's series (as above, with
+ * client="name") on srv's metrics listener and in
+ * tether_server_metrics_text(), after the server's own.  c must outlive
+ * srv's metrics (destroy srv first).  Only before tether_server_start();
+ * at most 16 clients.  Errors: TETHER_EINVAL, TETHER_ESTATE, TETHER_ELIMIT.
+ */
+TETHER_API tether_err tether_server_add_client_metrics(tether_server *srv, tether_client *c,
+                                                       const char *name);
+
 typedef struct tether_method_stats {
     const char *method;                     /* "Service.Method"; valid while the server lives */
     uint64_t calls;                         /* finished calls, every code */

@@ -314,3 +314,37 @@ done:
     json_decref(regs);
     return rc;
 }
+
+tether_err
+tt_ops_prometheus_clients(const tt_ops_client *cl, size_t ncl, tt_buf *b)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"tether_client_outstanding_calls", "gauge", "Calls in flight to an instance now."},
+        {"tether_client_ejections_total", "counter",
+         "Times an instance was ejected as an outlier (failures, an unanswered ping)."},
+        {"tether_client_retries_total", "counter",
+         "Calls that failed on an instance and were sent to another."},
+        {"tether_client_ejected", "gauge", "1 while an instance is ejected or being probed."},
+    };
+    out o = {b, TETHER_OK};
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        family(&o, fam[f].name, fam[f].type, fam[f].help);
+        for (size_t c = 0; c < ncl; c++) {
+            for (size_t i = 0; i < cl[c].n; i++) {
+                const tether_client_instance_stats *st = &cl[c].inst[i];
+                uint64_t v = f == 0   ? st->outstanding
+                             : f == 1 ? st->ejections
+                             : f == 2 ? st->retries
+                                      : (uint64_t)st->ejected;
+                put(&o, "%s{client=\"", fam[f].name);
+                put_label(&o, cl[c].name);
+                put(&o, "\",instance=\"");
+                put_label(&o, st->address);
+                put(&o, "\"} %llu\n", (unsigned long long)v);
+            }
+        }
+    }
+    return o.rc;
+}

@@ -43,6 +43,17 @@ tether_err tt_ops_prometheus(const tt_ops_snapshot *s, tt_buf *out);
  * TETHER_ENOMEM. */
 tether_err tt_ops_vars_json(const tt_ops_snapshot *s, tt_buf *out);
 
+/* One client's instances, named, for the client series. */
+typedef struct tt_ops_client {
+    const char *name;
+    const tether_client_instance_stats *inst;
+    size_t n;
+} tt_ops_client;
+
+/* tt_ops_prometheus_clients - append the tether_client_* families for the
+ * clients cl[0..ncl) (each family once, even with no client). */
+tether_err tt_ops_prometheus_clients(const tt_ops_client *cl, size_t ncl, tt_buf *out);
+
 /* The status page: a self-contained HTML document (no outside assets)
  * that polls vars.json. */
 extern const char tt_ops_status_html[];

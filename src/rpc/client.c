@@ -7,6 +7,7 @@
  * checks arguments once for both, resolves defaults, and maps the public
  * call forms (typed, raw; sync, async) onto one request shape.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "codec/gob/gob.h"
@@ -17,6 +18,7 @@
 #include "core/log.h"
 #include "net/loop_pool.h"
 #include "rpc/client_int.h"
+#include "tether/metrics.h"
 
 void
 tether_client_config_init(tether_client_config *cfg)
@@ -186,6 +188,7 @@ tether_client_set_io_threads(unsigned n)
 typedef struct direct_client {
     tether_client base;
     tt_engine *e;
+    char addr[256]; /* as given, for the stats */
 } direct_client;
 
 static tether_err
@@ -223,12 +226,25 @@ direct_destroy(tether_client *c)
     tt_free(c);
 }
 
+static size_t
+direct_instances(tether_client *c, tether_client_instance_stats *out, size_t cap)
+{
+    direct_client *dc = (direct_client *)c;
+    if (cap > 0) {
+        memset(out, 0, sizeof *out);
+        snprintf(out->address, sizeof out->address, "%s", dc->addr);
+        out->outstanding = tt_engine_pending(dc->e);
+    }
+    return 1;
+}
+
 static const tt_client_ops direct_ops = {
     .call = direct_call,
     .call_async = direct_call_async,
     .cancel = direct_cancel,
     .pending = direct_pending,
     .destroy = direct_destroy,
+    .instances = direct_instances,
 };
 
 static const tt_codec_ops *
@@ -258,6 +274,7 @@ tether_client_create(const char *addr, const tether_client_config *cfg, tether_c
     }
     tether_err rc = tt_client_init(&dc->base, &direct_ops, cfg);
     dc->base.codec = codec_for(dc->base.cfg.codec);
+    snprintf(dc->addr, sizeof dc->addr, "%s", addr);
     tt_addr a;
     if (rc == TETHER_OK) {
         rc = dc->base.codec != NULL ? tt_addr_parse(addr, &a) : TETHER_EINVAL;

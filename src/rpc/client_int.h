@@ -11,6 +11,8 @@
 
 /* What every kind of client does; requests come validated (method name,
  * timeout resolved). */
+struct tether_client_instance_stats;
+
 typedef struct tt_client_ops {
     /* call - a synchronous call; key picks the instance under hashing. */
     tether_err (*call)(tether_client *c, const tt_call_req *rq, const char *key,
@@ -24,6 +26,9 @@ typedef struct tt_client_ops {
     size_t (*pending)(const tether_client *c);
     /* destroy - fail what is pending with TETHER_ECLOSED and free c. */
     void (*destroy)(tether_client *c);
+    /* instances - fill out[0..cap) with what c knows of its instances;
+     * returns how many there are. */
+    size_t (*instances)(tether_client *c, struct tether_client_instance_stats *out, size_t cap);
 } tt_client_ops;
 
 /* The part of every client the public functions use; each kind embeds it

@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -55,6 +56,7 @@
 #include "net/loop_pool.h"
 #include "registry/registry.h"
 #include "rpc/client_int.h"
+#include "tether/metrics.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -73,6 +75,7 @@ typedef struct ep {
     uint64_t backoff_until_ms;
     uint32_t backoff_ms;
     tt_eject ej; /* outlier ejection state */
+    uint64_t st_ejections, st_retries; /* for tether_client_get_instance_stats */
     tt_engine *eng;
     struct tt_disc *d;
     struct ep *grave_next;
@@ -158,6 +161,7 @@ eject_locked(struct tt_disc *d, ep *e, const char *why)
         return;
     }
     uint32_t ms = tt_eject_start(&e->ej, &d->ejc, tt_now_ms());
+    e->st_ejections++;
     tt_log(TETHER_LOG_WARN, "discovery: instance %s at %s ejected for %u ms: %s", e->id, e->addr,
            ms, why);
 }
@@ -591,6 +595,7 @@ disc_call(tether_client *c, const tt_call_req *rq, const char *key, tt_call_resu
             return res->err;
         }
         last = rc;
+        e->st_retries++; /* failed here, tried elsewhere */
         if (ntried < MAX_TRIED) {
             tried[ntried++] = e;
         }
@@ -789,6 +794,7 @@ dcall_done(tether_client *cli, const tether_reply *r, void *arg)
     int retry = r->err != TETHER_OK && !dc->canceled && retryable(r->err, e, dc->flags) &&
                 tt_now_ns() < dc->deadline_ns;
     if (retry) {
+        e->st_retries++;
         if (dc->ntried < MAX_TRIED) {
             dc->tried[dc->ntried++] = e;
         }
@@ -1103,12 +1109,32 @@ on_untimer(tt_task *t)
     pthread_mutex_unlock(&d->mu);
 }
 
+static size_t
+disc_instances(tether_client *c, tether_client_instance_stats *out, size_t cap)
+{
+    struct tt_disc *d = (struct tt_disc *)c;
+    pthread_mutex_lock(&d->mu);
+    size_t n = d->neps;
+    for (size_t i = 0; i < n && i < cap; i++) {
+        const ep *e = d->eps[i];
+        memset(&out[i], 0, sizeof out[i]);
+        snprintf(out[i].address, sizeof out[i].address, "%s", e->addr);
+        out[i].outstanding = tt_engine_pending(e->eng);
+        out[i].ejections = e->st_ejections;
+        out[i].retries = e->st_retries;
+        out[i].ejected = e->ej.state != TT_EJECT_NONE;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}
+
 static const tt_client_ops disc_ops = {
     .call = disc_call,
     .call_async = disc_call_async,
     .cancel = disc_cancel,
     .pending = disc_pending,
     .destroy = disc_destroy,
+    .instances = disc_instances,
 };
 
 tether_err

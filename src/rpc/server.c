@@ -752,6 +752,9 @@ tether_server_destroy(tether_server *srv)
         srv->control_started = 0;
     }
     tt_server_metrics_fini(srv);
+    for (int i = 0; i < srv->nmclients; i++) {
+        tt_free(srv->mclient_names[i]);
+    }
     tt_server_registry_fini(srv);
     tt_pool_destroy(srv->pool, 100); /* the drain already waited for handlers */
     for (int i = 0; i < srv->nthreads; i++) {

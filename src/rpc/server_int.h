@@ -207,6 +207,13 @@ typedef struct listener {
 enum { SRV_NEW, SRV_RUNNING, SRV_DRAINING, SRV_STOPPED };
 
 #define TT_MAX_INTERCEPTORS 16
+#define TT_MAX_METRIC_CLIENTS 16
+
+/* client_metrics.c: append the tether_client_* series of cs[0..ncs)
+ * (named names[i]) to b. */
+struct tether_client;
+tether_err tt_client_metrics_append(struct tether_client *const *cs, char *const *names,
+                                    size_t ncs, tt_buf *b);
 
 struct tether_server {
     tether_server_config cfg;
@@ -247,8 +254,12 @@ struct tether_server {
     char *reg_advertise; /* tmpl->address: the one address to register, or NULL */
     tether_registration **regs; /* one per listener while registered */
     int notify_systemd;         /* send STOPPING=1 when the stop begins */
-    /* Metrics (server_metrics.c); NULL: off. */
+    /* Metrics (server_metrics.c); NULL: off.  Clients whose series the
+     * listener serves too (client_metrics.c). */
     struct tt_srv_metrics *metrics;
+    struct tether_client *mclients[TT_MAX_METRIC_CLIENTS];
+    char *mclient_names[TT_MAX_METRIC_CLIENTS];
+    int nmclients;
     /* regs is changed by the caller's thread (start, set_registry) and
      * the control thread (watchdog, stop): reg_mu orders them. */
     pthread_mutex_t reg_mu;

@@ -180,6 +180,10 @@ serve(void *arg, const char *path, int *status, const char **ctype, tt_buf *body
     if (rc == TETHER_OK && prom) {
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
         rc = tt_ops_prometheus(&s, body);
+        if (rc == TETHER_OK && srv->nmclients > 0) {
+            rc = tt_client_metrics_append(srv->mclients, srv->mclient_names,
+                                          (size_t)srv->nmclients, body);
+        }
     } else if (rc == TETHER_OK) {
         *ctype = "application/json";
         rc = tt_ops_vars_json(&s, body);
@@ -281,6 +285,10 @@ tether_server_metrics_text(const tether_server *srv, char **out, size_t *len)
     tether_err rc = snap_take(srv, &s, url, sizeof url);
     if (rc == TETHER_OK) {
         rc = tt_ops_prometheus(&s, &b);
+    }
+    if (rc == TETHER_OK && srv->nmclients > 0) {
+        rc = tt_client_metrics_append(srv->mclients, srv->mclient_names, (size_t)srv->nmclients,
+                                      &b);
     }
     if (rc == TETHER_OK) {
         rc = tt_buf_append(&b, "", 1); /* the NUL */
