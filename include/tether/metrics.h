@@ -84,6 +84,30 @@ TETHER_API tether_err tether_client_metrics_text(tether_client *c, const char *n
 TETHER_API tether_err tether_server_add_client_metrics(tether_server *srv, tether_client *c,
                                                        const char *name);
 
+/*
+ * A metrics listener of a program's own (the sidecar, or anything that is
+ * no tether server): it serves /metrics with the Prometheus text fn
+ * writes, and /health (200 "SERVING" when fn's health is 1, else 503).
+ * tether_metrics_fn - when text is not NULL, write the Prometheus text
+ * into *text (a NUL-terminated string from malloc(), freed by the
+ * listener; NULL: nothing); set *healthy.  Runs on the listener's
+ * thread.
+ */
+typedef tether_err (*tether_metrics_fn)(void *arg, char **text, int *healthy);
+typedef struct tether_metrics_listener tether_metrics_listener;
+
+/* tether_metrics_listen - serve fn(arg) on addr ("host:port", port 0: any
+ * free one).  Errors: TETHER_EINVAL, TETHER_EADDRINVAL, TETHER_EADDRINUSE,
+ * TETHER_ENOTSUP (no libmicrohttpd), TETHER_ENOMEM. */
+TETHER_API tether_err tether_metrics_listen(const char *addr, tether_metrics_fn fn, void *arg,
+                                            tether_metrics_listener **out);
+
+/* tether_metrics_listener_address - the bound "host:port". */
+TETHER_API const char *tether_metrics_listener_address(const tether_metrics_listener *l);
+
+/* tether_metrics_listener_close - stop serving and free; NULL: no-op. */
+TETHER_API void tether_metrics_listener_close(tether_metrics_listener *l);
+
 typedef struct tether_method_stats {
     const char *method;                     /* "Service.Method"; valid while the server lives */
     uint64_t calls;                         /* finished calls, every code */

@@ -255,14 +255,38 @@ note "--health rpc: a tether server listed, a gob-only Go server not"
 # ---- python3 -m http.server, --health http:/ ---------------------------------
 mkdir -p "$TMP/www"
 P=$(free_port)
+MP=$(free_port)
 sidecar web --name web --addr "127.0.0.1:$P" --health http:/ --health-interval 200ms \
-    --health-timeout 1s --health-fails 3 -- python3 -m http.server "$P" --bind 127.0.0.1 --directory "$TMP/www"
+    --health-timeout 1s --health-fails 3 --metrics "127.0.0.1:$MP" \
+    -- python3 -m http.server "$P" --bind 127.0.0.1 --directory "$TMP/www"
 wait_until 60 "web listed" listed web
 grep -q "GET / " "$TMP/web.log" || fail "listed without a GET / reaching the server"
+# --metrics: the sidecar's own series, and /health while registered.
+metrics() {
+    python3 -c 'import sys, urllib.request
+try:
+    r = urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], sys.argv[2]), timeout=5)
+    print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())' "$MP" "$1"
+}
+M=$(metrics /metrics)
+grep -q 'tether_sidecar_registered{name="web",address="127.0.0.1:'"$P"'"} 1' <<<"$M" ||
+    fail "--metrics: not registered in /metrics: $M"
+grep -q 'tether_sidecar_health_checks_total{name="web",result="ok"} [1-9]' <<<"$M" ||
+    fail "--metrics: no passing check counted: $M"
+if command -v promtool >/dev/null; then
+    sed 1d <<<"$M" | promtool check metrics || fail "promtool rejects the sidecar's metrics"
+fi
+H=$(metrics /health)
+[ "$(head -1 <<<"$H")" = 200 ] || fail "--metrics: /health is not 200 while registered: $H"
+note "--metrics: registered 1, checks counted, /health 200"
 PY=$(child_of "$SC" http.server) || fail "no child of the web sidecar"
 t0=$(now_ms)
 kill -STOP "$PY"
 wait_until 60 "web to go while stopped" unlisted web
+H=$(metrics /health)
+[ "$(head -1 <<<"$H")" = 503 ] || fail "--metrics: /health is not 503 once deregistered: $H"
 dt=$(($(now_ms) - t0))
 alive "$SC" || fail "the sidecar exited when its server stopped answering"
 grep -q "deregistered (3 failed health checks in a row)" "$TMP/web.log" ||

@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE /* pipe2, strsignal */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
@@ -52,6 +53,8 @@
 #include <tether/tether.h>
 
 #include "cli.h"
+#include <tether/metrics.h>
+
 #include "health.h"
 
 #define MAX_META 64
@@ -70,6 +73,7 @@ struct opts {
     char *meta_buf[MAX_META]; /* "k\0v" copies the pairs point into */
     char **cmd;
     int verbose;
+    const char *metrics; /* --metrics HOST:PORT, or NULL */
 };
 
 /* Everything the poll loop works on. */
@@ -84,7 +88,48 @@ struct sidecar {
     bool ever_failed;    /* for logging: the first failure of a start */
     int stop_sig;        /* the signal that began the stop, 0 before */
     bool forwarded;      /* stop_sig was sent to CMD */
+    /* What --metrics serves; written by the loop, read by the listener. */
+    _Atomic int m_registered, m_cmd_up;
+    _Atomic unsigned long m_checks_ok, m_checks_failed, m_registrations;
 };
+
+/* The sidecar's series (docs/register.md), for the metrics listener. */
+static tether_err
+sidecar_metrics(void *arg, char **text, int *healthy)
+{
+    struct sidecar *s = arg;
+    int reg = atomic_load(&s->m_registered);
+    *healthy = reg;
+    if (text == NULL) {
+        return TETHER_OK;
+    }
+    size_t cap = 2048 + 2 * strlen(s->o->name) + 2 * strlen(s->o->addr);
+    char *t = malloc(cap);
+    if (t == NULL) {
+        return TETHER_ENOMEM;
+    }
+    /* NAME and HOST:PORT were checked by the registry: no quotes or
+     * backslashes to escape in them. */
+    snprintf(t, cap,
+             "# HELP tether_sidecar_registered 1 while the program is registered.\n"
+             "# TYPE tether_sidecar_registered gauge\n"
+             "tether_sidecar_registered{name=\"%s\",address=\"%s\"} %d\n"
+             "# HELP tether_sidecar_command_up 1 while the program runs.\n"
+             "# TYPE tether_sidecar_command_up gauge\n"
+             "tether_sidecar_command_up{name=\"%s\"} %d\n"
+             "# HELP tether_sidecar_health_checks_total Health checks, by result.\n"
+             "# TYPE tether_sidecar_health_checks_total counter\n"
+             "tether_sidecar_health_checks_total{name=\"%s\",result=\"ok\"} %lu\n"
+             "tether_sidecar_health_checks_total{name=\"%s\",result=\"failed\"} %lu\n"
+             "# HELP tether_sidecar_registrations_total Times the program was registered.\n"
+             "# TYPE tether_sidecar_registrations_total counter\n"
+             "tether_sidecar_registrations_total{name=\"%s\"} %lu\n",
+             s->o->name, s->o->addr, reg, s->o->name, atomic_load(&s->m_cmd_up), s->o->name,
+             atomic_load(&s->m_checks_ok), s->o->name, atomic_load(&s->m_checks_failed),
+             s->o->name, atomic_load(&s->m_registrations));
+    *text = t;
+    return TETHER_OK;
+}
 
 static int
 usage(FILE *f)
@@ -93,6 +138,7 @@ usage(FILE *f)
         f,
         "usage: tether register --name NAME --addr HOST:PORT [--registry URL]\n"
         "                       [--health tcp|rpc[:native|gob|jsonrpc]|http:PATH|exec:CMD|none]\n"
+        "                       [--metrics HOST:PORT]\n"
         "                       [--health-interval 1s] [--health-fails 3] [--health-timeout "
         "DUR]\n"
         "                       [--grace 0s] [--meta KEY=VALUE]... [-v] -- CMD [ARGS...]\n"
@@ -215,6 +261,8 @@ parse_args(int argc, char **argv, struct opts *o)
         } else if (!missing &&
                    (v = opt_value(argc, argv, &i, "--health-timeout", &missing)) != NULL) {
             timeout = v;
+        } else if (!missing && (v = opt_value(argc, argv, &i, "--metrics", &missing)) != NULL) {
+            o->metrics = v;
         } else if (!missing && (v = opt_value(argc, argv, &i, "--grace", &missing)) != NULL) {
             grace = v;
         } else if (!missing && (v = opt_value(argc, argv, &i, "--meta", &missing)) != NULL) {
@@ -308,6 +356,8 @@ do_register(struct sidecar *s)
             tether_strerror(err));
         return;
     }
+    atomic_store(&s->m_registered, 1);
+    atomic_fetch_add(&s->m_registrations, 1);
     say(s, "registered");
 }
 
@@ -319,6 +369,7 @@ do_deregister(struct sidecar *s, const char *why)
     }
     tether_err err = tether_registration_deregister(s->registration);
     s->registration = NULL;
+    atomic_store(&s->m_registered, 0);
     if (err != TETHER_OK) {
         say(s, "deregistering (%s) failed: %s", why, tether_strerror(err));
     } else {
@@ -380,6 +431,7 @@ spawn(struct sidecar *s, const sigset_t *mask)
         return -127;
     }
     s->pid = pid;
+    atomic_store(&s->m_cmd_up, 1);
     s->pidfd = pidfd_open_(pid);
     if (s->pidfd < 0) {
         fprintf(stderr, "tether register: pidfd_open: %m (Linux 5.3 or later is needed)\n");
@@ -427,6 +479,7 @@ on_check(struct sidecar *s, bool ok, const char *why)
     if (s->stop_sig != 0) {
         return; /* stopping: never registered again */
     }
+    atomic_fetch_add(ok ? &s->m_checks_ok : &s->m_checks_failed, 1);
     if (ok) {
         if (s->fails > 0 && s->registration != NULL) {
             say(s, "healthy again");
@@ -490,6 +543,7 @@ reap(struct sidecar *s, char *what, size_t cap)
 {
     siginfo_t si;
     memset(&si, 0, sizeof si);
+    atomic_store(&s->m_cmd_up, 0);
     while (waitid(P_PID, (id_t)s->pid, &si, WEXITED) != 0) {
         if (errno != EINTR) {
             snprintf(what, cap, "waitid: %m");
@@ -609,6 +663,7 @@ tether_cmd_register(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &block, &orig);
 
     int status = 1;
+    tether_metrics_listener *ml = NULL; /* --metrics */
     bool curl_ready = false;
     (void)curl_ready;
     s.sigfd = signalfd(-1, &take, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -639,6 +694,15 @@ tether_cmd_register(int argc, char **argv)
             goto out;
         }
     }
+    if (o.metrics != NULL) {
+        tether_err merr = tether_metrics_listen(o.metrics, sidecar_metrics, &s, &ml);
+        if (merr != TETHER_OK) {
+            fprintf(stderr, "tether register: --metrics %s: %s\n", o.metrics,
+                    tether_strerror(merr));
+            goto out;
+        }
+        fprintf(stderr, "tether register: metrics on %s\n", tether_metrics_listener_address(ml));
+    }
     int sp = spawn(&s, &orig);
     if (sp != 0) {
         status = sp == -127 ? 127 : 1;
@@ -652,6 +716,7 @@ tether_cmd_register(int argc, char **argv)
     status = run(&s);
 out:
     do_deregister(&s, "stopping");
+    tether_metrics_listener_close(ml);
     cli_health_stop(s.health);
     tether_registry_close(s.reg);
 #ifdef TETHER_TOOL_WITH_CURL
