@@ -1,6 +1,22 @@
 # common_lib.sh - the helpers every shell test uses (sourced, not run):
-# a millisecond clock, a free port, and a generous wait.  The caller
-# defines fail().
+# failing with the last lines of every log in $TMP, notes, a millisecond
+# clock, a free port, and a generous wait.  The caller sets TMP first.
+
+# fail MSG - say why, show the tail of each $TMP/*.log, exit 1.
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$TMP"/*.log; do
+        [ -f "$f" ] || continue
+        echo "---- $(basename "$f") (last 15 lines)" >&2
+        tail -n 15 "$f" >&2
+    done
+    exit 1
+}
+
+# note MSG - a line of the test's findings.
+note() {
+    echo "# $*"
+}
 
 # now_ms - a monotonic-enough clock in milliseconds.
 now_ms() {

@@ -12,19 +12,7 @@ BIN=${TETHER_BIN_DIR:?TETHER_BIN_DIR must name the build bin directory}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tt-etcd-XXXXXX")
 PIDS=()
 
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/*.log; do
-        [ -f "$f" ] || continue
-        echo "---- $(basename "$f") (last 15 lines)" >&2
-        tail -n 15 "$f" >&2
-    done
-    exit 1
-}
-
-note() {
-    echo "# $*"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common_lib.sh"
 
 cleanup() {
     local rc=$? p g i
@@ -69,7 +57,6 @@ for tool in calculator-server calculator-client tether; do
     [ -x "$BIN/$tool" ] || fail "$BIN/$tool is missing (build first)"
 done
 
-source "$(dirname "${BASH_SOURCE[0]}")/common_lib.sh"
 
 # etcd_start NAME DATADIR CLIENT_PORT PEER_PORT CLUSTER STATE - start one
 # member in the background; its PID goes into EPID[NAME].  CLUSTER is the

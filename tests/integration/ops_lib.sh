@@ -10,6 +10,9 @@ BIN=${TETHER_BIN_DIR:?TETHER_BIN_DIR must name the build bin directory}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tt-ops-XXXXXX")
 PIDS=()
 
+source "$(dirname "${BASH_SOURCE[0]}")/common_lib.sh"
+
+# fail MSG - as common_lib.sh's, with the summary line the ops tests end on.
 fail() {
     echo "FAIL: $*" >&2
     for f in "$TMP"/*.log; do
@@ -21,9 +24,6 @@ fail() {
     exit 1
 }
 
-note() {
-    echo "# $*"
-}
 
 cleanup() {
     local p
@@ -43,7 +43,6 @@ for tool in calculator-server calculator-client; do
     [ -x "$BIN/$tool" ] || fail "$BIN/$tool is missing (build first)"
 done
 
-source "$(dirname "${BASH_SOURCE[0]}")/common_lib.sh"
 
 # http_get URL [OUT] - GET URL (python3: no curl needed); the body to OUT
 # (default stdout), the status code to $TMP/status.  Fails on no answer.

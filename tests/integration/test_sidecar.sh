@@ -25,19 +25,7 @@ SRC=${TETHER_SOURCE_DIR:?}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tt-sidecar-XXXXXX")
 PIDS=()
 
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$TMP"/*.log; do
-        [ -f "$f" ] || continue
-        echo "---- $(basename "$f") (last 15 lines)" >&2
-        tail -n 15 "$f" >&2
-    done
-    exit 1
-}
-
-note() {
-    echo "# $*"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common_lib.sh"
 
 cleanup() {
     local p
@@ -70,7 +58,6 @@ mkdir -p "$GODIR/gopath"
         go build -o "$GODIR/gosidecar" .) || fail "go build gosidecar"
 GOSRV=$GODIR/gosidecar
 
-source "$(dirname "${BASH_SOURCE[0]}")/common_lib.sh"
 
 REG="local:$TMP/reg"
 # Check timing for the runs where a failing check is not what is tested: a
