@@ -1150,8 +1150,10 @@ m_whoami(tether_call *call, const uint8_t *req, size_t len, void *arg)
     tether_call_reply_raw(call, whoami, strlen(whoami));
 }
 
-/* What the test methods keep between calls, freed before a clean exit
- * (their calls were answered or canceled by the server's stop). */
+/* What the test methods keep between calls, freed before a clean exit.
+ * A call still parked was canceled by the server's stop, but its handler
+ * owes it an answer all the same: answering a call of a destroyed server
+ * frees it (server.h's handler contract). */
 static void
 child_free_state(void)
 {
@@ -1162,6 +1164,7 @@ child_free_state(void)
     pthread_mutex_unlock(&mu);
     while (p != NULL) {
         struct parked *next = p->next;
+        tether_call_reply_raw(p->call, NULL, 0);
         free(p->req);
         free(p);
         p = next;

@@ -68,6 +68,9 @@ test_instance_stats(void **state)
                                       on_reply, &done));
     H_WAIT(outstanding_of(c, good) == 1, "the parked call to show as outstanding");
     tether_client *direct = h_client(good);
+    /* The client counts the call once it is sent; release it only once
+     * the server holds it. */
+    H_WAIT(h_raw_u32(direct, "Test.Parked") == 1, "the call parked on the server");
     assert_int_equal(h_raw_u32(direct, "Test.Release"), 1);
     H_WAIT(atomic_load(&done) == 1, "the parked call's answer");
     H_WAIT(outstanding_of(c, good) == 0, "no call outstanding");
