@@ -1152,8 +1152,8 @@ m_whoami(tether_call *call, const uint8_t *req, size_t len, void *arg)
 
 /* What the test methods keep between calls, freed before a clean exit.
  * A call still parked was canceled by the server's stop, but its handler
- * owes it an answer all the same: answering a call of a destroyed server
- * frees it (server.h's handler contract). */
+ * owes it its one answer all the same (service.h's handler contract);
+ * the destroyed server ignores it and frees the call. */
 static void
 child_free_state(void)
 {
@@ -1162,13 +1162,7 @@ child_free_state(void)
     parked_head = NULL;
     parked_count = 0;
     pthread_mutex_unlock(&mu);
-    while (p != NULL) {
-        struct parked *next = p->next;
-        tether_call_reply_raw(p->call, NULL, 0);
-        free(p->req);
-        free(p);
-        p = next;
-    }
+    release_thread(p);
 }
 
 void
