@@ -176,6 +176,30 @@ test_go_rules(void **state)
     tt_pb_free(&p->base);
 }
 
+/* null in a list of strings is Go's "" (a NULL element would crash
+ * protobuf-c when the message is packed: found by fuzz_describe). */
+static void
+test_null_list_elements(void **state)
+{
+    (void)state;
+    Codectest__Rich *d = (Codectest__Rich *)decode_ok(
+        &codectest__rich__descriptor, "{\"Tags\":[\"x\",null],\"Values\":[null,2]}");
+    assert_int_equal(d->n_tags, 2);
+    assert_string_equal(d->tags[0], "x");
+    assert_non_null(d->tags[1]);
+    assert_string_equal(d->tags[1], "");
+    assert_int_equal(d->n_values, 2);
+    assert_int_equal(d->values[0], 0);
+    size_t n = protobuf_c_message_get_packed_size(&d->base);
+    uint8_t buf[64];
+    assert_true(n <= sizeof buf);
+    assert_int_equal(protobuf_c_message_pack(&d->base, buf), n);
+    char *s = encode_str(&d->base);
+    assert_non_null(strstr(s, "\"Tags\":[\"x\",\"\"]"));
+    free(s);
+    tt_pb_free(&d->base);
+}
+
 static void
 test_number_limits(void **state)
 {
@@ -464,6 +488,7 @@ main(void)
         cmocka_unit_test(test_pb_depth), cmocka_unit_test(test_json_node_depth),
         cmocka_unit_test(test_args_roundtrip),   cmocka_unit_test(test_wrapper_bare),
         cmocka_unit_test(test_rich_matches_go),  cmocka_unit_test(test_empty_and_null),
+        cmocka_unit_test(test_null_list_elements),
         cmocka_unit_test(test_go_rules),         cmocka_unit_test(test_number_limits),
         cmocka_unit_test(test_syntax_and_depth), cmocka_unit_test(test_strings),
         cmocka_unit_test(test_floats),           cmocka_unit_test(test_jansson_bridge),

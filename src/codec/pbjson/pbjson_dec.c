@@ -589,11 +589,19 @@ dec_repeated(dec *d, const where *w, ProtobufCMessage *msg, const ProtobufCField
             return TETHER_ENOMEM;
         }
         err = dec_value(d, w, f, slot);
+        /* protobuf-c cannot hold a NULL list element (packing a string
+         * list calls strlen on each): null is an empty message or Go's
+         * "" instead. */
         if (err == TETHER_OK && f->type == PROTOBUF_C_TYPE_MESSAGE &&
             *(ProtobufCMessage **)slot == NULL) {
-            /* protobuf-c cannot hold a NULL list element: null -> empty. */
             *(ProtobufCMessage **)slot = tt_pb_new(f->descriptor);
             if (*(ProtobufCMessage **)slot == NULL) {
+                err = TETHER_ENOMEM;
+            }
+        } else if (err == TETHER_OK && f->type == PROTOBUF_C_TYPE_STRING &&
+                   *(char **)slot == NULL) {
+            *(char **)slot = tt_strndup("", 0);
+            if (*(char **)slot == NULL) {
                 err = TETHER_ENOMEM;
             }
         }
