@@ -9,6 +9,10 @@
 # tether-bench-conns.  Prints medians with min-max and the TLS/plaintext
 # ratio:
 #   sequential p50        one call at a time, one connection (goal: TLS <= 1.3 x)
+#   floor sequential p50  the same exchange with no tether at all
+#                         (tether-bench-tls-floor: blocking OpenSSL against
+#                         blocking TCP), so what TLS itself adds is seen
+#                         beside what tether's TLS adds
 #   1 conn x 64           64 calls in flight on one connection (goal: TLS >= 0.5 x)
 #   new connections/s     tether_client_create + one call + destroy, one after another
 #   RSS per idle conn     server RSS growth over IDLE_CONNS idle connections
@@ -75,8 +79,21 @@ start_server() { # name args...
 }
 start_server plain
 start_server tls --tls-cert "$TMP/srv.crt" --tls-key "$TMP/srv.key"
+start_floor() { # name args...
+    local name=$1
+    shift
+    "$BIN/tether-bench-tls-floor" server --listen 127.0.0.1:0 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$TMP/$name.out" && break
+        sleep 0.05
+    done
+    eval "${name}_ADDR=$(sed -n 's/^listening on //p' "$TMP/$name.out")"
+}
+start_floor fplain
+start_floor ftls --cert "$TMP/srv.crt" --key "$TMP/srv.key"
 # shellcheck disable=SC2154
-if [ -z "$plain_ADDR" ] || [ -z "$tls_ADDR" ]; then
+if [ -z "$plain_ADDR" ] || [ -z "$tls_ADDR" ] || [ -z "$fplain_ADDR" ] || [ -z "$ftls_ADDR" ]; then
     say "bench: a server did not start"
     cat "$TMP"/*.err >&2
     exit 1
@@ -99,12 +116,22 @@ client() { # kind args...
     fi
     timeout 120 "$BIN/tether-bench-client" --addr "$addr" "$@" "${tls[@]}" 2>>"$TMP/client.err"
 }
+floor_client() { # kind
+    local addr=$fplain_ADDR tls=()
+    if [ "$1" = tls ]; then
+        addr=$ftls_ADDR
+        tls=(--tls-ca "$TMP/ca.crt")
+    fi
+    timeout 120 "$BIN/tether-bench-tls-floor" client --addr "$addr" "${tls[@]}" \
+        --calls "$SEQ_CALLS" --warmup 2000 2>>"$TMP/client.err"
+}
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 
 say "measuring $RUNS runs, plaintext and TLS in turn"
 for run in $(seq 1 "$RUNS"); do
     for kind in plain tls; do
         record "seq.$kind" "$(client $kind --mode seq --calls "$SEQ_CALLS" --warmup 2000 | result p50_us)"
+        record "floor.$kind" "$(floor_client $kind | result p50_us)"
         record "pipe.$kind" "$(client $kind --mode pipe --conns 1 --depth 64 \
             --seconds "$PIPE_SECONDS" --warmup-ms 500 | result calls_per_s)"
         record "conn.$kind" "$(client $kind --mode connect --seconds "$CONNECT_SECONDS" |
@@ -176,9 +203,22 @@ echo
 echo "TLS vs plaintext, $(nproc) cores, $RUNS runs (median (min-max)); TLS 1.3, ECDSA P-256"
 row "figure" "plaintext" "TLS" "TLS/pl" "goal"
 row "sequential p50 (us)" "$(stat seq.plain)" "$(stat seq.tls)" "$(ratio seq)" "<= 1.3"
+row "floor sequential p50 (us)" "$(stat floor.plain)" "$(stat floor.tls)" "$(ratio floor)" ""
 row "1 conn x 64 (calls/s)" "$(stat pipe.plain)" "$(stat pipe.tls)" "$(ratio pipe)" ">= 0.5"
 row "new connections/s" "$(stat conn.plain)" "$(stat conn.tls)" "$(ratio conn)" ""
 row "RSS per idle conn (KB)" "$(stat rss.plain)" "$(stat rss.tls)" "" "TLS <= 48 KB"
+added() { # key -> median TLS minus median plaintext, in us
+    local a b
+    a=$(median "$1.tls")
+    b=$(median "$1.plain")
+    if [ -n "$a" ] && [ -n "$b" ]; then
+        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", a - b }'
+    else
+        echo "-"
+    fi
+}
+echo
+echo "TLS adds to a sequential call: $(added seq) us through tether, $(added floor) us with OpenSSL alone"
 if [ -s "$TMP/client.err" ]; then
     echo
     echo "client errors:"

@@ -27,6 +27,18 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
+/* OpenSSL's error queue is per thread and must be empty before a call
+ * whose failure SSL_get_error() classifies.  Clearing it outright walks
+ * all its slots (about as costly as a record's cipher setup), so look
+ * first: on the hot path it is empty. */
+static inline void
+clear_errors(void)
+{
+    if (ERR_peek_error() != 0) {
+        ERR_clear_error();
+    }
+}
+
 struct tt_tls_ctx {
     SSL_CTX *ssl;
     _Atomic int refs;
@@ -442,7 +454,7 @@ tt_tls_read(tt_tls *t, void *buf, size_t n)
     }
     size_t got = 0;
     while (t->dead == 0 && got < n) {
-        ERR_clear_error();
+        clear_errors();
         errno = 0;
         size_t want = n - got > INT32_MAX ? INT32_MAX : n - got;
         int r = SSL_read(t->ssl, (char *)buf + got, (int)want);
@@ -478,7 +490,7 @@ tt_tls_write(tt_tls *t, const void *buf, size_t n)
     }
     size_t put = 0;
     while (t->dead == 0 && put < n) {
-        ERR_clear_error();
+        clear_errors();
         errno = 0;
         size_t want = n - put > INT32_MAX ? INT32_MAX : n - put;
         int r = SSL_write(t->ssl, (const char *)buf + put, (int)want);
