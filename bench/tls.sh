@@ -65,10 +65,10 @@ trap cleanup EXIT
         -extfile san.ext -out srv.crt 2>/dev/null
 ) || { say "bench: openssl could not make the certificates"; exit 1; }
 
-start_server() { # name args...
+start() { # name program args...: sets <name>_PID and <name>_ADDR
     local name=$1
     shift
-    "$BIN/calculator-server" --listen 127.0.0.1:0 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     PIDS+=($!)
     eval "${name}_PID=$!"
     for _ in $(seq 1 100); do
@@ -77,21 +77,16 @@ start_server() { # name args...
     done
     eval "${name}_ADDR=$(sed -n 's/^listening on //p' "$TMP/$name.out")"
 }
-start_server plain
-start_server tls --tls-cert "$TMP/srv.crt" --tls-key "$TMP/srv.key"
-start_floor() { # name args...
+start_server() { # name args...
     local name=$1
     shift
-    "$BIN/tether-bench-tls-floor" server --listen 127.0.0.1:0 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do
-        grep -q "listening on" "$TMP/$name.out" && break
-        sleep 0.05
-    done
-    eval "${name}_ADDR=$(sed -n 's/^listening on //p' "$TMP/$name.out")"
+    start "$name" "$BIN/calculator-server" --listen 127.0.0.1:0 "$@"
 }
-start_floor fplain
-start_floor ftls --cert "$TMP/srv.crt" --key "$TMP/srv.key"
+start_server plain
+start_server tls --tls-cert "$TMP/srv.crt" --tls-key "$TMP/srv.key"
+start fplain "$BIN/tether-bench-tls-floor" server --listen 127.0.0.1:0
+start ftls "$BIN/tether-bench-tls-floor" server --listen 127.0.0.1:0 \
+    --cert "$TMP/srv.crt" --key "$TMP/srv.key"
 # shellcheck disable=SC2154
 if [ -z "$plain_ADDR" ] || [ -z "$tls_ADDR" ] || [ -z "$fplain_ADDR" ] || [ -z "$ftls_ADDR" ]; then
     say "bench: a server did not start"
