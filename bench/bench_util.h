@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,54 @@ bench_connect(const struct sockaddr_in *sa)
     }
     bench_nodelay(fd);
     return fd;
+}
+
+/*
+ * bench_serve - the floors' server: listen on addr, then run
+ * conn_main((void *)(intptr_t)fd) on a detached thread for each connection
+ * (TCP_NODELAY set).  With announce it prints "listening on 127.0.0.1:PORT"
+ * first (port 0 picks one).  Returns only on failure: 2 for a bad address,
+ * 1 otherwise, with a message after who.
+ */
+static inline int
+bench_serve(const char *who, const char *addr, void *(*conn_main)(void *), int announce)
+{
+    struct sockaddr_in sa;
+    if (bench_parse_addr(addr, &sa) != 0) {
+        fprintf(stderr, "%s: bad address %s\n", who, addr);
+        return 2;
+    }
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    socklen_t sl = sizeof(sa);
+    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 1024) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0) {
+        fprintf(stderr, "%s: listen on %s: %s\n", who, addr, strerror(errno));
+        return 1;
+    }
+    if (announce) {
+        printf("listening on 127.0.0.1:%u\n", ntohs(sa.sin_port));
+        fflush(stdout);
+    }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE) {
+                continue;
+            }
+            fprintf(stderr, "%s: accept: %s\n", who, strerror(errno));
+            return 1;
+        }
+        bench_nodelay(fd);
+        pthread_t t;
+        if (pthread_create(&t, &attr, conn_main, (void *)(intptr_t)fd) != 0) {
+            close(fd);
+        }
+    }
 }
 
 /* bench_write_all - write n bytes, retrying short writes.  Returns 0 or -1. */

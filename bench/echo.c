@@ -143,30 +143,7 @@ floor_conn(void *arg)
 static int
 run_floor_server(const char *addr)
 {
-    struct sockaddr_in sa;
-    if (bench_parse_addr(addr, &sa) != 0) {
-        return 2;
-    }
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(l, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(l, 16) != 0) {
-        perror("tether-bench-echo: floor-server");
-        return 1;
-    }
-    for (;;) {
-        int fd = accept(l, NULL, NULL);
-        if (fd < 0) {
-            continue;
-        }
-        bench_nodelay(fd);
-        pthread_t t;
-        if (pthread_create(&t, NULL, floor_conn, (void *)(intptr_t)fd) == 0) {
-            pthread_detach(t);
-        } else {
-            close(fd);
-        }
-    }
+    return bench_serve("tether-bench-echo: floor-server", addr, floor_conn, 0);
 }
 
 static int

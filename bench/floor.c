@@ -98,37 +98,8 @@ done:
 static int
 run_server(const char *addr)
 {
-    struct sockaddr_in sa;
-    if (bench_parse_addr(addr, &sa) != 0) {
-        fprintf(stderr, "floor: bad address %s\n", addr);
-        return 2;
-    }
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    (void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 1024) != 0) {
-        perror("floor: listen");
-        return 1;
-    }
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     /* The run script stops the server with SIGTERM; default action is fine. */
-    for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE) {
-                continue;
-            }
-            perror("floor: accept");
-            return 1;
-        }
-        bench_nodelay(fd);
-        pthread_t t;
-        if (pthread_create(&t, &attr, serve_conn, (void *)(intptr_t)fd) != 0) {
-            close(fd);
-        }
-    }
+    return bench_serve("floor", addr, serve_conn, 0);
 }
 
 /* ---- client ---- */

@@ -183,16 +183,18 @@ median() {
     grep '[0-9]' "$TMP/s.$1" 2>/dev/null | sort -g |
         awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-ratio() {
+tls_vs_plain() { # key awk-expression-of-a-and-b -> it, from the TLS (a) and plaintext (b) medians
     local a b
     a=$(median "$1.tls")
     b=$(median "$1.plain")
     if [ -n "$a" ] && [ -n "$b" ]; then
-        awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+        awk -v a="$a" -v b="$b" "BEGIN { $2 }"
     else
         echo "-"
     fi
 }
+ratio() { tls_vs_plain "$1" 'if (b > 0) printf "%.2f", a / b; else print "-"'; }
+added() { tls_vs_plain "$1" 'printf "%.1f", a - b'; }
 row() { printf '%-30s %-26s %-26s %-7s %s\n' "$@"; }
 echo
 echo "TLS vs plaintext, $(nproc) cores, $RUNS runs (median (min-max)); TLS 1.3, ECDSA P-256"
@@ -202,16 +204,6 @@ row "floor sequential p50 (us)" "$(stat floor.plain)" "$(stat floor.tls)" "$(rat
 row "1 conn x 64 (calls/s)" "$(stat pipe.plain)" "$(stat pipe.tls)" "$(ratio pipe)" ">= 0.5"
 row "new connections/s" "$(stat conn.plain)" "$(stat conn.tls)" "$(ratio conn)" ""
 row "RSS per idle conn (KB)" "$(stat rss.plain)" "$(stat rss.tls)" "" "TLS <= 48 KB"
-added() { # key -> median TLS minus median plaintext, in us
-    local a b
-    a=$(median "$1.tls")
-    b=$(median "$1.plain")
-    if [ -n "$a" ] && [ -n "$b" ]; then
-        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", a - b }'
-    else
-        echo "-"
-    fi
-}
 echo
 echo "TLS adds to a sequential call: $(added seq) us through tether, $(added floor) us with OpenSSL alone"
 if [ -s "$TMP/client.err" ]; then

@@ -66,22 +66,19 @@ end_close(struct end *e)
 
 /* ---- server ---- */
 
-struct conn_arg {
-    int fd;
-    SSL_CTX *ctx;
-};
+/* The server's TLS settings, NULL for plain TCP. */
+static SSL_CTX *server_ctx;
 
 static void *
 serve_conn(void *argp)
 {
-    struct conn_arg a = *(struct conn_arg *)argp;
-    free(argp);
-    struct end e = {a.fd, NULL};
+    int fd = (int)(intptr_t)argp;
+    struct end e = {fd, NULL};
     uint8_t req[BENCH_REQ_LEN], reply[BENCH_REPLY_LEN] = {0};
     bench_put_le32(reply, BENCH_REPLY_LEN - 4);
-    if (a.ctx != NULL) {
-        e.ssl = SSL_new(a.ctx);
-        if (e.ssl == NULL || SSL_set_fd(e.ssl, a.fd) != 1 || SSL_accept(e.ssl) != 1) {
+    if (server_ctx != NULL) {
+        e.ssl = SSL_new(server_ctx);
+        if (e.ssl == NULL || SSL_set_fd(e.ssl, fd) != 1 || SSL_accept(e.ssl) != 1) {
             goto done;
         }
     }
@@ -115,47 +112,8 @@ run_server(const char *listen_addr, const char *cert, const char *key)
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         SSL_CTX_set_num_tickets(ctx, 0);
     }
-    struct sockaddr_in sa;
-    if (bench_parse_addr(listen_addr, &sa) != 0) {
-        fprintf(stderr, "tls-floor: bad address %s\n", listen_addr);
-        return 2;
-    }
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    socklen_t sl = sizeof sa;
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lfd, 128) != 0 ||
-        getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0) {
-        perror("tls-floor: listen");
-        return 1;
-    }
-    printf("listening on 127.0.0.1:%u\n", ntohs(sa.sin_port));
-    fflush(stdout);
-    for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) {
-                continue;
-            }
-            perror("tls-floor: accept");
-            return 1;
-        }
-        bench_nodelay(fd);
-        struct conn_arg *a = malloc(sizeof *a);
-        pthread_t t;
-        if (a == NULL) {
-            close(fd);
-            continue;
-        }
-        a->fd = fd;
-        a->ctx = ctx;
-        if (pthread_create(&t, NULL, serve_conn, a) != 0) {
-            free(a);
-            close(fd);
-            continue;
-        }
-        pthread_detach(t);
-    }
+    server_ctx = ctx;
+    return bench_serve("tls-floor", listen_addr, serve_conn, 1);
 }
 
 /* ---- client ---- */
