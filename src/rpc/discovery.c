@@ -562,7 +562,11 @@ disc_call(tether_client *c, const tt_call_req *rq, const char *key, tt_call_resu
                 int listed = d->ever_listed;
                 pthread_mutex_unlock(&d->mu);
                 if (last == TETHER_OK) {
-                    last = !listed ? TETHER_ENOENT : nowait ? TETHER_EAGAIN : TETHER_ETIMEDOUT;
+                    /* Nothing was tried: say why (EAGAIN here is the
+                     * flag's documented answer, not an unsent call). */
+                    return res->err = !listed ? TETHER_ENOENT
+                                      : nowait ? TETHER_EAGAIN
+                                               : TETHER_ETIMEDOUT;
                 }
                 return res->err = public_err(last);
             }
