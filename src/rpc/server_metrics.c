@@ -97,7 +97,7 @@ state_word(int state)
 /* Fill s from srv; s->methods and s->regs are allocated (free with
  * snap_fini).  Errors: TETHER_ENOMEM. */
 static tether_err
-snap_take(const tether_server *srv, tt_ops_snapshot *s, char *url, size_t ucap)
+snap_take(const tether_server *srv, tt_ops_snapshot *s)
 {
     memset(s, 0, sizeof *s);
     const struct tt_srv_metrics *sm = srv->metrics;
@@ -122,8 +122,8 @@ snap_take(const tether_server *srv, tt_ops_snapshot *s, char *url, size_t ucap)
     s->services = (const char *const *)srv->services;
     if (srv->registry != NULL) {
         s->has_registry = 1;
-        snprintf(url, ucap, "%s:", srv->registry->ops->scheme);
-        s->registry_url = url;
+        /* Redacted when it is opened: no password reaches a page. */
+        s->registry_url = tether_registry_get_location(srv->registry);
         tether_registry_get_stats(srv->registry, &s->registry);
         if (srv->reg_service != NULL) {
             tt_ops_reg *regs = tt_calloc((size_t)srv->nlisteners + 1, sizeof *regs);
@@ -155,7 +155,6 @@ static tether_err
 serve(void *arg, const char *path, int *status, const char **ctype, tt_buf *body)
 {
     tether_server *srv = arg;
-    char url[64];
     tt_ops_snapshot s;
     tether_err rc;
     if (strcmp(path, "/health") == 0) {
@@ -176,7 +175,7 @@ serve(void *arg, const char *path, int *status, const char **ctype, tt_buf *body
         *status = 404;
         return tt_buf_append(body, msg, sizeof msg - 1);
     }
-    rc = snap_take(srv, &s, url, sizeof url);
+    rc = snap_take(srv, &s);
     if (rc == TETHER_OK && prom) {
         *ctype = "text/plain; version=0.0.4; charset=utf-8";
         rc = tt_ops_prometheus(&s, body);
@@ -279,10 +278,9 @@ tether_server_metrics_text(const tether_server *srv, char **out, size_t *len)
     if (srv->metrics == NULL || srv->metrics->k == NULL) {
         return TETHER_ESTATE;
     }
-    char url[64];
     tt_ops_snapshot s;
     tt_buf b = {0};
-    tether_err rc = snap_take(srv, &s, url, sizeof url);
+    tether_err rc = snap_take(srv, &s);
     if (rc == TETHER_OK) {
         rc = tt_ops_prometheus(&s, &b);
     }

@@ -42,7 +42,7 @@ chromium_run() {
 }
 
 chromium_run --dump-dom >"$TMP/dom.html"
-python3 - "$TMP/dom.html" "$ADDR" <<'PY' || fail "the page does not show what it should"
+python3 - "$TMP/dom.html" "$ADDR" "local:$TMP/registry" <<'PY' || fail "the page does not show what it should"
 import sys
 from html.parser import HTMLParser
 
@@ -94,6 +94,7 @@ conns = p.ids.get("conns", "")
 check("accepted9" in conns.replace(" ", ""), "9 connections accepted: %r" % conns)
 reg = p.ids.get("registry", "")
 check("calc-status @ " + sys.argv[2] in reg, "registered as calc-status @ addr: %r" % reg)
+check(sys.argv[3] in reg, "the registry's URL: %r" % reg)
 sys.exit(0 if ok else 1)
 PY
 
