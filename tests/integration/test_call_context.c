@@ -272,6 +272,22 @@ test_metadata_round_trip(void **state)
     assert_string_equal(tr[3].value, "abc-123");
     tether_free(tr);
 
+    /* More pairs than the encoder measures ahead (8): all arrive, in order. */
+    tether_meta many[12];
+    char keys[12][8], vals[12][8], want_many[256] = "";
+    for (int i = 0; i < 12; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        snprintf(vals[i], sizeof vals[i], "v%d", i * 7);
+        many[i] = (tether_meta){keys[i], vals[i]};
+        snprintf(want_many + strlen(want_many), sizeof want_many - strlen(want_many), "%s=%s\n",
+                 keys[i], vals[i]);
+    }
+    tether_call_opts mopts = {.timeout_ms = H_CALL_MS, .meta = many, .nmeta = 12};
+    H_OK(tether_client_call_raw(c, "Test.Meta", "", 0, &out, &len, &mopts, NULL));
+    assert_int_equal(len, strlen(want_many));
+    assert_memory_equal(out, want_many, len);
+    tether_free(out);
+
     /* No metadata: no trailers. */
     tr = (tether_meta *)&opts; /* must be overwritten */
     opts.nmeta = 0;

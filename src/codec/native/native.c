@@ -129,12 +129,19 @@ native_encode_call(void *state, tt_buf *out, uint64_t seq, const char *method, s
                    const ProtobufCMessage *msg, const void *data, size_t len,
                    const tt_call_ctx *ctx)
 {
+    /* Each string is measured once: the lengths of the first pairs are
+     * kept for the copy below (a call rarely has more). */
+    size_t lens[2 * 8];
     size_t clen = ctx->timeout_ms > 0 ? 7 : 0;
     for (size_t i = 0; i < ctx->nmeta; i++) {
         size_t kl = strlen(ctx->meta[i].key);
         size_t vl = strlen(ctx->meta[i].value);
         if (kl == 0 || kl + vl + 2 > 0xffff) {
             return TETHER_ELIMIT;
+        }
+        if (i < 8) {
+            lens[2 * i] = kl;
+            lens[2 * i + 1] = vl;
         }
         clen += tt_ctx_size_meta(kl, vl);
     }
@@ -165,7 +172,8 @@ native_encode_call(void *state, tt_buf *out, uint64_t seq, const char *method, s
     for (size_t i = 0; i < ctx->nmeta; i++) {
         const char *k = ctx->meta[i].key;
         const char *v = ctx->meta[i].value;
-        c += tt_ctx_put_meta(c, k, strlen(k), v, strlen(v));
+        c += i < 8 ? tt_ctx_put_meta(c, k, lens[2 * i], v, lens[2 * i + 1])
+                   : tt_ctx_put_meta(c, k, strlen(k), v, strlen(v));
     }
     if (msg != NULL) {
         protobuf_c_message_pack(msg, c);
