@@ -122,13 +122,17 @@ func tlsSetup(ca, cert, key, name string) {
 	}
 }
 
-func dialTLS(addr, codec string) (*rpc.Client, error) {
+func dialTLSConn(addr string) (*tls.Conn, error) {
 	conf := tlsConf.Clone()
 	if conf.ServerName == "" {
 		host, _, _ := net.SplitHostPort(addr)
 		conf.ServerName = host
 	}
-	conn, err := tls.Dial("tcp", addr, conf)
+	return tls.Dial("tcp", addr, conf)
+}
+
+func dialTLS(addr, codec string) (*rpc.Client, error) {
+	conn, err := dialTLSConn(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -360,12 +364,26 @@ func main() {
 	}
 	if *expectFail {
 		// With TLS 1.3 a refused client certificate shows at the first
-		// read, not in tls.Dial: make one call either way.
+		// read, not in tls.Dial.  Read it here: through net/rpc the reason
+		// is lost whenever its reader sees the alert before the call is
+		// sent (the call then fails with "connection is shut down").
+		if tlsConf != nil {
+			conn, err := dialTLSConn(*addr)
+			if err == nil {
+				conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				var b [1]byte
+				_, err = conn.Read(b[:])
+				conn.Close()
+			}
+			if err == nil {
+				fail("the server sent data unasked")
+			}
+			fmt.Println("error:", err)
+			return
+		}
 		var c *rpc.Client
 		var err error
-		if tlsConf != nil {
-			c, err = dialTLS(*addr, *codec)
-		} else if *codec == "jsonrpc" {
+		if *codec == "jsonrpc" {
 			c, err = jsonrpc.Dial("tcp", *addr)
 		} else {
 			c, err = rpc.Dial("tcp", *addr)
