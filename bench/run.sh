@@ -155,6 +155,8 @@ start_server() {
         tether) cmd=("$BIN/calculator-server" --listen "$SERVER_ADDR") ;;
         # The same server with metrics on (a listener on a free port).
         tether-metrics) cmd=("$BIN/calculator-server" --listen "$SERVER_ADDR" --metrics 127.0.0.1:0) ;;
+        # The same server without its serving watchdog (on by default).
+        tether-nolive) cmd=("$BIN/calculator-server" --listen "$SERVER_ADDR" --stall-ms 0) ;;
         go) cmd=("$GOBIN" server --listen "$SERVER_ADDR") ;;
     esac
     # shellcheck disable=SC2046
@@ -276,6 +278,20 @@ for run in $(seq 1 "$RUNS"); do
                         v=$(field "$r" calls_per_s)
                         [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
                         record "pipe_1_metrics.tether" "$v"
+                    fi
+                    # Liveness' price: the serving watchdog and the
+                    # client's connection probes, both on by default,
+                    # against both off.
+                    stop_server
+                    if start_server tether-nolive "$placement"; then
+                        r=$(run_client tether "$placement" --mode seq --calls "$SEQ_CALLS" \
+                            --warmup "$SEQ_WARMUP" --probe-ms off)
+                        record "seq_p50_nolive.tether" "$(field "$r" p50_us)"
+                        r=$(run_client tether "$placement" --mode pipe --conns 1 --depth 64 \
+                            --seconds "$PIPE_SECONDS" --warmup-ms "$PIPE_WARMUP_MS" --probe-ms off)
+                        v=$(field "$r" calls_per_s)
+                        [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
+                        record "pipe_1_nolive.tether" "$v"
                     fi
                 fi
             fi
@@ -559,6 +575,14 @@ printf '  %-26s %-22s %-22s %-8s %-8s\n' "seq p50 (us)" "$(stat seq_p50_unpinned
     "<=1.02"
 printf '  %-26s %-22s %-22s %-8s %-8s\n' "1 conn x 64 (k calls/s)" "$(stat pipe_1.tether)" \
     "$(stat pipe_1_metrics.tether)" "$(ratio pipe_1.tether pipe_1_metrics.tether)" "<=1.02"
+echo
+echo "liveness: the serving watchdog (stall_ms) and the client's probes (probe_ms), on by default,"
+echo "  against both off ($UNP, same runs)"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "figure" "both off" "both on" "ratio" "target"
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "seq p50 (us)" "$(stat seq_p50_nolive.tether)" \
+    "$(stat seq_p50_unpinned.tether)" "$(ratio seq_p50_unpinned.tether seq_p50_nolive.tether)" ""
+printf '  %-26s %-22s %-22s %-8s %-8s\n' "1 conn x 64 (k calls/s)" "$(stat pipe_1_nolive.tether)" \
+    "$(stat pipe_1.tether)" "$(ratio pipe_1_nolive.tether pipe_1.tether)" "<=1.02"
 echo
 printf '%-44s %-22s %-22s %-10s\n' "memory (server, $UNP)" "tether" "Go net/rpc" "target"
 mrow() { # LABEL KEY TARGET [int]
