@@ -27,9 +27,11 @@ rundir=$(value RuntimeDirectory)
 [ -n "$(value WatchdogSec)" ] || fail "no WatchdogSec=: a wedged server would never be restarted"
 exec_start=$(value ExecStart)
 case " $exec_start " in
-*" --registry local:/run/$rundir "*) ;;
-*) fail "ExecStart= does not register in local:/run/$rundir: $exec_start" ;;
+*" --registry local:/run/$rundir?group="*) ;;
+*) fail "ExecStart= does not register in local:/run/$rundir?group=...: $exec_start" ;;
 esac
+[ "$(value RuntimeDirectoryMode)" = 2770 ] ||
+    fail "RuntimeDirectoryMode= is not 2770: the registry's group cannot read it"
 case "$exec_start" in
 /usr/local/bin/calculator-server\ *) ;;
 *) fail "ExecStart= does not start /usr/local/bin/calculator-server" ;;
@@ -50,6 +52,17 @@ fi
 args=${exec_start#* }
 args=${args/127.0.0.1:8080/127.0.0.1:0}
 args=${args/local:\/run\/$rundir/local:$tmp/run}
+# The unit's group is made by tether.sysusers; here a group every Debian
+# system has stands in for it.  The directory is made as systemd makes
+# RuntimeDirectory= (the group's, RuntimeDirectoryMode=).
+group=daemon
+getent group "$group" >/dev/null || fail "no group '$group' to stand in for tether"
+args=${args/group=tether/group=$group}
+url="local:$tmp/run?group=$group"
+chmod 755 "$tmp"
+mkdir "$tmp/run"
+chgrp "$group" "$tmp/run"
+chmod "$(value RuntimeDirectoryMode)" "$tmp/run"
 # shellcheck disable=SC2086
 "$bin/calculator-server" $args >"$tmp/server.log" 2>&1 &
 pid=$!
@@ -58,8 +71,21 @@ for _ in $(seq 200); do
     kill -0 "$pid" 2>/dev/null || { cat "$tmp/server.log" >&2; fail "the server exited"; }
     sleep 0.05
 done
-"$bin/tether" list calculator --registry "local:$tmp/run" | grep -q serving ||
+"$bin/tether" list calculator --registry "$url" | grep -q serving ||
     { kill -KILL "$pid"; fail "the server with the unit's arguments is not listed"; }
+# A reader that is not the server's user, only a member of its group.
+if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
+    setpriv --reuid=65534 --regid="$group" --clear-groups \
+        "$bin/tether" list calculator --registry "$url" >"$tmp/member.out" 2>&1
+    grep -q serving "$tmp/member.out" ||
+        { cat "$tmp/member.out" >&2; kill -KILL "$pid"; fail "a member of the group cannot read the registry"; }
+    # Outside the group: nothing (the directory is 2770).
+    if setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$bin/tether" list calculator --registry "$url" 2>/dev/null | grep -q serving; then
+        kill -KILL "$pid"
+        fail "a user outside the group read the registry"
+    fi
+fi
 kill -TERM "$pid"
 wait "$pid" || fail "the server did not stop cleanly on SIGTERM"
 echo "systemd unit: ok"
