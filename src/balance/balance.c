@@ -47,12 +47,13 @@ total_weight(const tt_cand *c, size_t n)
     return w;
 }
 
-/* The candidate that owns slot x of the weighted line of ok candidates. */
+/* The candidate that owns slot x of the weighted line of ok candidates,
+ * leaving out candidate skip (-1: none). */
 static int
-weighted_slot(const tt_cand *c, size_t n, uint64_t x)
+weighted_slot(const tt_cand *c, size_t n, uint64_t x, int skip)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!c[i].ok) {
+        if (!c[i].ok || (int)i == skip) {
             continue;
         }
         if (x < c[i].weight) {
@@ -72,7 +73,7 @@ pick_rr(const tt_cand *c, size_t n, uint64_t *state, const char *key, size_t key
     if (w == 0) {
         return -1;
     }
-    return weighted_slot(c, n, (*state)++ % w);
+    return weighted_slot(c, n, (*state)++ % w, -1);
 }
 
 static int
@@ -84,7 +85,7 @@ pick_random(const tt_cand *c, size_t n, uint64_t *state, const char *key, size_t
     if (w == 0) {
         return -1;
     }
-    return weighted_slot(c, n, next_rand(state) % w);
+    return weighted_slot(c, n, next_rand(state) % w, -1);
 }
 
 static int
@@ -94,13 +95,18 @@ pick_p2c(const tt_cand *c, size_t n, uint64_t *state, const char *key, size_t ke
     if (w == 0) {
         return -1;
     }
-    int a = weighted_slot(c, n, next_rand(state) % w);
-    int b = weighted_slot(c, n, next_rand(state) % w);
     (void)key;
     (void)key_len;
-    if (a == b) {
+    int a = weighted_slot(c, n, next_rand(state) % w, -1);
+    /* Two different choices: were the second drawn with the first put
+     * back, the most loaded instance would still get (its share)^2 of the
+     * calls, and one that answers nothing (alive but not serving) would
+     * fill every slot a caller has, as in turn. */
+    uint64_t rest = w - c[a].weight;
+    if (rest == 0) {
         return a;
     }
+    int b = weighted_slot(c, n, next_rand(state) % rest, a);
     /* Fewer calls in flight per unit of weight wins (cross-multiplied). */
     uint64_t la = (uint64_t)c[a].inflight * c[b].weight;
     uint64_t lb = (uint64_t)c[b].inflight * c[a].weight;
