@@ -54,6 +54,7 @@ row() {
     local fault=$1 cl=$2 variant=$3 r args=(--only "$2")
     [ "$cl" = async ] && args+=(--rate 5000 --inflight 64)
     [ "$variant" = hedged ] && args+=(--idempotent --backup-ms p95)
+    [ "$variant" = rr ] && args+=(--balance rr)
     local fargs=("${FROZEN[@]}")
     [ "$fault" = blackholed ] && fargs=("${BLACKHOLE[@]}")
     local t=$OL_DIR/row
@@ -81,7 +82,10 @@ echo "|------------|-------|--------|----------------|----------------------|---
 # the last part.
 for fault in frozen blackholed; do
     for cl in sync async; do
-        for variant in plain hedged; do
+        variants=(plain hedged)
+        # rr: plain calls in turn instead of the default two choices.
+        [ "$cl" = async ] && variants+=(rr)
+        for variant in "${variants[@]}"; do
             # shellcheck disable=SC2053
             [[ "$fault/$cl/$variant" == ${ROWS:-*} ]] && row "$fault" "$cl" "$variant"
         done

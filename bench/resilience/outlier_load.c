@@ -70,6 +70,7 @@ static struct {
     int idempotent, async_idempotent, do_sync, do_async;
     uint32_t fault_at_ms, heal_at_ms;
     const char *fault, *heal;
+    tether_balance balance;
 } opt = {.interval_ms = 2,
          .inflight = 64,
          .duration_ms = 6000,
@@ -348,7 +349,8 @@ usage(void)
                     "       [--async-idempotent]\n"
                     "       [--backup-ms N|p95] [--probe-ms N] [--probe-timeout-ms N]\n"
                     "       [--eject-base-ms N] [--only sync|async] [--rate CALLS_PER_S]\n"
-                    "       [--fault-at-ms N --fault CMD] [--heal-at-ms N --heal CMD]\n");
+                    "       [--fault-at-ms N --fault CMD] [--heal-at-ms N --heal CMD]\n"
+                    "       [--balance rr|p2c]\n");
     exit(2);
 }
 
@@ -390,6 +392,15 @@ main(int argc, char **argv)
             opt.do_sync = strcmp(v, "sync") == 0;
             opt.do_async = strcmp(v, "async") == 0;
             i++;
+        } else if (strcmp(a, "--balance") == 0 && v != NULL) {
+            if (strcmp(v, "rr") == 0) {
+                opt.balance = TETHER_BALANCE_ROUND_ROBIN;
+            } else if (strcmp(v, "p2c") == 0) {
+                opt.balance = TETHER_BALANCE_P2C;
+            } else {
+                usage();
+            }
+            i++;
         } else if (strcmp(a, "--idempotent") == 0) {
             opt.idempotent = 1;
         } else if (strcmp(a, "--async-idempotent") == 0) {
@@ -413,6 +424,7 @@ main(int argc, char **argv)
     tether_client_config_init(&cfg);
     cfg.call_timeout_ms = opt.timeout_ms;
     cfg.backup_ms = opt.backup_ms;
+    cfg.balance = opt.balance;
     if (opt.probe_ms != 0) {
         cfg.probe_ms = opt.probe_ms;
     }

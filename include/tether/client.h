@@ -30,11 +30,16 @@ extern "C" {
 /* tether_client - opaque client handle. */
 typedef struct tether_client tether_client;
 
-/* How a client by service name picks an instance for each call. */
+/* How a client by service name picks an instance for each call.  The
+ * default (0) is TETHER_BALANCE_P2C: an instance that
+ * is alive but answers nothing (stopped, its packets dropped) collects
+ * calls in flight and stops being chosen at once, long before a ping
+ * finds it out, where in turn it keeps getting its share until then. */
 typedef enum tether_balance {
-    TETHER_BALANCE_ROUND_ROBIN = 0, /* in turn, weights honoured (default) */
+    TETHER_BALANCE_P2C = 0,         /* two different random choices (weighted), the one with
+                                     * fewer calls in flight per weight wins (default) */
     TETHER_BALANCE_RANDOM = 1,      /* weighted random */
-    TETHER_BALANCE_P2C = 2,         /* two random choices, fewer calls in flight per weight wins */
+    TETHER_BALANCE_ROUND_ROBIN = 2, /* in turn, weights honoured */
     TETHER_BALANCE_HASH = 3         /* rendezvous hash of the call's key (tether_call_opts.key) */
 } tether_balance;
 
@@ -197,8 +202,9 @@ TETHER_API tether_err tether_client_create(const char *addr, const tether_client
  * TETHER_CALL_IDEMPOTENT are also retried after a reset, and hedged when
  * backup_ms is set.  When no instance is available a call waits
  * for one until its deadline (TETHER_ETIMEDOUT; TETHER_ENOENT if the
- * registry never listed any); with TETHER_CALL_NO_WAIT it fails at once.  Errors: TETHER_EINVAL, TETHER_ENOMEM and the
- * registry's errors.
+ * registry never listed any); with TETHER_CALL_NO_WAIT it fails at once.
+ * Errors: TETHER_EINVAL (also for an unknown cfg->balance), TETHER_ENOMEM
+ * and the registry's errors.
  */
 TETHER_API tether_err tether_client_create_service(tether_registry *reg, const char *service,
                                                    const tether_client_config *cfg,

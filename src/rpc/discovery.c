@@ -1145,6 +1145,10 @@ tether_err
 tt_disc_create(tether_registry *reg, const char *service, const tether_client_config *cfg,
                tether_client **out)
 {
+    if (cfg != NULL && (unsigned)cfg->balance > TETHER_BALANCE_HASH) {
+        tt_log(TETHER_LOG_ERROR, "client: unknown balancing policy %d", (int)cfg->balance);
+        return TETHER_EINVAL;
+    }
     struct tt_disc *d = tt_calloc(1, sizeof *d);
     if (d == NULL) {
         return TETHER_ENOMEM;
@@ -1167,7 +1171,7 @@ tt_disc_create(tether_registry *reg, const char *service, const tether_client_co
     case TETHER_BALANCE_HASH:
         d->bal = &tt_balance_hash;
         break;
-    default:
+    case TETHER_BALANCE_ROUND_ROBIN:
         d->bal = &tt_balance_roundrobin;
         break;
     }
