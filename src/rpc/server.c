@@ -542,6 +542,10 @@ thread_fini(iothr *t)
         tt_free(t->bufs[i]);
     }
     t->nbufs = 0;
+    for (size_t i = 0; i < sizeof t->big / sizeof t->big[0]; i++) {
+        tt_free(t->big[i]);
+        t->big[i] = NULL;
+    }
     tt_free(t->scratch);
     tt_free(t->lios);
     tt_loop_fini(&t->loop);
@@ -590,6 +594,7 @@ tether_server_start(tether_server *srv)
         t->idx = i;
         t->accepting = 1;
         tt_timer_init(&t->accept_tmr, tt_srv_accept_resume);
+        tt_timer_init(&t->big_tmr, tt_srv_big_expire);
         /* The input budget is shared out: no lock, no cross-thread wake. */
         size_t share = srv->cfg.max_input_buffered / (size_t)srv->cfg.io_threads;
         size_t least = srv->cfg.max_frame_size + TT_IOBUF;

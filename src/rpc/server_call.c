@@ -64,6 +64,7 @@ call_alloc(conn *c, const method_ent *m, uint64_t seq)
     call->arena_off = 0;
     call->body = NULL;
     call->body_len = 0;
+    call->body_cap = 0;
     call->canceled = 0;
     call->deadline_ns = 0;
     call->ctx = NULL;
@@ -135,10 +136,14 @@ call_release_body(struct tether_call *call)
     }
     call->req_in_arena = 0;
     call->arena_off = 0;
-    if (call->body != NULL && call->body != call->small) {
+    if (call->body_cap > 0) {
+        tt_buf b = {.data = call->body, .cap = call->body_cap};
+        tt_srv_buf_release(call->t, &b);
+    } else if (call->body != NULL && call->body != call->small) {
         tt_free(call->body);
     }
     call->body = NULL;
+    call->body_cap = 0;
     if (call->ctx_heap) {
         tt_free((void *)call->ctx);
     }
@@ -153,6 +158,7 @@ call_drop_dead(struct tether_call *call)
 {
     gate *g = call->g;
     int gref = call->gref;
+    call->body_cap = 0; /* its thread is gone: a plain free */
     call_release_body(call);
     tt_buf_free(&call->ans);
     tt_buf_free(&call->trailers);
@@ -946,9 +952,21 @@ tt_srv_start_call(conn *c, const tt_rpc_msg *m)
             return;
         }
     } else {
-        /* Raw bodies must outlive this read buffer if answered later. */
+        /* Raw bodies must outlive this read buffer if answered later;
+         * large ones take the thread's large spares (no fresh mapping
+         * per message). */
         call->body_len = m->body_len;
-        call->body = m->body_len <= sizeof call->small ? call->small : tt_malloc(m->body_len);
+        if (m->body_len <= sizeof call->small) {
+            call->body = call->small;
+        } else if (m->body_len > TT_IOBUF) {
+            tt_buf b = {0};
+            if (tt_srv_buf_prepare(t, &b, m->body_len) == TETHER_OK) {
+                call->body = b.data;
+                call->body_cap = b.cap;
+            }
+        } else {
+            call->body = tt_malloc(m->body_len);
+        }
         if (call->body == NULL) {
             tt_srv_answer_error(c, m->seq, me->name, me->name_len, TETHER_ENOMEM,
                                 "rpc: server out of memory");

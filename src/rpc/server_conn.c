@@ -84,10 +84,85 @@ tt_srv_report_drained(iothr *t)
     (void)w;
 }
 
-/* Give b storage from the thread's spare buffers when it has none. */
+/* How long the thread keeps a large buffer nobody uses: a connection
+ * that moves large messages one after another reuses it, and its pages,
+ * instead of mapping, faulting in and unmapping megabytes per message;
+ * an idle server gives it back within this time. */
+#define BIG_KEEP_NS (1000ull * 1000000ull)
+
+#define NBIG (sizeof ((iothr *)0)->big / sizeof ((iothr *)0)->big[0])
+
+/* Move b's bytes into the smallest of the thread's large spares that
+ * holds them with extra more, when b must grow (compacting would not
+ * do); b's old storage goes back as a spare. */
+static int
+take_big(iothr *t, tt_buf *b, size_t extra)
+{
+    size_t held = tt_buf_size(b);
+    if (b->data != NULL && b->cap - held >= extra) {
+        return 0; /* tt_buf_reserve compacts instead */
+    }
+    int k = -1;
+    for (size_t i = 0; i < NBIG; i++) {
+        if (t->big[i] != NULL && t->big_cap[i] >= held && t->big_cap[i] - held >= extra &&
+            (k < 0 || t->big_cap[i] < t->big_cap[k])) {
+            k = (int)i;
+        }
+    }
+    if (k < 0) {
+        return 0;
+    }
+    tt_buf old = *b;
+    if (held > 0) {
+        memcpy(t->big[k], b->data + b->off, held);
+    }
+    b->data = t->big[k];
+    b->cap = t->big_cap[k];
+    b->off = 0;
+    b->len = held;
+    t->big[k] = NULL;
+    t->big_cap[k] = 0;
+    old.off = old.len = 0;
+    tt_srv_buf_release(t, &old);
+    return 1;
+}
+
+/* Keep a large buffer as a spare: in a free slot, or instead of a
+ * smaller one; false if it is not kept. */
+static int
+keep_big(iothr *t, void *data, size_t cap)
+{
+    int k = -1;
+    for (size_t i = 0; i < NBIG; i++) {
+        if (t->big[i] == NULL) {
+            k = (int)i;
+            break;
+        }
+        if (t->big_cap[i] <= cap && (k < 0 || t->big_cap[i] < t->big_cap[k])) {
+            k = (int)i;
+        }
+    }
+    if (k < 0) {
+        return 0;
+    }
+    tt_free(t->big[k]);
+    t->big[k] = data;
+    t->big_cap[k] = cap;
+    t->big_at[k] = tt_now_coarse_ns();
+    if (!tt_timer_armed(&t->big_tmr)) {
+        tt_timer_arm(&t->loop, &t->big_tmr, t->big_at[k] + BIG_KEEP_NS);
+    }
+    return 1;
+}
+
+/* Give b storage from the thread's spare buffers when it has none, or
+ * when it must grow past TT_IOBUF. */
 tether_err
 tt_srv_buf_prepare(iothr *t, tt_buf *b, size_t extra)
 {
+    if (b->cap - b->len >= extra) {
+        return TETHER_OK;
+    }
     if (b->data == NULL && extra <= TT_IOBUF && t->nbufs > 0) {
         b->data = t->bufs[--t->nbufs];
         b->cap = TT_IOBUF;
@@ -103,11 +178,15 @@ tt_srv_buf_prepare(iothr *t, tt_buf *b, size_t extra)
         b->off = b->len = 0;
         return TETHER_OK;
     }
+    if (take_big(t, b, extra)) {
+        return TETHER_OK;
+    }
     return tt_buf_reserve(b, extra);
 }
 
 /* Return an empty buffer's storage to the thread (idle connections hold
- * no buffers). */
+ * no buffers): TT_IOBUF ones to the spares, larger ones (the largest)
+ * to the big spares for BIG_KEEP_NS. */
 void
 tt_srv_buf_release(iothr *t, tt_buf *b)
 {
@@ -116,10 +195,33 @@ tt_srv_buf_release(iothr *t, tt_buf *b)
     }
     if (b->cap == TT_IOBUF && t->nbufs < (int)(sizeof t->bufs / sizeof t->bufs[0])) {
         t->bufs[t->nbufs++] = b->data;
-        b->data = NULL;
-        b->off = b->len = b->cap = 0;
-    } else {
-        tt_buf_free(b);
+    } else if (b->cap <= TT_IOBUF || !keep_big(t, b->data, b->cap)) {
+        tt_free(b->data);
+    }
+    b->data = NULL;
+    b->off = b->len = b->cap = 0;
+}
+
+void
+tt_srv_big_expire(tt_timer *tm)
+{
+    iothr *t = (iothr *)((char *)tm - offsetof(iothr, big_tmr));
+    uint64_t now = tt_now_coarse_ns(), next = 0;
+    for (size_t i = 0; i < NBIG; i++) {
+        if (t->big[i] == NULL) {
+            continue;
+        }
+        uint64_t due = t->big_at[i] + BIG_KEEP_NS;
+        if (now >= due) {
+            tt_free(t->big[i]);
+            t->big[i] = NULL;
+            t->big_cap[i] = 0;
+        } else if (next == 0 || due < next) {
+            next = due;
+        }
+    }
+    if (next != 0) {
+        tt_timer_arm(&t->loop, &t->big_tmr, next);
     }
 }
 

@@ -103,6 +103,7 @@ struct tether_call {
     ProtobufCMessage *req;
     uint8_t *body;     /* raw methods: the request bytes */
     size_t body_len;
+    size_t body_cap; /* >0: body is a thread spare of this size (tt_srv_buf_prepare) */
     int canceled; /* already answered with an error (drain end, deadline,
                    * client cancel): the handler's answer is dropped */
     /* The per-call context (native protocol v2). */
@@ -179,6 +180,13 @@ typedef struct iothr {
     uint8_t *scratch;
     void *bufs[32]; /* spare I/O buffers of TT_IOBUF bytes */
     int nbufs;
+    /* Spare buffers larger than TT_IOBUF (a large message's input, a raw
+     * method's copy of its body, its answer), kept BIG_KEEP_NS after
+     * their last use (server_conn.c, tt_srv_buf_release). */
+    void *big[3];
+    size_t big_cap[3];
+    uint64_t big_at[3];
+    tt_timer big_tmr;
     /* Counters written only by this thread, read by anyone. */
     _Atomic uint64_t st_accepted, st_started, st_completed, st_failed, st_proto;
     _Atomic uint64_t st_unpack_limit; /* requests refused by the unpack budget */
@@ -324,6 +332,8 @@ void tt_srv_report_drained(iothr *t);
  * more bytes; release gives an empty buffer's storage back. */
 tether_err tt_srv_buf_prepare(iothr *t, tt_buf *b, size_t extra);
 void tt_srv_buf_release(iothr *t, tt_buf *b);
+/* tt_srv_big_expire - the big_tmr callback (server_conn.c). */
+void tt_srv_big_expire(tt_timer *tm);
 void tt_srv_mark_dirty(conn *c);  /* flush c after this batch */
 void tt_srv_flush_dirty(iothr *t);
 void tt_srv_conn_unref(conn *c);

@@ -11,10 +11,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,7 +309,7 @@ read_report(h_proc *p, int fd)
 void
 h_spawn_server(h_proc *p, const h_server_opts *opts)
 {
-    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
     if (opts == NULL) {
         opts = &defaults;
     }
@@ -355,6 +357,10 @@ h_spawn_server(h_proc *p, const h_server_opts *opts)
     argv[n++] = args[k++];
     if (opts->log_path != NULL) {
         snprintf(args[k], sizeof(args[k]), "log=%s", opts->log_path);
+        argv[n++] = args[k++];
+    }
+    if (opts->count_allocs) {
+        snprintf(args[k], sizeof(args[k]), "count_allocs=1");
         argv[n++] = args[k++];
     }
     argv[n] = NULL;
@@ -711,6 +717,69 @@ reply_u32(tether_call *call, uint32_t v)
 {
     uint8_t b[4];
     put_le32(b, v);
+    tether_call_reply_raw(call, b, sizeof(b));
+}
+
+/* ---- large allocations, counted for Test.Allocs (count_allocs=1) ---- */
+static _Atomic uint64_t big_allocs;
+static _Atomic int64_t big_held;
+
+static int
+is_big(void *p)
+{
+    return p != NULL && malloc_usable_size(p) >= HARNESS_BIG_ALLOC;
+}
+
+static void *
+count_malloc(size_t n)
+{
+    void *p = malloc(n);
+    if (is_big(p)) {
+        atomic_fetch_add(&big_allocs, 1);
+        atomic_fetch_add(&big_held, 1);
+    }
+    return p;
+}
+
+static void *
+count_realloc(void *old, size_t n)
+{
+    int was = is_big(old);
+    size_t was_size = old != NULL ? malloc_usable_size(old) : 0;
+    void *p = realloc(old, n);
+    if (p == NULL && n != 0) {
+        return NULL; /* old is untouched */
+    }
+    atomic_fetch_sub(&big_held, was);
+    if (is_big(p)) {
+        atomic_fetch_add(&big_held, 1);
+        if (!was || p != old || malloc_usable_size(p) > was_size) {
+            atomic_fetch_add(&big_allocs, 1);
+        }
+    }
+    return p;
+}
+
+static void
+count_free(void *p)
+{
+    atomic_fetch_sub(&big_held, is_big(p));
+    free(p);
+}
+
+static void
+m_allocs(tether_call *call, const uint8_t *req, size_t len, void *arg)
+{
+    (void)req;
+    (void)len;
+    (void)arg;
+    uint8_t b[16];
+    uint64_t n = atomic_load(&big_allocs);
+    uint64_t h = (uint64_t)atomic_load(&big_held);
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(n >> (8 * i));
+        b[8 + i] = (uint8_t)(h >> (8 * i));
+    }
     tether_call_reply_raw(call, b, sizeof(b));
 }
 
@@ -1222,6 +1291,9 @@ h_child_main(int argc, char **argv)
             if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
                 child_die(fd, "setrlimit", TETHER_ESYSERR, NULL);
             }
+        } else if (strncmp(a, "count_allocs=", 13) == 0 && opt_num(v) > 0) {
+            static const tether_allocator counting = {count_malloc, count_realloc, count_free};
+            tether_set_allocator(&counting);
         } else if (strncmp(a, "log=", 4) == 0) {
             int lfd = open(v, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
             if (lfd < 0 || dup2(lfd, 2) < 0) {
@@ -1272,7 +1344,7 @@ h_child_main(int argc, char **argv)
         {"Test.Peer", m_peer, 0},         {"Test.FailCode", m_fail_code, 0},
         {"Test.Hold", m_hold, TETHER_METHOD_BLOCKING}, {"Test.HoldStats", m_hold_stats, 0},
         {"Test.IcLog", m_ic_log, 0},      {"Test.FailEscape", m_fail_escape, 0},
-        {"Test.Whoami", m_whoami, 0},
+        {"Test.Whoami", m_whoami, 0},     {"Test.Allocs", m_allocs, 0},
     };
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         e = tether_server_add_raw_method(srv, raw[i].name, raw[i].fn, raw[i].flags, NULL);

@@ -22,6 +22,9 @@
  *   Test.Block    a blocking method (worker pool): waits until Test.Open.
  *   Test.Blocked  answers the 4-byte count of handlers waiting in Block.
  *   Test.Open     lets every waiting Test.Block handler finish.
+ *   Test.Allocs   (count_allocs) two 8-byte little-endian counts: the
+ *                 library's allocations of HARNESS_BIG_ALLOC bytes or more
+ *                 so far, and how many of them are held now.
  * Calculator service (typed, Args -> Int64Value):
  *   Add inline; Sub answered later from another thread; Mul registered
  *   as blocking (worker pool); Div inline, "divide by zero" for B == 0.
@@ -48,6 +51,9 @@
 /* The exit code the test run gives the sanitizers (scripts/test.sh). */
 #define H_SANITIZER_EXIT 86
 
+/* What Test.Allocs counts as a large allocation. */
+#define HARNESS_BIG_ALLOC (128u * 1024)
+
 /* A call timeout for calls that must succeed. */
 #define H_CALL_MS 60000u
 
@@ -73,6 +79,7 @@ typedef struct h_server_opts {
     uint32_t idle_ms;     /* idle_timeout_ms (0: the default) */
     size_t max_input;     /* max_input_buffered (0: the default) */
     uint32_t max_queued;  /* max_queued_blocking (0: the default) */
+    int count_allocs; /* the server counts its large allocations (Test.Allocs) */
 } h_server_opts;
 
 /* h_child_main - when argv asks for server mode, run the test server and

@@ -61,7 +61,7 @@ test_blocking_methods_on_worker_pool(void **state)
 {
     (void)state;
     enum { N = 4 };
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, N, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, N, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     tether_client *c = h_client(srv.addr[0]);
     struct done_slot s[N];
@@ -158,7 +158,7 @@ test_listeners(void **state)
     (void)state;
     char unix_addr[300];
     h_unix_addr(unix_addr, sizeof(unix_addr), "listen.sock");
-    h_server_opts opts = {{"127.0.0.1:0", "[::1]:0", unix_addr, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+    h_server_opts opts = {{"127.0.0.1:0", "[::1]:0", unix_addr, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     assert_int_equal(srv.naddr, 3);
 
@@ -183,7 +183,7 @@ test_max_inflight_per_conn(void **state)
 {
     (void)state;
     enum { LIMIT = 4, N = 10 };
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, LIMIT, 0, 0, 0, NULL, 0, 0, 0, 0};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, LIMIT, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     tether_client *c = h_client(srv.addr[0]);
     tether_client *other = h_client(srv.addr[0]);
@@ -226,7 +226,7 @@ test_max_frame_size(void **state)
 {
     (void)state;
     enum { LIMIT = 64 * 1024 };
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, LIMIT, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, LIMIT, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
     h_spawn_server(&srv, &opts);
     tether_client *bystander = h_client(srv.addr[0]);
     tether_client *c = h_client(srv.addr[0]);
@@ -289,6 +289,70 @@ test_max_frame_size(void **state)
     tether_client_destroy(bystander);
 }
 
+/* The server's large allocations (Test.Allocs): made so far, held now. */
+static void
+big_allocs(tether_client *c, uint64_t *made, uint64_t *held)
+{
+    uint8_t *out = NULL;
+    size_t len = 0;
+    H_OK(tether_client_call_raw(c, "Test.Allocs", NULL, 0, &out, &len,
+                                TETHER_CALL_TIMEOUT(H_CALL_MS), NULL));
+    assert_int_equal(len, 16);
+    *made = h_le64(out);
+    *held = h_le64(out + 8);
+    tether_free(out);
+}
+
+/* Large messages one after another reuse the I/O thread's large buffers
+ * (before: each 1 MiB echo mapped, faulted in and unmapped a fresh input
+ * and a fresh output buffer), and an idle server gives them back. */
+static void
+test_large_message_buffers(void **state)
+{
+    (void)state;
+    h_server_opts opts = {.io_threads = 1, .count_allocs = 1};
+    h_spawn_server(&srv, &opts);
+    tether_client *c = h_client(srv.addr[0]);
+    uint64_t made0, held0, made, held;
+    big_allocs(c, &made0, &held0);
+
+    enum { SIZE = 1024 * 1024, CALLS = 20 };
+    uint8_t *body = malloc(SIZE);
+    assert_non_null(body);
+    for (size_t i = 0; i < SIZE; i++) {
+        body[i] = (uint8_t)(i * 7);
+    }
+    for (int i = 0; i < CALLS + 2; i++) {
+        if (i == 2) { /* after warming up */
+            big_allocs(c, &made0, &held);
+        }
+        uint8_t *out = NULL;
+        size_t len = 0;
+        H_OK(tether_client_call_raw(c, "Test.Echo", body, SIZE, &out, &len,
+                                    TETHER_CALL_TIMEOUT(H_CALL_MS), NULL));
+        assert_int_equal(len, SIZE);
+        assert_memory_equal(out, body, SIZE);
+        tether_free(out);
+    }
+    big_allocs(c, &made, &held);
+    print_message("large buffers: %llu large allocations in the server for %d 1 MiB echoes\n",
+                  (unsigned long long)(made - made0), CALLS);
+    /* Before: two or more per call.  A few are allowed for a buffer that
+     * grows past what the warm-up left. */
+    if (made - made0 > 4) {
+        fail_msg("%llu large allocations for %d echoes", (unsigned long long)(made - made0), CALLS);
+    }
+    assert_true(held > held0);
+
+    /* Idle: the spares go within about a second. */
+    uint64_t t0 = h_now_ms();
+    H_WAIT((big_allocs(c, &made, &held), held == held0), "the server's large buffers to go");
+    print_message("large buffers: given back %llu ms after the last echo\n",
+                  (unsigned long long)(h_now_ms() - t0));
+    free(body);
+    tether_client_destroy(c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -299,6 +363,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_listeners, teardown),
         cmocka_unit_test_teardown(test_max_inflight_per_conn, teardown),
         cmocka_unit_test_teardown(test_max_frame_size, teardown),
+        cmocka_unit_test_teardown(test_large_message_buffers, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h_cleanup();
