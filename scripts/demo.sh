@@ -20,7 +20,16 @@ DIR=$(mktemp -d /tmp/tether-demo.XXXXXX)
 REG="${REGISTRY:-local:$DIR}"
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    # Servers still running stop gracefully (they leave the registry);
+    # one that is not gone within 5 s is killed.
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 100); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$p" 2>/dev/null || true
+    done
     wait 2>/dev/null || true
     rm -rf "$DIR"
 }
