@@ -380,7 +380,12 @@ build_type(dyn_type *t, char *err, size_t errlen)
     t->d.magic = PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC;
     t->d.sizeof_message = align_up(off, alignof(max_align_t));
     t->d.n_fields = (unsigned)n;
-    t->d.fields = t->fields;
+    /* No fields: no field array.  protobuf-c's unpack starts from
+     * fields[0] as "the last field seen" without looking at n_fields, so
+     * a zeroed placeholder there (number 0) matched a tag of field number
+     * 0 on the wire, and the varint was stored at offset 0: over the
+     * message's descriptor pointer (found by fuzz_describe). */
+    t->d.fields = n > 0 ? t->fields : NULL;
     t->d.fields_sorted_by_name = t->by_name;
     t->d.n_field_ranges = nranges;
     t->d.field_ranges = t->ranges;

@@ -203,6 +203,30 @@ test_calculator_roundtrip(void **state)
     tt_dyn_free(dy);
 }
 
+/* A type with no fields, and a reply that carries field number 0 (invalid
+ * on the wire, and not refused by protobuf-c): the message must keep its
+ * descriptor.  Before, protobuf-c matched tag 0 against a zeroed
+ * placeholder field and wrote the varint over the descriptor pointer
+ * (found by fuzz_describe). */
+static void
+test_no_fields_tag_zero(void **state)
+{
+    (void)state;
+    tt_dyn *dy = expect_good(DESC("[{\"name\":\"A\",\"fields\":[]}]"));
+    const ProtobufCMessageDescriptor *out = tt_dyn_output(dy);
+    assert_int_equal(out->n_fields, 0);
+    static const uint8_t wire[] = {0x0a, 0x02, 0x05, 0x13, 0x80, 0x00, 0x00};
+    ProtobufCMessage *m = protobuf_c_message_unpack(out, &tt_pb_allocator, sizeof wire, wire);
+    if (m != NULL) {
+        assert_ptr_equal(m->descriptor, out);
+        tt_buf j = {0};
+        assert_int_equal(tt_pbjson_encode(&j, m), TETHER_OK);
+        tt_buf_free(&j);
+        protobuf_c_message_free_unpacked(m, &tt_pb_allocator);
+    }
+    tt_dyn_free(dy);
+}
+
 /* Valid descriptions of every kind build, and messages of them survive a
  * pack/unpack/JSON round trip. */
 static void
@@ -292,6 +316,7 @@ main(void)
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_calculator_roundtrip),
+        cmocka_unit_test(test_no_fields_tag_zero),
         cmocka_unit_test(test_accepted),
         cmocka_unit_test(test_list),
     };
