@@ -91,6 +91,16 @@ ectl() {
         "$@"
 }
 
+# ectl_bg PORT ARGS... - the same in the background, started by this
+# shell itself so that $! afterwards is etcdctl's own PID (`ectl ... &`
+# forks a subshell whose etcdctl outlived the cleanup's kill of $!).
+ectl_bg() {
+    local port=$1
+    shift
+    ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" --command-timeout=3s --dial-timeout=2s \
+        "$@" &
+}
+
 etcd_healthy() {
     ectl "$1" endpoint health >/dev/null 2>&1
 }

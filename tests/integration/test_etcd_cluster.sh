@@ -29,7 +29,7 @@ server_start s1 "$P" "$URL"
 wait_until 30 "the server's key" key_present "${C[2]}" "$KEY"
 
 # A watch on member 2 that must never see the key deleted.
-ectl "${C[2]}" watch --prefix /services/calculator/ >"$TMP/watch.log" 2>&1 &
+ectl_bg "${C[2]}" watch --prefix /services/calculator/ >"$TMP/watch.log" 2>&1
 PIDS+=("$!")
 # And a tether watch that knows all three members.
 "$BIN/tether" watch calculator --registry "$URL" >"$TMP/twatch.out" 2>"$TMP/twatch.log" &

@@ -40,7 +40,7 @@ print("%x" % kvs[0]["lease"] if kvs else "")'
 }
 
 # The watcher: etcdctl prints DELETE and the key on two lines.
-ectl "$CPORT" watch --prefix "$PFX" >"$TMP/watch.log" 2>&1 &
+ectl_bg "$CPORT" watch --prefix "$PFX" >"$TMP/watch.log" 2>&1
 WPID=$!
 PIDS+=("$WPID")
 marker_seen() {

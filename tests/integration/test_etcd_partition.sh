@@ -133,7 +133,10 @@ URL="etcd://$(netns_ip e1):$CP,$(netns_ip e2):$CP,$(netns_ip e3):$CP?ttl=$TTL&ti
 start_server "$URL"
 wait_until 30 "the server's key (cluster)" key_at e2
 # A watcher on e3 sees every change of the key.
-ectl_at e3 watch --prefix "$KEY" >"$TMP/watch.log" 2>&1 &
+# (etcdctl itself in the background, not a function's subshell: $! must
+# be its PID for the cleanup.)
+ETCDCTL_API=3 etcdctl --endpoints "$(netns_ip e3):$CP" --command-timeout=3s --dial-timeout=2s \
+    watch --prefix "$KEY" >"$TMP/watch.log" 2>&1 &
 PIDS+=("$!")
 sleep 1
 calls_begin

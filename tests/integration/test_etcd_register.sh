@@ -62,7 +62,7 @@ ectl "$CPORT" del "${PFX}junk" >/dev/null
 note "plain host:port read, garbage skipped, prefix is exact"
 
 # ---- SIGTERM: DELETE before the listener closes --------------------------
-ectl "$CPORT" watch --prefix "$PFX" >"$TMP/watch.log" 2>&1 &
+ectl_bg "$CPORT" watch --prefix "$PFX" >"$TMP/watch.log" 2>&1
 WPID=$!
 PIDS+=("$WPID")
 # etcdctl prints nothing until an event; make one and wait for it, so the
