@@ -83,12 +83,16 @@ etcd_stop() {
     wait "${EPID[$name]}" 2>/dev/null
 }
 
+# What every etcdctl of the tests is given (short timeouts: a dead member
+# must fail a check, not hang it).
+ECTL_FLAGS=(--command-timeout=3s --dial-timeout=2s)
+export ETCDCTL_API=3
+
 # ectl PORT ARGS... - etcdctl against one member.
 ectl() {
     local port=$1
     shift
-    ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" --command-timeout=3s --dial-timeout=2s \
-        "$@"
+    etcdctl --endpoints "127.0.0.1:$port" "${ECTL_FLAGS[@]}" "$@"
 }
 
 # ectl_bg PORT ARGS... - the same in the background, started by this
@@ -97,8 +101,7 @@ ectl() {
 ectl_bg() {
     local port=$1
     shift
-    ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" --command-timeout=3s --dial-timeout=2s \
-        "$@" &
+    etcdctl --endpoints "127.0.0.1:$port" "${ECTL_FLAGS[@]}" "$@" &
 }
 
 etcd_healthy() {

@@ -309,7 +309,7 @@ read_report(h_proc *p, int fd)
 void
 h_spawn_server(h_proc *p, const h_server_opts *opts)
 {
-    static const h_server_opts defaults = {{"127.0.0.1:0", NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    static const h_server_opts defaults = {.listen = {"127.0.0.1:0"}};
     if (opts == NULL) {
         opts = &defaults;
     }

@@ -82,7 +82,7 @@ test_thousand_instances_fixed_threads(void **state)
     }
     /* Both sides need a descriptor per instance. */
     assert_true(rl.rlim_cur >= N + 64);
-    h_server_opts opts = {{":0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {":0"}, .io_threads = 1};
     h_spawn_server(&srv, &opts);
     int port = port_of(srv.addr[0]);
     size_t cap = (size_t)N * 24 + 16;

@@ -74,7 +74,7 @@ static void
 server_dies_mid_call(const char *listen)
 {
     enum { N = 20 };
-    h_server_opts opts = {{listen, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {listen}};
     h_spawn_server(&srv, &opts);
     char addr[256];
     snprintf(addr, sizeof(addr), "%s", srv.addr[0]);
@@ -126,7 +126,7 @@ server_dies_mid_call(const char *listen)
     assert_null(reply);
 
     /* Same address again: the next call reconnects. */
-    h_server_opts again = {{addr, NULL, NULL, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts again = {.listen = {addr}};
     h_spawn_server(&srv, &again);
     assert_string_equal(srv.addr[0], addr);
     assert_int_equal(h_add(c, 20, 22), 42);
@@ -231,7 +231,7 @@ static void
 test_misbehaving_clients(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     tether_client *good = h_client(addr);
@@ -339,7 +339,7 @@ static void
 test_unknown_field_flood(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     size_t blen = 2u << 20;
@@ -405,7 +405,7 @@ static void
 test_codec_limits(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1};
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
     tether_client *good = h_client(addr);
@@ -529,7 +529,7 @@ test_out_of_descriptors(void **state)
     char log_path[256];
     snprintf(log_path, sizeof log_path, "%s/emfile-%d.log",
              getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp", (int)getpid());
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 10000, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1, .max_connections = 10000};
     opts.nofile = 64;
     opts.log_path = log_path;
     h_spawn_server(&srv, &opts);
@@ -590,7 +590,7 @@ static void
 test_slow_senders(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1};
     opts.partial_ms = 300;
     opts.idle_ms = 500;
     h_spawn_server(&srv, &opts);
@@ -649,7 +649,7 @@ static void
 test_input_budget(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1};
     opts.max_input = 8u << 20;
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];
@@ -720,7 +720,7 @@ static void
 test_worker_fairness(void **state)
 {
     (void)state;
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 1, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1, .worker_threads = 1};
     opts.max_queued = 64;
     h_spawn_server(&srv, &opts);
     const char *addr = srv.addr[0];

@@ -61,7 +61,7 @@ test_blocking_methods_on_worker_pool(void **state)
 {
     (void)state;
     enum { N = 4 };
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, N, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1, .worker_threads = N};
     h_spawn_server(&srv, &opts);
     tether_client *c = h_client(srv.addr[0]);
     struct done_slot s[N];
@@ -158,7 +158,7 @@ test_listeners(void **state)
     (void)state;
     char unix_addr[300];
     h_unix_addr(unix_addr, sizeof(unix_addr), "listen.sock");
-    h_server_opts opts = {{"127.0.0.1:0", "[::1]:0", unix_addr, NULL}, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0", "[::1]:0", unix_addr}};
     h_spawn_server(&srv, &opts);
     assert_int_equal(srv.naddr, 3);
 
@@ -183,7 +183,8 @@ test_max_inflight_per_conn(void **state)
 {
     (void)state;
     enum { LIMIT = 4, N = 10 };
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, 0, LIMIT, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {
+        .listen = {"127.0.0.1:0"}, .io_threads = 1, .max_inflight_per_conn = LIMIT};
     h_spawn_server(&srv, &opts);
     tether_client *c = h_client(srv.addr[0]);
     tether_client *other = h_client(srv.addr[0]);
@@ -226,7 +227,7 @@ test_max_frame_size(void **state)
 {
     (void)state;
     enum { LIMIT = 64 * 1024 };
-    h_server_opts opts = {{"127.0.0.1:0", NULL, NULL, NULL}, 1, 0, LIMIT, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0};
+    h_server_opts opts = {.listen = {"127.0.0.1:0"}, .io_threads = 1, .max_frame_size = LIMIT};
     h_spawn_server(&srv, &opts);
     tether_client *bystander = h_client(srv.addr[0]);
     tether_client *c = h_client(srv.addr[0]);

@@ -44,8 +44,7 @@ start_member() {
 ectl_at() {
     local host=$1
     shift
-    ETCDCTL_API=3 etcdctl --endpoints "$(netns_ip "$host"):$CP" --command-timeout=3s \
-        --dial-timeout=2s "$@"
+    etcdctl --endpoints "$(netns_ip "$host"):$CP" "${ECTL_FLAGS[@]}" "$@"
 }
 healthy_at() {
     ectl_at "$1" endpoint health >/dev/null 2>&1
@@ -135,8 +134,8 @@ wait_until 30 "the server's key (cluster)" key_at e2
 # A watcher on e3 sees every change of the key.
 # (etcdctl itself in the background, not a function's subshell: $! must
 # be its PID for the cleanup.)
-ETCDCTL_API=3 etcdctl --endpoints "$(netns_ip e3):$CP" --command-timeout=3s --dial-timeout=2s \
-    watch --prefix "$KEY" >"$TMP/watch.log" 2>&1 &
+etcdctl --endpoints "$(netns_ip e3):$CP" "${ECTL_FLAGS[@]}" watch --prefix "$KEY" \
+    >"$TMP/watch.log" 2>&1 &
 PIDS+=("$!")
 sleep 1
 calls_begin

@@ -73,19 +73,20 @@ for _ in $(seq 200); do
 done
 "$bin/tether" list calculator --registry "$url" | grep -q serving ||
     { kill -KILL "$pid"; fail "the server with the unit's arguments is not listed"; }
-# A reader that is not the server's user, only a member of its group.
-if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
-    setpriv --reuid=65534 --regid="$group" --clear-groups \
-        "$bin/tether" list calculator --registry "$url" >"$tmp/member.out" 2>&1
-    grep -q serving "$tmp/member.out" ||
-        { cat "$tmp/member.out" >&2; kill -KILL "$pid"; fail "a member of the group cannot read the registry"; }
-    # Outside the group: nothing (the directory is 2770).
-    if setpriv --reuid=65534 --regid=65534 --clear-groups \
-        "$bin/tether" list calculator --registry "$url" 2>/dev/null | grep -q serving; then
-        kill -KILL "$pid"
-        fail "a user outside the group read the registry"
-    fi
+# A reader that is not the server's user, only a member of its group,
+# lists it; the same user outside the group is refused.
+command -v setpriv >/dev/null || { kill -KILL "$pid"; fail "setpriv (util-linux) is required"; }
+setpriv --reuid=65534 --regid="$group" --clear-groups \
+    "$bin/tether" list calculator --registry "$url" >"$tmp/member.out" 2>&1
+grep -q serving "$tmp/member.out" ||
+    { cat "$tmp/member.out" >&2; kill -KILL "$pid"; fail "a member of the group cannot read the registry"; }
+if setpriv --reuid=65534 --regid=65534 --clear-groups \
+    "$bin/tether" list calculator --registry "$url" >"$tmp/outsider.out" 2>&1; then
+    kill -KILL "$pid"
+    fail "a user outside the group read the registry: $(cat "$tmp/outsider.out")"
 fi
+grep -q "Permission denied" "$tmp/outsider.out" ||
+    { cat "$tmp/outsider.out" >&2; kill -KILL "$pid"; fail "the outsider's refusal does not say why"; }
 kill -TERM "$pid"
 wait "$pid" || fail "the server did not stop cleanly on SIGTERM"
 echo "systemd unit: ok"
