@@ -592,6 +592,7 @@ tether_server_start(tether_server *srv)
         iothr *t = &srv->threads[i];
         t->srv = srv;
         t->idx = i;
+        t->mt = tt_server_metrics_thread(srv, i);
         t->accepting = 1;
         tt_timer_init(&t->accept_tmr, tt_srv_accept_resume);
         tt_timer_init(&t->big_tmr, tt_srv_big_expire);

@@ -940,6 +940,7 @@ tt_srv_start_call(conn *c, const tt_rpc_msg *m)
     }
     call->mt_out = 0;
     call->mt_in = (uint32_t)m->body_len; /* metrics: request bytes */
+    call->mt_cell = NULL;
     if (m->ctx_len > 0 && call_take_ctx(c, call, m) != TETHER_OK) {
         call_release_body(call);
         call_unused(t, call);

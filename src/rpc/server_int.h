@@ -141,10 +141,12 @@ struct tether_call {
     /* The call holds a gate reference: it left the I/O thread's hands
      * (worker pool, or a handler that returned without answering). */
     int gref;
-    /* For metrics (server_metrics.h): request and answer body bytes, and
-     * when the read that brought the request began. */
+    /* For metrics (server_metrics.h): request and answer body bytes,
+     * when the read that brought the request began, and the method's
+     * cell in the thread's counters (NULL: not counted). */
     uint32_t mt_in, mt_out;
     uint64_t mt_t0;
+    struct tt_mcell *mt_cell;
     /* Native requests are unpacked into this arena (protobuf-c allocates
      * through pb_alloc), so a small request costs no malloc at all. */
     int req_in_arena;
@@ -161,6 +163,7 @@ typedef struct iothr {
     pthread_t tid;
     tt_loop loop;
     uint64_t now_ns; /* time of the latest read, for deadlines set during it */
+    struct tt_mthr *mt; /* metrics state (server_metrics.h), NULL while off */
     tt_io *lios;     /* one per listener */
     int accepting;
     /* Out of descriptors: the listeners are off this loop until the timer

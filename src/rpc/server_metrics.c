@@ -64,16 +64,22 @@ tether_server_enable_metrics(tether_server *srv)
 }
 
 void
-tt_server_metrics_flush_pending(struct tt_srv_metrics *sm, int idx)
+tt_server_metrics_flush_pending(tt_mthr *mt)
 {
     /* One clock read for every call the batch finished. */
-    tt_mthr *mt = &sm->thr[idx];
     uint64_t now = tt_now_ns();
     for (uint32_t i = 0; i < mt->n; i++) {
         const tt_mpend *p = &mt->p[i];
-        tt_counters_time(tt_counters_cell(sm->k, idx, p->method), now > p->t0 ? now - p->t0 : 0);
+        tt_counters_time_n(p->cell, now > p->t0 ? now - p->t0 : 0, p->n);
     }
     mt->n = 0;
+}
+
+tt_mthr *
+tt_server_metrics_thread(tether_server *srv, int idx)
+{
+    struct tt_srv_metrics *sm = srv->metrics;
+    return sm != NULL && sm->k != NULL ? &sm->thr[idx] : NULL;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -210,6 +216,9 @@ tt_server_metrics_start(tether_server *srv)
         return TETHER_ENOMEM;
     }
     sm->thr = (tt_mthr *)(((uintptr_t)sm->thr_raw + 63) & ~(uintptr_t)63);
+    for (int i = 0; i < n; i++) {
+        sm->thr[i].cells = k->blocks[i];
+    }
     sm->start_ns = tt_now_ns();
     if (sm->addr != NULL) {
         char why[256];
@@ -222,7 +231,8 @@ tt_server_metrics_start(tether_server *srv)
             return rc;
         }
     }
-    /* Last: the hooks count from here. */
+    /* Last: the I/O threads made after this count (each takes its
+     * state from tt_server_metrics_thread). */
     sm->k = k;
     return TETHER_OK;
 }

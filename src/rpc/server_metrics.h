@@ -25,14 +25,17 @@
 /* Calls finished in the current batch, waiting for its end. */
 #define TT_MPEND 256
 
+/* Calls of one method that one read started: they share a latency, so
+ * a pipelined batch is timed as a few groups rather than call by call. */
 typedef struct tt_mpend {
-    uint64_t method;
+    tt_mcell *cell;
     uint64_t t0;
+    uint64_t n;
 } tt_mpend;
 
 /* One I/O thread's metrics state: touched only by that thread. */
 typedef struct tt_mthr {
-    _Alignas(64) uint64_t now; /* when the current read began */
+    _Alignas(64) tt_mcell *cells; /* this thread's block: one cell per method */
     uint32_t n;
     tt_mpend p[TT_MPEND];
 } tt_mthr;
@@ -61,28 +64,35 @@ tether_err tt_server_metrics_start(tether_server *srv);
  * and free everything. */
 void tt_server_metrics_fini(tether_server *srv);
 
-/* Time the calls finished in t's batch (the slow half of flush). */
-void tt_server_metrics_flush_pending(struct tt_srv_metrics *sm, int idx);
+/* Time the calls finished in the thread's batch (the slow half of flush). */
+void tt_server_metrics_flush_pending(tt_mthr *mt);
 
-/* conn_read: a read begins on thread t. */
+/* The thread's metrics state, or NULL while metrics are off: the server
+ * keeps it in iothr.mt, so every hook below is one pointer test. */
+tt_mthr *tt_server_metrics_thread(tether_server *srv, int idx);
+
+/* conn_read: a read begins on thread t; the calls it starts are timed
+ * from now (kept as t->now_ns, which deadlines set during the read use
+ * too, so the two share one clock read). */
 static inline void
 tt_server_metrics_stamp(iothr *t)
 {
-    struct tt_srv_metrics *sm = t->srv->metrics;
-    if (sm != NULL && sm->k != NULL) {
-        sm->thr[t->idx].now = tt_now_ns();
+    if (t->mt != NULL) {
+        t->now_ns = tt_now_ns();
     }
 }
 
-/* call_launch: the call is in flight (before any interceptor). */
+/* call_launch: the call is in flight (before any interceptor).  The
+ * call keeps its cell, so the end finds it without a lookup. */
 static inline void
 tt_server_metrics_begin(struct tether_call *call)
 {
-    struct tt_srv_metrics *sm = call->srv->metrics;
-    if (sm != NULL && sm->k != NULL) {
-        call->mt_t0 = sm->thr[call->t->idx].now;
-        tt_counters_begin(
-            tt_counters_cell(sm->k, call->t->idx, (size_t)(call->m - call->srv->methods)));
+    tt_mthr *mt = call->t->mt;
+    if (mt != NULL) {
+        tt_mcell *cell = &mt->cells[call->m - call->srv->methods];
+        call->mt_cell = cell;
+        call->mt_t0 = call->t->now_ns;
+        tt_counters_begin(cell);
     }
 }
 
@@ -92,16 +102,21 @@ tt_server_metrics_begin(struct tether_call *call)
 static inline void
 tt_server_metrics_end(struct tether_call *call)
 {
-    struct tt_srv_metrics *sm = call->srv->metrics;
-    if (sm != NULL && sm->k != NULL) {
-        size_t m = (size_t)(call->m - call->srv->methods);
-        tt_counters_finish(tt_counters_cell(sm->k, call->t->idx, m), (int)call->status, call->mt_in,
-                           call->mt_out);
-        tt_mthr *mt = &sm->thr[call->t->idx];
-        if (mt->n == TT_MPEND) {
-            tt_server_metrics_flush_pending(sm, call->t->idx);
+    tt_mcell *cell = call->mt_cell;
+    if (cell != NULL) {
+        tt_mthr *mt = call->t->mt;
+        tt_counters_finish(cell, (int)call->status, call->mt_in, call->mt_out);
+        if (mt->n > 0) {
+            tt_mpend *last = &mt->p[mt->n - 1];
+            if (last->cell == cell && last->t0 == call->mt_t0) {
+                last->n++;
+                return;
+            }
         }
-        mt->p[mt->n++] = (tt_mpend){m, call->mt_t0};
+        if (mt->n == TT_MPEND) {
+            tt_server_metrics_flush_pending(mt);
+        }
+        mt->p[mt->n++] = (tt_mpend){cell, call->mt_t0, 1};
     }
 }
 
@@ -109,9 +124,8 @@ tt_server_metrics_end(struct tether_call *call)
 static inline void
 tt_server_metrics_flush(iothr *t)
 {
-    struct tt_srv_metrics *sm = t->srv->metrics;
-    if (sm != NULL && sm->k != NULL && sm->thr[t->idx].n > 0) {
-        tt_server_metrics_flush_pending(sm, t->idx);
+    if (t->mt != NULL && t->mt->n > 0) {
+        tt_server_metrics_flush_pending(t->mt);
     }
 }
 
