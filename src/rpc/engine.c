@@ -65,6 +65,11 @@
 #define MIN_BUCKETS 16u
 #define READ_CHUNK 65536u
 #define FREE_LIST_MAX 64
+/* Requests that callbacks queue while a long read of answers is being
+ * dispatched go out every FLUSH_BATCH answers, not all at its end: the
+ * server starts on them while the rest are dispatched (the server side
+ * does the same with its answers, server_conn.c). */
+#define FLUSH_BATCH 32
 #define IDLE_BUFFER_NS                                                                             \
     (1000ull * 1000000ull) /* an idle connection's read buffer goes after 1 s                      \
                             */
@@ -762,6 +767,7 @@ static size_t
 dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *err)
 {
     size_t off = 0;
+    unsigned calls = 0;
     pending *spent = NULL; /* calls whose callbacks ran: freed together */
     *err = TETHER_OK;
     while (off < n) {
@@ -783,6 +789,12 @@ dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *
             /* gob type definitions alone, or whitespace, carry no reply. */
             if (m.method != NULL || m.body != NULL || m.status != TETHER_OK) {
                 dispatch(e, &m, me, &spent);
+                if (me == NULL && ++calls % FLUSH_BATCH == 0 && e->flush_after && off + used < n) {
+                    pthread_mutex_lock(&e->mu);
+                    e->flush_after = 0;
+                    flush_locked(e);
+                    pthread_mutex_unlock(&e->mu);
+                }
             }
             break;
         case TT_MSG_CONN_ERROR:

@@ -55,6 +55,13 @@ static const tt_codec_ops *const codecs[] = {&tt_codec_native, &tt_codec_jsonrpc
  * body, so the buffer may hold a little more than one message. */
 #define IN_SLACK (64 * 1024)
 
+/* A read that brought many requests has its answers written every
+ * FLUSH_BATCH calls rather than all at the end: the client starts on the
+ * first answers while the rest are made, so under pipelined load both
+ * sides work at once instead of taking turns (1 conn x 64 Add calls:
+ * 0.75 M -> 1.2 M calls/s on 2 cores). */
+#define FLUSH_BATCH 32
+
 TT_THREAD_LOCAL iothr *tt_srv_tls;
 
 static void in_release(conn *c);
@@ -511,6 +518,7 @@ process(conn *c, const uint8_t *p, size_t n)
     }
     const tt_codec_ops *ops = c->codec;
     size_t off = 0;
+    unsigned calls = 0;
     while (off < n && !c->closed) {
         tt_rpc_msg m;
         memset(&m, 0, sizeof m);
@@ -530,6 +538,9 @@ process(conn *c, const uint8_t *p, size_t n)
         case TT_MSG_CALL:
             if (m.method != NULL) {
                 tt_srv_start_call(c, &m);
+                if (++calls % FLUSH_BATCH == 0 && off < n && c->in_dirty && !c->closed) {
+                    conn_flush(c);
+                }
             } else if (used == 0) {
                 goto done; /* nothing consumed, nothing decoded: wait for more */
             }
