@@ -26,6 +26,8 @@ set -u
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD_DIR:-$REPO/build}
+# A relative BUILD_DIR is taken from where the script was started.
+case "$BUILD" in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 BIN=$BUILD/bin
 RUNS=${RUNS:-5}
 SEQ_CALLS=${SEQ_CALLS:-20000}

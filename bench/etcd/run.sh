@@ -10,6 +10,8 @@
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD_DIR:-$ROOT/build}
+# A relative BUILD_DIR is taken from where the script was started.
+case "$BUILD" in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 for t in etcd etcdctl python3 cc; do
     command -v "$t" >/dev/null || { echo "bench/etcd: $t is missing (scripts/setup.sh)" >&2; exit 1; }

@@ -24,6 +24,8 @@ set -u
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD_DIR:-$REPO/build-gocompat}
+# A relative BUILD_DIR is taken from where the script was started.
+case "$BUILD" in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 RUNS=${RUNS:-3}
 SECS=${SECONDS_PER_RUN:-2}
 DEPTH=${DEPTH:-64}

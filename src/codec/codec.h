@@ -29,6 +29,9 @@ typedef struct tt_call_ctx {
     uint32_t timeout_ms;     /* the caller's remaining time; 0: none */
     const tether_meta *meta; /* request metadata */
     size_t nmeta;
+    /* TT_CODEC_BODY_LAST codecs, raw bodies: encode the request but its
+     * body's len bytes, which the caller sends itself right after. */
+    int body_later;
 } tt_call_ctx;
 
 /* What a decoded message is.  gob and jsonrpc only ever give
@@ -78,6 +81,11 @@ typedef struct tt_answer {
     /* Reply trailers, as context entries (native only; others ignore them). */
     const uint8_t *trailers;
     size_t trailers_len;
+    /* TT_CODEC_BODY_LAST codecs, raw replies: encode the answer but its
+     * body's len bytes, which the caller sends itself right after (only
+     * when encode_answer returns TETHER_OK: an answer too large becomes a
+     * whole error frame). */
+    int body_later;
 } tt_answer;
 
 typedef struct tt_codec_ops {
@@ -160,7 +168,9 @@ typedef struct tt_codec_ops {
 
     /* TT_CODEC_RAW_BYTES: request and reply bodies may be opaque bytes
      * (raw methods), sent by encode_request_raw() and returned as they
-     * came. */
+     * came.  TT_CODEC_BODY_LAST: a raw body is the last bytes of its frame,
+     * as it is (body_later in tt_call_ctx and tt_answer: large bodies go
+     * from the caller's memory to the socket, not through out). */
     unsigned flags;
 
     /* encode_request_raw - append a request whose body is data[0..len):
@@ -193,6 +203,7 @@ typedef struct tt_codec_ops {
 } tt_codec_ops;
 
 #define TT_CODEC_RAW_BYTES 0x1u
+#define TT_CODEC_BODY_LAST 0x2u
 
 /* The native codec, both sides (src/codec/native/native.c). */
 extern const tt_codec_ops tt_codec_native;

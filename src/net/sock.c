@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/uio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,4 +301,45 @@ tt_sock_bound(int fd, tt_addr *out)
         return tt_err_errno(errno);
     }
     return TETHER_OK;
+}
+
+tether_err
+tt_sock_send_with(int fd, tt_buf *out, const void *body, size_t len, size_t *sent)
+{
+    const uint8_t *b = body;
+    size_t done = 0; /* body bytes sent */
+    size_t total = 0;
+    tether_err rc = TETHER_OK;
+    while (done < len) {
+        struct iovec iov[2];
+        int k = 0;
+        size_t head = tt_buf_size(out);
+        if (head > 0) {
+            iov[k++] = (struct iovec){.iov_base = tt_buf_head(out), .iov_len = head};
+        }
+        iov[k++] = (struct iovec){.iov_base = (void *)(b + done), .iov_len = len - done};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            size_t from_out = (size_t)n < head ? (size_t)n : head;
+            tt_buf_consume(out, from_out);
+            done += (size_t)n - from_out;
+            total += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            rc = TETHER_ECONNRESET;
+        }
+        break;
+    }
+    if (done < len && tt_buf_append(out, b + done, len - done) != TETHER_OK) {
+        rc = TETHER_ENOMEM;
+    }
+    if (sent != NULL) {
+        *sent = total;
+    }
+    return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/buf.h"
 #include "tether/tether.h"
 
 typedef struct tt_addr {
@@ -55,6 +56,20 @@ tether_err tt_sock_connect_result(int fd);
 
 /* tt_sock_bound - the address a socket is bound to. */
 tether_err tt_sock_bound(int fd, tt_addr *out);
+
+/*
+ * tt_sock_send_with - send what out holds, then body[0..len), in as few
+ * sendmsg() calls as the socket takes without blocking: the bytes of a
+ * large message go from the caller's memory to the socket, not through
+ * out.  What the socket does not take now is kept in out (the rest of
+ * out, then the rest of the body, copied), so the stream's order holds
+ * and the caller's normal flush sends it later.  *sent (may be NULL) gets
+ * the bytes sent.  TETHER_OK, TETHER_ENOMEM (the rest could not be kept:
+ * the stream is broken, close it), or TETHER_ECONNRESET (the socket
+ * failed; the rest is kept, the caller's flush sees the error again).
+ * Plain sockets only (no TLS).
+ */
+tether_err tt_sock_send_with(int fd, tt_buf *out, const void *body, size_t len, size_t *sent);
 
 /* tt_err_errno - map an errno to the closest tether_err. */
 tether_err tt_err_errno(int e);

@@ -65,6 +65,9 @@
 #define MIN_BUCKETS 16u
 #define READ_CHUNK 65536u
 #define FREE_LIST_MAX 64
+/* Raw request bodies from this size on are sent from the caller's memory
+ * (queue_request_locked), not copied into the output buffer first. */
+#define DIRECT_MIN (64u * 1024u)
 /* Requests that callbacks queue while a long read of answers is being
  * dispatched go out every FLUSH_BATCH answers, not all at its end: the
  * server starts on them while the rest are dispatched (the server side
@@ -111,6 +114,7 @@ struct tt_engine {
     pthread_mutex_t mu;
     void *enc, *dec; /* codec state per direction: enc under mu, dec by the reader */
     int fd;
+    uint32_t rcvtimeo_ms; /* SO_RCVTIMEO set on fd (0: none), by the sync reader */
     _Atomic int state;
     int reader;
     unsigned armed; /* events registered with the loop */
@@ -580,6 +584,7 @@ connect_start_locked(tt_engine *e)
         return TETHER_ENOMEM;
     }
     e->fd = fd;
+    e->rcvtimeo_ms = 0;
     e->io.fd = fd;
     e->registered = 0;
     e->armed = 0;
@@ -1476,10 +1481,13 @@ lock_connected(tt_engine *e)
 }
 
 static tether_err
-encode_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
+encode_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq, int later)
 {
     if (e->ops->encode_call != NULL) {
-        tt_call_ctx ctx = {.timeout_ms = rq->timeout_ms, .meta = rq->meta, .nmeta = rq->nmeta};
+        tt_call_ctx ctx = {.timeout_ms = rq->timeout_ms,
+                           .meta = rq->meta,
+                           .nmeta = rq->nmeta,
+                           .body_later = later};
         if (rq->msg == NULL && e->ops->encode_request_raw == NULL) {
             return TETHER_ENOTSUP;
         }
@@ -1496,16 +1504,48 @@ encode_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
                                       rq->len);
 }
 
-/* Queue the request and count its bytes (see "Liveness"). */
+/* Queue the request and count its bytes (see "Liveness").  A large raw
+ * body goes from the caller's memory to the socket when the connection is
+ * up (only what the socket does not take now is copied), else into out. */
 static tether_err
 queue_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
 {
+    int later = rq->msg == NULL && rq->len >= DIRECT_MIN && e->ops->encode_call != NULL &&
+                (e->ops->flags & TT_CODEC_BODY_LAST) && e->cfg.tls == NULL;
     size_t before = tt_buf_size(&e->out);
-    tether_err rc = encode_request_locked(e, seq, rq);
-    if (rc == TETHER_OK) {
-        e->queued_total += tt_buf_size(&e->out) - before;
+    tether_err rc = encode_request_locked(e, seq, rq, later);
+    if (rc != TETHER_OK) {
+        return rc;
     }
-    return rc;
+    size_t framed = tt_buf_size(&e->out) - before;
+    e->queued_total += framed;
+    if (!later) {
+        return TETHER_OK;
+    }
+    if (atomic_load_explicit(&e->state, memory_order_relaxed) != TT_ENGINE_READY || e->fd < 0) {
+        rc = tt_buf_append(&e->out, rq->data, rq->len);
+        if (rc != TETHER_OK) {
+            e->out.len -= framed; /* the frame's start goes: nothing was sent */
+            e->queued_total -= framed;
+            return rc;
+        }
+        e->queued_total += rq->len;
+        return TETHER_OK;
+    }
+    size_t sent = 0;
+    rc = tt_sock_send_with(e->fd, &e->out, rq->data, rq->len, &sent);
+    e->queued_total += rq->len;
+    e->sent_total += sent;
+    if (rc == TETHER_ENOMEM) {
+        /* Part of the frame went and the rest cannot be kept. */
+        if (e->reader == READER_NONE) {
+            close_locked(e, TETHER_ENOMEM);
+        } else {
+            e->broken = 1;
+        }
+        return rc;
+    }
+    return TETHER_OK; /* a socket error shows at the flush that follows */
 }
 
 /* A call goes out: the liveness timer runs while calls are outstanding.
@@ -1619,7 +1659,6 @@ sync_read_locked(tt_engine *e, pending *p, uint64_t deadline, uint32_t timeout_m
 {
     tether_err brk = TETHER_OK;
     int use_poll = e->tls != NULL; /* OpenSSL reads never block: poll first */
-    uint32_t rcvtimeo = 0;
     while (!p->done && brk == TETHER_OK) {
         if (e->fd < 0 || e->broken) {
             brk = TETHER_ECONNRESET;
@@ -1632,11 +1671,13 @@ sync_read_locked(tt_engine *e, pending *p, uint64_t deadline, uint32_t timeout_m
         int got = 0;
         int r = 1;
         if (!use_poll && wait_ms > 0) {
-            if (rcvtimeo != timeout_ms) {
+            /* Kept on the socket from call to call: set again only when
+             * the timeout changes (a syscall per call otherwise). */
+            if (e->rcvtimeo_ms != timeout_ms) {
                 struct timeval tv = {.tv_sec = timeout_ms / 1000,
                                      .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-                rcvtimeo = timeout_ms;
+                e->rcvtimeo_ms = timeout_ms;
             }
             brk = read_some(e, p, &got, 1);
             if (brk == TETHER_OK && got == 0) {

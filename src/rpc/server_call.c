@@ -109,6 +109,7 @@ arena_alloc(void *data, size_t size)
         return NULL;
     }
     call->pb_budget -= cost;
+    call->pb_heap = 1;
     p[0] = size;
     return (uint8_t *)p + 16;
 }
@@ -130,8 +131,12 @@ static void
 call_release_body(struct tether_call *call)
 {
     if (call->req != NULL) {
-        protobuf_c_message_free_unpacked(call->req,
-                                         call->req_in_arena ? &call->pb_alloc : &tt_pb_allocator);
+        /* A request wholly in the arena goes with the arena's reset: the
+         * walk over its fields would free nothing. */
+        if (!call->req_in_arena || call->pb_heap) {
+            protobuf_c_message_free_unpacked(
+                call->req, call->req_in_arena ? &call->pb_alloc : &tt_pb_allocator);
+        }
         call->req = NULL;
     }
     call->req_in_arena = 0;
@@ -256,11 +261,18 @@ answer_encode(struct tether_call *call, tether_err status, const ProtobufCMessag
     if (status != TETHER_OK) {
         tt_srv_bump(&c->t->st_failed);
     }
+    /* A large raw reply goes from the handler's memory to the socket. */
+    a.body_later = status == TETHER_OK && msg == NULL && len >= TT_SRV_DIRECT_MIN &&
+                   (c->codec->flags & TT_CODEC_BODY_LAST) && c->tls == NULL;
     /* Room for the usual answer up front (from the thread's spares); the
      * codec grows the buffer itself when it needs more. */
-    tether_err rc = tt_srv_buf_prepare(c->t, &c->out, 64 + a.trailers_len + len);
+    tether_err rc =
+        tt_srv_buf_prepare(c->t, &c->out, 64 + a.trailers_len + (a.body_later ? 0 : len));
     if (rc == TETHER_OK) {
         rc = c->codec->encode_answer(c->cstate, &c->out, &a);
+        if (rc == TETHER_OK && a.body_later) {
+            tt_srv_conn_send_body(c, data, len);
+        }
         tt_srv_mark_dirty(c);
     }
     if (rc != TETHER_OK && status == TETHER_OK) {
@@ -841,6 +853,7 @@ call_unpack(conn *c, struct tether_call *call, const tt_rpc_msg *m)
     const tt_codec_ops *ops = c->codec;
     tether_err rc;
     call->pb_over = 0;
+    call->pb_heap = 0;
     if (ops->unpack_with != NULL) {
         call->pb_alloc.alloc = arena_alloc;
         call->pb_alloc.free = arena_free;

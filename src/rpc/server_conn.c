@@ -34,6 +34,7 @@
 #include "core/clock.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "net/sock.h"
 #include "rpc/server_int.h"
 #include "rpc/server_metrics.h"
 
@@ -288,6 +289,16 @@ conn_flush(conn *c)
         return;
     }
     update_events(c);
+}
+
+void
+tt_srv_conn_send_body(conn *c, const void *body, size_t len)
+{
+    tether_err rc = tt_sock_send_with(c->io.fd, &c->out, body, len, NULL);
+    if (rc == TETHER_ENOMEM) {
+        tt_srv_conn_close(c); /* the frame's header went, its body cannot */
+    }
+    /* Anything left (and a failed socket) is the next flush's. */
 }
 
 void

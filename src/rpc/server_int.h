@@ -151,6 +151,7 @@ struct tether_call {
      * through pb_alloc), so a small request costs no malloc at all. */
     int req_in_arena;
     int pb_over;      /* the last unpack ran out of pb_budget */
+    int pb_heap;      /* ...or took memory outside the arena: free_unpacked it */
     size_t pb_budget; /* bytes the unpack may still allocate beyond the arena */
     size_t arena_off;
     ProtobufCAllocator pb_alloc;
@@ -338,6 +339,11 @@ void tt_srv_buf_release(iothr *t, tt_buf *b);
 /* tt_srv_big_expire - the big_tmr callback (server_conn.c). */
 void tt_srv_big_expire(tt_timer *tm);
 void tt_srv_mark_dirty(conn *c);  /* flush c after this batch */
+/* Raw answers from TT_SRV_DIRECT_MIN bytes on are sent from the handler's
+ * memory: tt_srv_conn_send_body() sends c's output, then body, at once,
+ * and keeps in c's output only what the socket did not take. */
+#define TT_SRV_DIRECT_MIN (64u * 1024u)
+void tt_srv_conn_send_body(conn *c, const void *body, size_t len);
 void tt_srv_flush_dirty(iothr *t);
 void tt_srv_conn_unref(conn *c);
 void tt_srv_conn_close(conn *c);

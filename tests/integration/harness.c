@@ -1337,6 +1337,7 @@ h_child_main(int argc, char **argv)
         unsigned flags;
     } raw[] = {
         {"Test.Echo", m_echo, 0},       {"Test.Park", m_park, 0},
+        {"Test.EchoBlocking", m_echo, TETHER_METHOD_BLOCKING},
         {"Test.Parked", m_parked, 0},   {"Test.Release", m_release, 0},
         {"Test.Block", m_block, TETHER_METHOD_BLOCKING},
         {"Test.Blocked", m_blocked, 0}, {"Test.Open", m_open, 0},

@@ -354,6 +354,93 @@ test_large_message_buffers(void **state)
     tether_client_destroy(c);
 }
 
+/* One large async call of test_large_bodies_in_order. */
+struct big_call {
+    uint8_t *req;
+    size_t len;
+    atomic_int done;
+    tether_err err;
+    int same; /* the reply is the request, byte for byte */
+};
+
+static void
+on_big_reply(tether_client *c, const tether_reply *r, void *arg)
+{
+    (void)c;
+    struct big_call *b = arg;
+    b->err = r->err;
+    b->same = r->err == TETHER_OK && r->len == b->len && memcmp(r->data, b->req, b->len) == 0;
+    atomic_store(&b->done, 1);
+}
+
+static uint8_t *
+pattern(size_t len, unsigned seed)
+{
+    uint8_t *p = malloc(len);
+    assert_non_null(p);
+    for (size_t i = 0; i < len; i++) {
+        p[i] = (uint8_t)(i * 31u + seed * 7u + (i >> 11));
+    }
+    return p;
+}
+
+/* Large raw bodies go from the caller's memory to the socket (the
+ * client's requests, the server's answers, from the I/O thread and from a
+ * worker) and only what the socket does not take at once is copied:
+ * whatever the split, every byte arrives, in order.  Sizes around the
+ * threshold one at a time, then many large calls in flight at once with
+ * small ones between them, so the socket fills and the rest of a body
+ * waits in the output buffer behind the frames queued before it. */
+static void
+test_large_bodies_in_order(void **state)
+{
+    (void)state;
+    h_server_opts opts = {.io_threads = 1};
+    h_spawn_server(&srv, &opts);
+    tether_client *c = h_client(srv.addr[0]);
+    static const char *const methods[] = {"Test.Echo", "Test.EchoBlocking"};
+    static const size_t sizes[] = {65535, 65536, 65537, 300001, 1024 * 1024};
+    for (size_t m = 0; m < 2; m++) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            uint8_t *req = pattern(sizes[i], (unsigned)(m * 10 + i));
+            uint8_t *out = NULL;
+            size_t len = 0;
+            H_OK(tether_client_call_raw(c, methods[m], req, sizes[i], &out, &len,
+                                        TETHER_CALL_TIMEOUT(H_CALL_MS), NULL));
+            assert_int_equal(len, sizes[i]);
+            assert_memory_equal(out, req, sizes[i]);
+            tether_free(out);
+            free(req);
+        }
+    }
+
+    enum { N = 32 };
+    static struct big_call big[N];
+    static struct big_call small[N];
+    for (int i = 0; i < N; i++) {
+        big[i] = (struct big_call){.len = 256 * 1024 + (size_t)i * 4099};
+        big[i].req = pattern(big[i].len, 100u + (unsigned)i);
+        H_OK(tether_client_call_async_raw(c, methods[i % 2], big[i].req, big[i].len,
+                                          TETHER_CALL_TIMEOUT(H_CALL_MS), on_big_reply, &big[i]));
+        small[i] = (struct big_call){.len = 1 + (size_t)i};
+        small[i].req = pattern(small[i].len, 200u + (unsigned)i);
+        H_OK(tether_client_call_async_raw(c, "Test.Echo", small[i].req, small[i].len,
+                                          TETHER_CALL_TIMEOUT(H_CALL_MS), on_big_reply,
+                                          &small[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        H_WAIT(atomic_load(&big[i].done) && atomic_load(&small[i].done), "the large echoes");
+        H_OK(big[i].err);
+        H_OK(small[i].err);
+        assert_true(big[i].same);
+        assert_true(small[i].same);
+        free(big[i].req);
+        free(small[i].req);
+    }
+    assert_int_equal(h_add(c, 2, 3), 5); /* the connection is still in step */
+    tether_client_destroy(c);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -365,6 +452,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_max_inflight_per_conn, teardown),
         cmocka_unit_test_teardown(test_max_frame_size, teardown),
         cmocka_unit_test_teardown(test_large_message_buffers, teardown),
+        cmocka_unit_test_teardown(test_large_bodies_in_order, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h_cleanup();

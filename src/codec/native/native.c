@@ -89,9 +89,11 @@ native_decode_reply(void *state, const uint8_t *p, size_t n, size_t *used, tt_rp
     }
 }
 
+/* A request without context.  later: leave the raw body's len bytes out
+ * (the caller sends them next). */
 static tether_err
 put_request(void *state, tt_buf *out, uint64_t seq, const char *method, size_t mlen,
-            const ProtobufCMessage *msg, const void *data, size_t len)
+            const ProtobufCMessage *msg, const void *data, size_t len, int later)
 {
     if (msg != NULL) {
         len = protobuf_c_message_get_packed_size(msg);
@@ -99,19 +101,22 @@ put_request(void *state, tt_buf *out, uint64_t seq, const char *method, size_t m
     if (TT_FRAME_HDR + mlen + len > ST(state)->max) {
         return TETHER_EMSGSIZE;
     }
-    tether_err rc = tt_buf_reserve(out, TT_FRAME_HDR + mlen + len);
+    later = later && msg == NULL;
+    tether_err rc = tt_buf_reserve(out, TT_FRAME_HDR + mlen + (later ? 0 : len));
     if (rc != TETHER_OK) {
         return rc;
     }
     uint8_t *w = out->data + out->len;
     tt_frame_put_header(w, TT_FRAME_REQUEST, seq, 0, mlen, len);
     memcpy(w + TT_FRAME_HDR, method, mlen);
+    out->len += TT_FRAME_HDR + mlen;
     if (msg != NULL) {
         protobuf_c_message_pack(msg, w + TT_FRAME_HDR + mlen);
-    } else if (data != NULL && len > 0) {
+        out->len += len;
+    } else if (!later && data != NULL && len > 0) {
         memcpy(w + TT_FRAME_HDR + mlen, data, len);
+        out->len += len;
     }
-    out->len += TT_FRAME_HDR + mlen + len;
     return TETHER_OK;
 }
 
@@ -119,7 +124,7 @@ static tether_err
 native_encode_request(void *state, tt_buf *out, uint64_t seq, const char *method, size_t mlen,
                       const ProtobufCMessage *msg)
 {
-    return put_request(state, out, seq, method, mlen, msg, NULL, 0);
+    return put_request(state, out, seq, method, mlen, msg, NULL, 0, 0);
 }
 
 /* A request with its context: the deadline always (every call has one),
@@ -146,7 +151,7 @@ native_encode_call(void *state, tt_buf *out, uint64_t seq, const char *method, s
         clen += tt_ctx_size_meta(kl, vl);
     }
     if (clen == 0) {
-        return put_request(state, out, seq, method, mlen, msg, data, len);
+        return put_request(state, out, seq, method, mlen, msg, data, len, ctx->body_later);
     }
     if (clen > TT_CTX_MAX) {
         return TETHER_ELIMIT;
@@ -158,7 +163,8 @@ native_encode_call(void *state, tt_buf *out, uint64_t seq, const char *method, s
     if (total > ST(state)->max) {
         return TETHER_EMSGSIZE;
     }
-    tether_err rc = tt_buf_reserve(out, total);
+    int later = ctx->body_later && msg == NULL;
+    tether_err rc = tt_buf_reserve(out, later ? total - len : total);
     if (rc != TETHER_OK) {
         return rc;
     }
@@ -177,6 +183,8 @@ native_encode_call(void *state, tt_buf *out, uint64_t seq, const char *method, s
     }
     if (msg != NULL) {
         protobuf_c_message_pack(msg, c);
+    } else if (later) {
+        total -= len; /* the caller sends the body */
     } else if (data != NULL && len > 0) {
         memcpy(c, data, len);
     }
@@ -200,7 +208,7 @@ static tether_err
 native_encode_request_raw(void *state, tt_buf *out, uint64_t seq, const char *method, size_t mlen,
                           const void *data, size_t len)
 {
-    return put_request(state, out, seq, method, mlen, NULL, data, len);
+    return put_request(state, out, seq, method, mlen, NULL, data, len, 0);
 }
 
 static tether_err
@@ -359,7 +367,9 @@ native_encode_answer(void *state, tt_buf *out, const tt_answer *a)
         }
     }
     size_t extra = tl > 0 ? 4 + tl : 0;
-    tether_err rc = tt_buf_reserve(out, TT_FRAME_HDR + extra + len);
+    /* The body goes from the caller's memory (a reply that fits, raw). */
+    int later = a->body_later && type == TT_FRAME_REPLY && msg == NULL;
+    tether_err rc = tt_buf_reserve(out, TT_FRAME_HDR + extra + (later ? 0 : len));
     if (rc != TETHER_OK) {
         return rc;
     }
@@ -373,10 +383,10 @@ native_encode_answer(void *state, tt_buf *out, const tt_answer *a)
     uint8_t *body = w + TT_FRAME_HDR + extra;
     if (msg != NULL) {
         protobuf_c_message_pack(msg, body);
-    } else if (len > 0) {
+    } else if (!later && len > 0) {
         memcpy(body, data, len);
     }
-    out->len += TT_FRAME_HDR + extra + len;
+    out->len += TT_FRAME_HDR + extra + (later ? 0 : len);
     return ret;
 }
 
@@ -443,7 +453,7 @@ const tt_codec_ops tt_codec_native = {
     .encode_request = native_encode_request,
     .preface = (const uint8_t *)TT_PREFACE,
     .preface_len = TT_PREFACE_LEN,
-    .flags = TT_CODEC_RAW_BYTES,
+    .flags = TT_CODEC_RAW_BYTES | TT_CODEC_BODY_LAST,
     .encode_request_raw = native_encode_request_raw,
     .encode_call = native_encode_call,
     .encode_cancel = native_encode_cancel,
