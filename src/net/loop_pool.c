@@ -19,7 +19,7 @@
 typedef struct pool_thread {
     tt_loop loop;
     pthread_t tid;
-    int users;
+    _Atomic int users; /* changed under pool_mu; read without it by tt_loop_pool_alone */
     int stop; /* set by the stop task, read by the thread */
     tt_task t_stop;
 } pool_thread;
@@ -168,4 +168,11 @@ int
 tt_loop_pool_on_thread(void)
 {
     return on_pool_thread;
+}
+
+int
+tt_loop_pool_alone(const tt_loop *l)
+{
+    const pool_thread *pt = (const pool_thread *)((const char *)l - offsetof(pool_thread, loop));
+    return atomic_load_explicit(&pt->users, memory_order_relaxed) <= 1;
 }

@@ -31,6 +31,10 @@ tether_err tt_loop_pool_acquire(tt_loop **out);
  */
 void tt_loop_pool_release(tt_loop *l);
 
+/* tt_loop_pool_alone - whether l (a loop of the pool) has one user at
+ * most: its thread's CPU then serves that user alone. */
+int tt_loop_pool_alone(const tt_loop *l);
+
 /* tt_loop_pool_set_size - the number of threads for pools started from now
  * on (0: the default).  TETHER_EINVAL above TT_LOOP_POOL_MAX. */
 tether_err tt_loop_pool_set_size(unsigned n);

@@ -69,10 +69,11 @@
  * (queue_request_locked), not copied into the output buffer first. */
 #define DIRECT_MIN (64u * 1024u)
 /* Requests that callbacks queue while a long read of answers is being
- * dispatched go out every FLUSH_BATCH answers, not all at its end: the
- * server starts on them while the rest are dispatched (the server side
- * does the same with its answers, server_conn.c). */
-#define FLUSH_BATCH 32
+ * dispatched go out every FLUSH_BATCH answers, not all at its end, when
+ * this engine is alone on its pool thread: the server starts on them
+ * while the rest are dispatched (the server does the same with its
+ * answers, server_conn.c). */
+#define FLUSH_BATCH 16
 #define IDLE_BUFFER_NS                                                                             \
     (1000ull * 1000000ull) /* an idle connection's read buffer goes after 1 s                      \
                             */
@@ -794,7 +795,8 @@ dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *
             /* gob type definitions alone, or whitespace, carry no reply. */
             if (m.method != NULL || m.body != NULL || m.status != TETHER_OK) {
                 dispatch(e, &m, me, &spent);
-                if (me == NULL && ++calls % FLUSH_BATCH == 0 && e->flush_after && off + used < n) {
+                if (me == NULL && ++calls % FLUSH_BATCH == 0 && e->flush_after && off + used < n &&
+                    tt_loop_pool_alone(e->loop)) {
                     pthread_mutex_lock(&e->mu);
                     e->flush_after = 0;
                     flush_locked(e);
