@@ -480,10 +480,11 @@ PIPE_WIN=$(field "$PIPE_ALLOC" window_calls)
 # significant digits or so, whole numbers for counts ("int").
 # A cell with fewer samples than runs says how many it holds ("[3/5]");
 # a figure without any is "n/a", listed at the end, and the run exits 1.
+# STAT_RUNS (default RUNS) is how many samples a cell should hold.
 stat() {
     local f=$TMP/m.$1
     [ -s "$f" ] || { echo "$1" >>"$TMP/missing"; echo "n/a"; return; }
-    sort -g "$f" | awk -v whole="${2:-}" -v runs="$RUNS" '{ v[NR] = $1 } END {
+    sort -g "$f" | awk -v whole="${2:-}" -v runs="${STAT_RUNS:-$RUNS}" '{ v[NR] = $1 } END {
         m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
         fmt = (v[NR] >= 1000 || whole != "") ? "%.0f" : (v[NR] >= 100 ? "%.1f" : "%.2f")
         printf fmt " (" fmt "-" fmt ")", m, v[1], v[NR]
@@ -603,7 +604,7 @@ done
 mrow "idle RSS after start (MB)" idle_rss.mb "<=3 MB"
 mrow "threads when idle" idle_threads "" int
 mrow "idle RSS after the load above (MB)" loaded_rss.mb ""
-mrow "RSS per idle connection (KB, $IDLE_CONNS conns)" conn_cost "<=2 KB"
+STAT_RUNS=$MEM_RUNS mrow "RSS per idle connection (KB, $IDLE_CONNS conns)" conn_cost "<=2 KB"
 echo
 echo "allocations per call (glibc malloc/calloc/realloc/memalign, counted by an LD_PRELOAD shim)"
 printf '  %-40s %-10s %-26s %-10s\n' "" "server" "server in protobuf-c unpack" "client"
