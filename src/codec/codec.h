@@ -205,6 +205,19 @@ typedef struct tt_codec_ops {
 #define TT_CODEC_RAW_BYTES 0x1u
 #define TT_CODEC_BODY_LAST 0x2u
 
+/* Raw bodies from this size on are worth sending from the caller's
+ * memory (a copy of them costs more than a second iovec). */
+#define TT_CODEC_DIRECT_MIN (64u * 1024u)
+
+/* tt_codec_body_direct - whether a raw body of len bytes on a plaintext
+ * connection of ops goes to the socket from the caller's memory
+ * (body_later), rather than through the output buffer. */
+static inline int
+tt_codec_body_direct(const tt_codec_ops *ops, size_t len, int tls)
+{
+    return len >= TT_CODEC_DIRECT_MIN && (ops->flags & TT_CODEC_BODY_LAST) && !tls;
+}
+
 /* The native codec, both sides (src/codec/native/native.c). */
 extern const tt_codec_ops tt_codec_native;
 

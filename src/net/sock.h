@@ -71,6 +71,16 @@ tether_err tt_sock_bound(int fd, tt_addr *out);
  */
 tether_err tt_sock_send_with(int fd, tt_buf *out, const void *body, size_t len, size_t *sent);
 
+/* Under pipelined load a long read's worth of messages is written every
+ * TT_SOCK_FLUSH_BATCH messages rather than all at its end, by a
+ * connection alone on its thread (the server's answers, the client's next
+ * requests): the peer starts on the first ones while the rest are made,
+ * so both sides work at once instead of taking turns (1 conn x 64, 2
+ * cores: about 2 x the calls/s).  A thread with several connections has
+ * work enough, and one write per read costs fewer system calls (4 conns
+ * x 64: chunks of 16 gave about a third fewer calls/s). */
+#define TT_SOCK_FLUSH_BATCH 16
+
 /* tt_err_errno - map an errno to the closest tether_err. */
 tether_err tt_err_errno(int e);
 

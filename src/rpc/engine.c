@@ -65,15 +65,6 @@
 #define MIN_BUCKETS 16u
 #define READ_CHUNK 65536u
 #define FREE_LIST_MAX 64
-/* Raw request bodies from this size on are sent from the caller's memory
- * (queue_request_locked), not copied into the output buffer first. */
-#define DIRECT_MIN (64u * 1024u)
-/* Requests that callbacks queue while a long read of answers is being
- * dispatched go out every FLUSH_BATCH answers, not all at its end, when
- * this engine is alone on its pool thread: the server starts on them
- * while the rest are dispatched (the server does the same with its
- * answers, server_conn.c). */
-#define FLUSH_BATCH 16
 #define IDLE_BUFFER_NS                                                                             \
     (1000ull * 1000000ull) /* an idle connection's read buffer goes after 1 s                      \
                             */
@@ -379,6 +370,18 @@ arm_locked(tt_engine *e)
 
 /* Send what is queued.  Errors mark the connection broken for the reader
  * (or close it here when nobody is reading). */
+/* A write broke the connection: close it now, or, while a reader owns
+ * the socket, have that reader close it. */
+static void
+write_failed_locked(tt_engine *e, tether_err why)
+{
+    if (e->reader == READER_NONE) {
+        close_locked(e, why);
+    } else {
+        e->broken = 1;
+    }
+}
+
 static void
 flush_locked(tt_engine *e)
 {
@@ -401,11 +404,7 @@ flush_locked(tt_engine *e)
             arm_locked(e); /* the loop finishes the write when the socket drains */
             return;
         }
-        if (e->reader == READER_NONE) {
-            close_locked(e, TETHER_ECONNRESET);
-        } else {
-            e->broken = 1;
-        }
+        write_failed_locked(e, TETHER_ECONNRESET);
         return;
     }
 }
@@ -795,8 +794,11 @@ dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *
             /* gob type definitions alone, or whitespace, carry no reply. */
             if (m.method != NULL || m.body != NULL || m.status != TETHER_OK) {
                 dispatch(e, &m, me, &spent);
-                if (me == NULL && ++calls % FLUSH_BATCH == 0 && e->flush_after && off + used < n &&
-                    tt_loop_pool_alone(e->loop)) {
+                /* Requests the callbacks queued go out every
+                 * TT_SOCK_FLUSH_BATCH answers when this engine is alone on
+                 * its pool thread. */
+                if (me == NULL && ++calls % TT_SOCK_FLUSH_BATCH == 0 && e->flush_after &&
+                    off + used < n && tt_loop_pool_alone(e->loop)) {
                     pthread_mutex_lock(&e->mu);
                     e->flush_after = 0;
                     flush_locked(e);
@@ -1512,8 +1514,8 @@ encode_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq, int lat
 static tether_err
 queue_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
 {
-    int later = rq->msg == NULL && rq->len >= DIRECT_MIN && e->ops->encode_call != NULL &&
-                (e->ops->flags & TT_CODEC_BODY_LAST) && e->cfg.tls == NULL;
+    int later = rq->msg == NULL && e->ops->encode_call != NULL &&
+                tt_codec_body_direct(e->ops, rq->len, e->cfg.tls != NULL);
     size_t before = tt_buf_size(&e->out);
     tether_err rc = encode_request_locked(e, seq, rq, later);
     if (rc != TETHER_OK) {
@@ -1539,12 +1541,7 @@ queue_request_locked(tt_engine *e, uint64_t seq, const tt_call_req *rq)
     e->queued_total += rq->len;
     e->sent_total += sent;
     if (rc == TETHER_ENOMEM) {
-        /* Part of the frame went and the rest cannot be kept. */
-        if (e->reader == READER_NONE) {
-            close_locked(e, TETHER_ENOMEM);
-        } else {
-            e->broken = 1;
-        }
+        write_failed_locked(e, rc); /* part of the frame went, the rest cannot be kept */
         return rc;
     }
     return TETHER_OK; /* a socket error shows at the flush that follows */

@@ -262,8 +262,8 @@ answer_encode(struct tether_call *call, tether_err status, const ProtobufCMessag
         tt_srv_bump(&c->t->st_failed);
     }
     /* A large raw reply goes from the handler's memory to the socket. */
-    a.body_later = status == TETHER_OK && msg == NULL && len >= TT_SRV_DIRECT_MIN &&
-                   (c->codec->flags & TT_CODEC_BODY_LAST) && c->tls == NULL;
+    a.body_later =
+        status == TETHER_OK && msg == NULL && tt_codec_body_direct(c->codec, len, c->tls != NULL);
     /* Room for the usual answer up front (from the thread's spares); the
      * codec grows the buffer itself when it needs more. */
     tether_err rc =

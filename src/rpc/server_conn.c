@@ -56,15 +56,6 @@ static const tt_codec_ops *const codecs[] = {&tt_codec_native, &tt_codec_jsonrpc
  * body, so the buffer may hold a little more than one message. */
 #define IN_SLACK (64 * 1024)
 
-/* A read that brought many requests has its answers written every
- * FLUSH_BATCH calls rather than all at the end, when the connection is
- * its thread's only one: the client starts on the first answers while the
- * rest are made, so both sides work at once instead of taking turns (1
- * conn x 64, 2 cores: about 2 x the calls/s).  A thread with several
- * connections has work enough, and one write per read is fewer system
- * calls (4 conns x 64: chunks of 16 gave about a third fewer calls/s). */
-#define FLUSH_BATCH 16
-
 TT_THREAD_LOCAL iothr *tt_srv_tls;
 
 static void in_release(conn *c);
@@ -551,8 +542,9 @@ process(conn *c, const uint8_t *p, size_t n)
         case TT_MSG_CALL:
             if (m.method != NULL) {
                 tt_srv_start_call(c, &m);
-                if (++calls % FLUSH_BATCH == 0 && off < n && c->in_dirty && !c->closed &&
+                if (++calls % TT_SOCK_FLUSH_BATCH == 0 && off < n && c->in_dirty && !c->closed &&
                     atomic_load_explicit(&c->t->nconns, memory_order_relaxed) == 1) {
+                    /* The thread's only connection (TT_SOCK_FLUSH_BATCH). */
                     conn_flush(c);
                 }
             } else if (used == 0) {

@@ -339,10 +339,9 @@ void tt_srv_buf_release(iothr *t, tt_buf *b);
 /* tt_srv_big_expire - the big_tmr callback (server_conn.c). */
 void tt_srv_big_expire(tt_timer *tm);
 void tt_srv_mark_dirty(conn *c);  /* flush c after this batch */
-/* Raw answers from TT_SRV_DIRECT_MIN bytes on are sent from the handler's
+/* Large raw answers (tt_codec_body_direct) are sent from the handler's
  * memory: tt_srv_conn_send_body() sends c's output, then body, at once,
  * and keeps in c's output only what the socket did not take. */
-#define TT_SRV_DIRECT_MIN (64u * 1024u)
 void tt_srv_conn_send_body(conn *c, const void *body, size_t len);
 void tt_srv_flush_dirty(iothr *t);
 void tt_srv_conn_unref(conn *c);
