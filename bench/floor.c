@@ -12,6 +12,10 @@
  *       thread per connection, blocking reads; every read is answered with
  *       one write carrying a reply for each complete request in it, so
  *       pipelined requests get batched replies without extra effort.
+ *   tether-bench-floor server --listen 127.0.0.1:PORT --wait epoll
+ *       the same, but every read waits in epoll_wait() first, as an
+ *       event-loop server's does: the least an event loop adds (one system
+ *       call per read), measured beside the floor.
  *   tether-bench-floor client --addr 127.0.0.1:PORT --mode seq
  *                             [--calls N] [--warmup N]
  *       one connection, one call in flight; prints p50/p99 of N calls.
@@ -25,12 +29,17 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/epoll.h>
 
 #include "bench_util.h"
 
 #define IO_BUF (64 * 1024)
 
 /* ---- server ---- */
+
+/* --wait epoll: each connection's thread waits in epoll_wait() before
+ * every read (set once at start, read by the connection threads). */
+static int wait_epoll;
 
 /*
  * serve_conn - one connection's thread.  It checks the preface, then
@@ -47,12 +56,24 @@ serve_conn(void *argp)
     /* Worst case every request in a full input buffer needs a reply. */
     uint8_t *out = malloc((IO_BUF / BENCH_REQ_LEN + 1) * BENCH_REPLY_LEN);
     size_t have = 0;
+    int ep = -1;
 
     if (in == NULL || out == NULL || bench_read_all(fd, pre, sizeof(pre)) != 0 ||
         memcmp(pre, preface, sizeof(pre)) != 0) {
         goto done;
     }
+    if (wait_epoll) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+        ep = epoll_create1(EPOLL_CLOEXEC);
+        if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            goto done;
+        }
+    }
     for (;;) {
+        struct epoll_event ev;
+        if (ep >= 0 && epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR) {
+            break;
+        }
         ssize_t r = read(fd, in + have, IO_BUF - have);
         if (r < 0 && errno == EINTR) {
             continue;
@@ -91,6 +112,9 @@ serve_conn(void *argp)
 done:
     free(in);
     free(out);
+    if (ep >= 0) {
+        close(ep);
+    }
     close(fd);
     return NULL;
 }
@@ -323,7 +347,7 @@ static void
 usage(void)
 {
     fprintf(stderr,
-            "usage: tether-bench-floor server --listen HOST:PORT\n"
+            "usage: tether-bench-floor server --listen HOST:PORT [--wait epoll]\n"
             "       tether-bench-floor client --addr HOST:PORT --mode seq\n"
             "                                 [--calls N] [--warmup N]\n"
             "       tether-bench-floor client --addr HOST:PORT --mode pipe\n"
@@ -350,6 +374,14 @@ main(int argc, char **argv)
         return run_freeport();
     }
     for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--wait") == 0 && strcmp(argv[1], "server") == 0) {
+            if (strcmp(argv[i + 1], "epoll") != 0) {
+                usage();
+                return 2;
+            }
+            wait_epoll = 1;
+            continue;
+        }
         if (!bench_opt(&o, argv[i], argv[i + 1])) {
             usage();
             return 2;

@@ -154,6 +154,8 @@ start_server() {
     local cmd
     case $impl in
         floor) cmd=("$BIN/tether-bench-floor" server --listen "$SERVER_ADDR") ;;
+        # The floor server waiting in epoll_wait() before every read.
+        floor-epoll) cmd=("$BIN/tether-bench-floor" server --listen "$SERVER_ADDR" --wait epoll) ;;
         tether) cmd=("$BIN/calculator-server" --listen "$SERVER_ADDR") ;;
         # The same server with metrics on (a listener on a free port).
         tether-metrics) cmd=("$BIN/calculator-server" --listen "$SERVER_ADDR" --metrics 127.0.0.1:0) ;;
@@ -186,7 +188,7 @@ run_client() {
     shift 2
     local cmd
     case $impl in
-        floor) cmd=("$BIN/tether-bench-floor" client) ;;
+        floor | floor-epoll) cmd=("$BIN/tether-bench-floor" client) ;;
         tether) cmd=("$BIN/tether-bench-client") ;;
         go) cmd=("$GOBIN" client) ;;
     esac
@@ -295,6 +297,16 @@ for run in $(seq 1 "$RUNS"); do
                         [ -n "$v" ] && v=$(awk -v v="$v" 'BEGIN { printf "%.1f", v / 1000 }')
                         record "pipe_1_nolive.tether" "$v"
                     fi
+                fi
+            fi
+            if [ "$impl" = floor ]; then
+                # What an event loop alone adds: the same floor server, but
+                # waiting in epoll_wait() before every read.
+                stop_server
+                if start_server floor-epoll "$placement"; then
+                    r=$(run_client floor-epoll "$placement" --mode seq --calls "$SEQ_CALLS" \
+                        --warmup "$SEQ_WARMUP")
+                    record "seq_p50_$placement.floorep" "$(field "$r" p50_us)"
                 fi
             fi
             stop_server
@@ -544,6 +556,18 @@ row "seq p50 (us)" "$PIN" seq_p50_pinned "<=1.05"
 row "seq p99 (us)" "$PIN" seq_p99_pinned "<=1.50"
 row "1 conn x 64 (k calls/s)" "$UNP" pipe_1 ">=0.80"
 row "4 conns x 64 (k calls/s)" "$UNP" pipe_4 ">=0.60"
+echo
+echo "event loop: the floor server waiting in epoll_wait() before each read, as any event-loop"
+echo "  server does (one system call more per call than the blocking floor)"
+printf '  %-26s %-18s %-22s %-22s %-10s %-10s\n' "figure" "CPU placement" "floor + epoll_wait" \
+    "tether" "ep/floor" "t/ep"
+for placement in unpinned pinned; do
+    printf '  %-26s %-18s %-22s %-22s %-10s %-10s\n' "seq p50 (us)" \
+        "$(placement_label "$placement")" "$(stat "seq_p50_$placement.floorep")" \
+        "$(stat "seq_p50_$placement.tether")" \
+        "$(ratio "seq_p50_$placement.floorep" "seq_p50_$placement.floor")" \
+        "$(ratio "seq_p50_$placement.tether" "seq_p50_$placement.floorep")"
+done
 echo
 echo "call context: tether with 3 small metadata pairs per call against tether bare ($UNP)"
 printf '  %-26s %-22s %-22s %-8s %-8s

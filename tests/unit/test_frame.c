@@ -310,7 +310,7 @@ test_ctx_section(void **state)
     assert_int_equal(f.body_len, 2);
     assert_memory_equal(f.body, "\x08\x01", 2);
     size_t off = 0;
-    tt_ctx_entry e;
+    tt_ctx_entry e = {0};
     assert_int_equal(tt_ctx_next(f.ctx, f.ctx_len, &off, &e), 1);
     assert_int_equal(e.tag, TT_CTX_DEADLINE);
     assert_int_equal(tt_get_le32(e.val), 1500);
@@ -368,6 +368,59 @@ test_ctx_malformed(void **state)
     assert_int_equal(tt_ctx_next((const uint8_t *)"\x09\x01\x00z", 4, &off, &e), 1);
     assert_int_equal(e.tag, 9);
     assert_int_equal(off, 4);
+}
+
+/* The META check takes short entries (one pass) and long ones (memchr)
+ * apart: every length from 1 to 80 bytes, with the NULs placed every way
+ * that matters, must be judged as the rule says (exactly two NULs, a key
+ * of one byte or more, the last byte a NUL). */
+static void
+test_ctx_meta_lengths(void **state)
+{
+    (void)state;
+    uint8_t buf[3 + 80];
+    for (size_t len = 1; len <= 80; len++) {
+        /* nul: where a first NUL goes (len: none); extra: a third NUL. */
+        for (size_t nul = 0; nul <= len; nul++) {
+            for (int extra = 0; extra < 3; extra++) {
+                for (int last = 0; last < 2; last++) {
+                    memset(buf + 3, 'x', len);
+                    if (nul < len) {
+                        buf[3 + nul] = 0;
+                    }
+                    if (last) {
+                        buf[3 + len - 1] = 0;
+                    }
+                    if (extra == 1 && len > 2) {
+                        buf[3 + len - 2] = 0; /* an empty value, or a NUL too many */
+                    } else if (extra == 2 && nul + 1 < len) {
+                        buf[3 + nul + 1] = 0;
+                    }
+                    size_t nuls = 0;
+                    size_t first = len;
+                    for (size_t i = 0; i < len; i++) {
+                        if (buf[3 + i] == 0) {
+                            nuls++;
+                            first = first < len ? first : i;
+                        }
+                    }
+                    int ok = nuls == 2 && first > 0 && buf[3 + len - 1] == 0;
+                    buf[0] = TT_CTX_META;
+                    buf[1] = (uint8_t)len;
+                    buf[2] = 0;
+                    size_t off = 0;
+                    tt_ctx_entry e = {0};
+                    int r = tt_ctx_next(buf, 3 + len, &off, &e);
+                    assert_int_equal(r, ok ? 1 : -1);
+                    if (ok) {
+                        assert_ptr_equal(e.key, (const char *)buf + 3);
+                        assert_ptr_equal(e.value, (const char *)buf + 3 + first + 1);
+                        assert_int_equal(off, 3 + len);
+                    }
+                }
+            }
+        }
+    }
 }
 
 static void
@@ -698,6 +751,7 @@ main(void)
         cmocka_unit_test(test_nonzero_flags),
         cmocka_unit_test(test_ctx_section),
         cmocka_unit_test(test_ctx_malformed),
+        cmocka_unit_test(test_ctx_meta_lengths),
         cmocka_unit_test(test_name_len_beyond_length),
         cmocka_unit_test(test_name_only_on_requests),
         cmocka_unit_test(test_max_name),

@@ -86,39 +86,13 @@ tt_frame_decode(const uint8_t *p, size_t n, size_t max_frame, tt_frame *f, size_
 }
 
 int
-tt_ctx_next(const uint8_t *ctx, size_t n, size_t *off, tt_ctx_entry *e)
+tt_ctx_meta_split_long(const uint8_t *v, size_t len)
 {
-    size_t o = *off;
-    if (o >= n) {
-        return 0;
-    }
-    if (n - o < 3) {
+    const uint8_t *nul = memchr(v, 0, len - 1);
+    if (nul == NULL || nul == v || memchr(nul + 1, 0, len - 2 - (size_t)(nul - v)) != NULL) {
         return -1;
     }
-    size_t len = (size_t)ctx[o + 1] | (size_t)ctx[o + 2] << 8;
-    if (len > n - o - 3) {
-        return -1;
-    }
-    e->tag = ctx[o];
-    e->val = ctx + o + 3;
-    e->len = len;
-    e->key = e->value = NULL;
-    if (e->tag == TT_CTX_DEADLINE && len != 4) {
-        return -1;
-    }
-    if (e->tag == TT_CTX_META) {
-        /* "key\0value\0": exactly two NULs, the last byte one of them. */
-        const uint8_t *nul = len > 0 ? memchr(e->val, 0, len) : NULL;
-        const uint8_t *last = e->val + len - 1;
-        if (nul == NULL || nul == e->val || nul == last || *last != 0 ||
-            memchr(nul + 1, 0, (size_t)(last - (nul + 1))) != NULL) {
-            return -1;
-        }
-        e->key = (const char *)e->val;
-        e->value = (const char *)nul + 1;
-    }
-    *off = o + 3 + len;
-    return 1;
+    return (int)(nul - v);
 }
 
 size_t
@@ -129,20 +103,6 @@ tt_ctx_put_deadline(uint8_t *w, uint32_t ms)
     w[2] = 0;
     tt_put_le32(w + 3, ms);
     return 7;
-}
-
-size_t
-tt_ctx_put_meta(uint8_t *w, const char *key, size_t klen, const char *value, size_t vlen)
-{
-    size_t len = klen + 1 + vlen + 1;
-    w[0] = TT_CTX_META;
-    w[1] = (uint8_t)len;
-    w[2] = (uint8_t)(len >> 8);
-    memcpy(w + 3, key, klen);
-    w[3 + klen] = 0;
-    memcpy(w + 4 + klen, value, vlen);
-    w[4 + klen + vlen] = 0;
-    return 3 + len;
 }
 
 void

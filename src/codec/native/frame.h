@@ -81,12 +81,79 @@ typedef struct tt_ctx_entry {
     const char *value;
 } tt_ctx_entry;
 
+/* tt_ctx_meta_split_long - tt_ctx_meta_split() for entries of 32 bytes and
+ * more, with memchr(). */
+int tt_ctx_meta_split_long(const uint8_t *v, size_t len);
+
+/*
+ * tt_ctx_meta_split - check that v[0..len) is "key\0value\0" (exactly two
+ * NULs, a key of one byte or more, the last byte a NUL) and return the
+ * key's length, or -1.  Short entries, the common case, are checked in
+ * one pass over their bytes, inline: two memchr() calls cost more than
+ * the bytes of a small pair.
+ */
+static inline int
+tt_ctx_meta_split(const uint8_t *v, size_t len)
+{
+    if (len < 3 || v[len - 1] != 0) {
+        return -1;
+    }
+    if (len >= 32) {
+        return tt_ctx_meta_split_long(v, len);
+    }
+    size_t k = 0;
+    while (v[k] != 0) { /* stops at the last byte at the latest */
+        k++;
+    }
+    if (k == 0 || k == len - 1) {
+        return -1;
+    }
+    for (size_t i = k + 1; i < len - 1; i++) {
+        if (v[i] == 0) {
+            return -1;
+        }
+    }
+    return (int)k;
+}
+
 /*
  * tt_ctx_next - the entry at ctx[*off..n), advancing *off.  1: *e is the
  * next entry; 0: no more; -1: malformed (an entry running past the end, a
- * DEADLINE that is not 4 bytes, a META entry not "key\0value\0").
+ * DEADLINE that is not 4 bytes, a META entry not "key\0value\0").  Inline:
+ * the server walks every request's context with it.
  */
-int tt_ctx_next(const uint8_t *ctx, size_t n, size_t *off, tt_ctx_entry *e);
+static inline int
+tt_ctx_next(const uint8_t *ctx, size_t n, size_t *off, tt_ctx_entry *e)
+{
+    size_t o = *off;
+    if (o >= n) {
+        return 0;
+    }
+    if (n - o < 3) {
+        return -1;
+    }
+    size_t len = (size_t)ctx[o + 1] | (size_t)ctx[o + 2] << 8;
+    if (len > n - o - 3) {
+        return -1;
+    }
+    e->tag = ctx[o];
+    e->val = ctx + o + 3;
+    e->len = len;
+    e->key = e->value = NULL;
+    if (e->tag == TT_CTX_DEADLINE && len != 4) {
+        return -1;
+    }
+    if (e->tag == TT_CTX_META) {
+        int klen = tt_ctx_meta_split(e->val, len);
+        if (klen < 0) {
+            return -1;
+        }
+        e->key = (const char *)e->val;
+        e->value = (const char *)e->val + klen + 1;
+    }
+    *off = o + 3 + len;
+    return 1;
+}
 
 /* tt_ctx_size_meta - bytes one META entry for key and value takes. */
 static inline size_t
@@ -98,7 +165,34 @@ tt_ctx_size_meta(size_t klen, size_t vlen)
 /* tt_ctx_put_deadline / tt_ctx_put_meta - write one entry at w; return
  * the bytes written (7, or tt_ctx_size_meta()). */
 size_t tt_ctx_put_deadline(uint8_t *w, uint32_t ms);
-size_t tt_ctx_put_meta(uint8_t *w, const char *key, size_t klen, const char *value, size_t vlen);
+
+/* Copy n bytes; a short copy (a metadata key or value, typically) inline,
+ * where a call to memcpy() costs more than the bytes. */
+static inline void
+tt_ctx_copy(uint8_t *dst, const char *src, size_t n)
+{
+    if (n > 16) {
+        memcpy(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        dst[i] = (uint8_t)src[i];
+    }
+}
+
+static inline size_t
+tt_ctx_put_meta(uint8_t *w, const char *key, size_t klen, const char *value, size_t vlen)
+{
+    size_t len = klen + 1 + vlen + 1;
+    w[0] = TT_CTX_META;
+    w[1] = (uint8_t)len;
+    w[2] = (uint8_t)(len >> 8);
+    tt_ctx_copy(w + 3, key, klen);
+    w[3 + klen] = 0;
+    tt_ctx_copy(w + 4 + klen, value, vlen);
+    w[4 + klen + vlen] = 0;
+    return 3 + len;
+}
 
 /*
  * tt_frame_decode - decode the frame at p[0..n).

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# bench/metrics_ab.sh - what metrics cost a server, measured against the
-# noise between two identical servers.
+# bench/ab.sh - what one feature costs, measured against the noise between
+# two identical runs.
 #
-#   ./bench/metrics_ab.sh            (after a build into build/)
+#   ./bench/ab.sh [metrics|meta|byname]   (after a build into build/)
 #
-# Every round starts three calculator-servers: A and A' without metrics,
-# B with `--metrics 127.0.0.1:0`.  The benchmark client runs against each
-# of them in turn, in an order that rotates from round to round (so load
-# that drifts during a round falls on all three): 1 connection x 64 calls
-# in flight for SECONDS_PER_RUN, then SEQ_CALLS sequential calls (p50).
+#   metrics  server B runs with `--metrics 127.0.0.1:0` (the default)
+#   meta     B's client sends three small metadata pairs per call (--meta 3)
+#   byname   B's client calls by service name, over static:ADDR (--by-name 1)
+#
+# Every round starts three calculator-servers: A, A' and B, the same but
+# for the feature (metrics), or all three alike with the feature in B's
+# client (meta, byname).  The benchmark client runs against each of them
+# in turn, in an order that rotates from round to round (so load that
+# drifts during a round falls on all three): 1 connection x 64 calls in
+# flight for SECONDS_PER_RUN, then SEQ_CALLS sequential calls (p50).
 # It prints each round, then the medians and the median of the per-round
 # ratios B / mean(A, A') (the cost) beside A' / A (the control: how far
-# two identical servers differ on this machine).  A cost inside the
+# two identical runs differ on this machine).  A cost inside the
 # control's spread is not resolved by the run; more rounds narrow both.
 # Like run.sh it prints figures and never judges them.
 #
@@ -21,7 +26,7 @@
 #   SECONDS_PER_RUN  measured seconds of each pipelined run (default: 2)
 #   SEQ_CALLS        sequential calls per run (default: 20000)
 #   PIN=1            run servers and clients on CPU 0 only (taskset), where
-#                    every instruction of the server shows in the figures
+#                    every instruction shows in the figures
 set -u
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,14 +39,26 @@ SECS=${SECONDS_PER_RUN:-2}
 SEQ_CALLS=${SEQ_CALLS:-20000}
 PINCMD=()
 [ "${PIN:-0}" = 1 ] && PINCMD=(taskset -c 0)
+WHAT=${1:-metrics}
+SRV_B=()
+CLI_B=()
+case $WHAT in
+metrics) SRV_B=(--metrics 127.0.0.1:0) LABEL="metrics on (B) against off" ;;
+meta) CLI_B=(--meta 3) LABEL="3 metadata pairs per call (B) against none" ;;
+byname) CLI_B=(--by-name 1) LABEL="calls by name (B) against direct" ;;
+*)
+    echo "usage: bench/ab.sh [metrics|meta|byname]" >&2
+    exit 2
+    ;;
+esac
 for p in calculator-server tether-bench-client; do
     [ -x "$BIN/$p" ] || {
-        echo "metrics_ab.sh: no $BIN/$p (build first: cmake -S . -B build && cmake --build build)" >&2
+        echo "ab.sh: no $BIN/$p (build first: cmake -S . -B build && cmake --build build)" >&2
         exit 1
     }
 done
 command -v python3 >/dev/null || {
-    echo "metrics_ab.sh: needs python3 for the summary" >&2
+    echo "ab.sh: needs python3 for the summary" >&2
     exit 1
 }
 TMP=$(mktemp -d)
@@ -66,30 +83,36 @@ start() {
         sleep 0.05
     done
     [ -n "$addr" ] || {
-        echo "metrics_ab.sh: server $name did not start:" >&2
+        echo "ab.sh: server $name did not start:" >&2
         cat "$TMP/$name.out" >&2
         exit 1
     }
     printf -v "ADDR_$name" '%s' "$addr"
 }
 
-pipe() { # ADDR -> calls/s
-    "${PINCMD[@]}" "$BIN/tether-bench-client" --addr "$1" --mode pipe --conns 1 --depth 64 \
+pipe() { # ADDR [CLIENT ARGS...] -> calls/s
+    "${PINCMD[@]}" "$BIN/tether-bench-client" --addr "$@" --mode pipe --conns 1 --depth 64 \
         --seconds "$SECS" --warmup-ms 500 2>/dev/null | sed -n 's/.*calls_per_s=\([0-9]*\).*/\1/p'
 }
-seqp50() { # ADDR -> p50 in us
-    "${PINCMD[@]}" "$BIN/tether-bench-client" --addr "$1" --mode seq --calls "$SEQ_CALLS" \
+seqp50() { # ADDR [CLIENT ARGS...] -> p50 in us
+    "${PINCMD[@]}" "$BIN/tether-bench-client" --addr "$@" --mode seq --calls "$SEQ_CALLS" \
         --warmup 2000 2>/dev/null | sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p'
 }
+# args NAME - the client arguments for server NAME's runs.
+args() {
+    if [ "$1" = B ]; then
+        echo "${CLI_B[@]}"
+    fi
+}
 
-echo "metrics on (B) against off (A) and off again (A'); $ROUNDS rounds${PINCMD[*]:+, on CPU 0}"
+echo "$LABEL (A) and again (A'); $ROUNDS rounds${PINCMD[*]:+, on CPU 0}"
 printf "%-6s %12s %12s %12s %10s %10s %10s\n" round "A 1x64/s" "A' 1x64/s" "B 1x64/s" \
     "A p50us" "A' p50us" "B p50us"
 for r in $(seq 1 "$ROUNDS"); do
     PIDS=()
     start A
     start C
-    start B --metrics 127.0.0.1:0
+    start B "${SRV_B[@]}"
     case $((r % 3)) in
     0) order="A C B" ;;
     1) order="C B A" ;;
@@ -98,11 +121,13 @@ for r in $(seq 1 "$ROUNDS"); do
     declare -A P S
     for w in $order; do
         a=ADDR_$w
-        P[$w]=$(pipe "${!a}")
+        # shellcheck disable=SC2046
+        P[$w]=$(pipe "${!a}" $(args "$w"))
     done
     for w in $order; do
         a=ADDR_$w
-        S[$w]=$(seqp50 "${!a}")
+        # shellcheck disable=SC2046
+        S[$w]=$(seqp50 "${!a}" $(args "$w"))
     done
     kill "${PIDS[@]}" 2>/dev/null
     wait 2>/dev/null
@@ -118,7 +143,7 @@ import sys
 rows = [[float(x) for x in line.split()[1:]] for line in open(sys.argv[1]) if line.strip()]
 rows = [r for r in rows if all(v > 0 for v in r)]
 if not rows:
-    sys.exit("metrics_ab.sh: no round gave all six figures")
+    sys.exit("ab.sh: no round gave all six figures")
 
 
 def show(label, a, c, b, higher_is_better):
