@@ -98,12 +98,6 @@ seqp50() { # ADDR [CLIENT ARGS...] -> p50 in us
     "${PINCMD[@]}" "$BIN/tether-bench-client" --addr "$@" --mode seq --calls "$SEQ_CALLS" \
         --warmup 2000 2>/dev/null | sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p'
 }
-# args NAME - the client arguments for server NAME's runs.
-args() {
-    if [ "$1" = B ]; then
-        echo "${CLI_B[@]}"
-    fi
-}
 
 echo "$LABEL (A) and again (A'); $ROUNDS rounds${PINCMD[*]:+, on CPU 0}"
 printf "%-6s %12s %12s %12s %10s %10s %10s\n" round "A 1x64/s" "A' 1x64/s" "B 1x64/s" \
@@ -121,13 +115,15 @@ for r in $(seq 1 "$ROUNDS"); do
     declare -A P S
     for w in $order; do
         a=ADDR_$w
-        # shellcheck disable=SC2046
-        P[$w]=$(pipe "${!a}" $(args "$w"))
+        extra=()
+        [ "$w" = B ] && extra=("${CLI_B[@]}")
+        P[$w]=$(pipe "${!a}" "${extra[@]}")
     done
     for w in $order; do
         a=ADDR_$w
-        # shellcheck disable=SC2046
-        S[$w]=$(seqp50 "${!a}" $(args "$w"))
+        extra=()
+        [ "$w" = B ] && extra=("${CLI_B[@]}")
+        S[$w]=$(seqp50 "${!a}" "${extra[@]}")
     done
     kill "${PIDS[@]}" 2>/dev/null
     wait 2>/dev/null

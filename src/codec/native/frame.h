@@ -162,10 +162,6 @@ tt_ctx_size_meta(size_t klen, size_t vlen)
     return 3 + klen + 1 + vlen + 1;
 }
 
-/* tt_ctx_put_deadline / tt_ctx_put_meta - write one entry at w; return
- * the bytes written (7, or tt_ctx_size_meta()). */
-size_t tt_ctx_put_deadline(uint8_t *w, uint32_t ms);
-
 /* Copy n bytes; a short copy (a metadata key or value, typically) inline,
  * where a call to memcpy() costs more than the bytes. */
 static inline void
@@ -179,6 +175,10 @@ tt_ctx_copy(uint8_t *dst, const char *src, size_t n)
         dst[i] = (uint8_t)src[i];
     }
 }
+
+/* tt_ctx_put_deadline / tt_ctx_put_meta - write one entry at w; return
+ * the bytes written (7, or tt_ctx_size_meta()). */
+size_t tt_ctx_put_deadline(uint8_t *w, uint32_t ms);
 
 static inline size_t
 tt_ctx_put_meta(uint8_t *w, const char *key, size_t klen, const char *value, size_t vlen)
