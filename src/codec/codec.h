@@ -115,7 +115,9 @@ typedef struct tt_codec_ops {
 
     /* decode_reply - the same for replies (client side).  Control
      * messages come as their kind (enum tt_msg_kind); a codec that cannot
-     * carry one never returns it. */
+     * carry one never returns it.  On TETHER_OK every field of *m is set
+     * (the caller does not clear it first); on any other result *m is not
+     * to be read. */
     tether_err (*decode_reply)(void *state, const uint8_t *p, size_t n, size_t *used,
                                tt_rpc_msg *m);
 

@@ -776,8 +776,7 @@ dispatch_all(tt_engine *e, const uint8_t *p, size_t n, pending *me, tether_err *
     pending *spent = NULL; /* calls whose callbacks ran: freed together */
     *err = TETHER_OK;
     while (off < n) {
-        tt_rpc_msg m;
-        memset(&m, 0, sizeof m);
+        tt_rpc_msg m; /* decode_reply fills it whole when it returns OK */
         size_t used = 0;
         tether_err rc = e->ops->decode_reply(e->dec, p + off, n - off, &used, &m);
         if (rc == TETHER_EAGAIN) {
