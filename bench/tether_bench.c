@@ -21,6 +21,11 @@
  *   --probe-ms N|off (either mode)
  *       the connection liveness probe period (tether_client_config.probe_ms),
  *       or no probes, to price them.
+ *   --raw 1 (pipe mode)
+ *       the same calls with the request as bytes packed once at start and
+ *       the reply checked as bytes (tether_client_call_async_raw): the
+ *       client's side of a call without protobuf-c, to price the message
+ *       layer against the rest of the client.
  *   --meta N (either mode)
  *       send N small metadata pairs ("k1"="v1", ...) with every call, to
  *       price the call context against a bare call.
@@ -52,6 +57,11 @@ static const tether_call_opts *opts_p; /* NULL without --meta: a bare call */
 /* The client config every client is made with (--codec). */
 static tether_client_config client_cfg;
 static int by_name; /* --by-name */
+
+/* --raw: Args{1, 2} packed once, and the packed Int64Value{3} expected. */
+static int raw;
+static uint8_t raw_req[16], raw_rep[16];
+static size_t raw_req_len, raw_rep_len;
 
 /* A client for addr: direct, or by name over static:addr. */
 static tether_err
@@ -191,11 +201,28 @@ static atomic_int pipe_stop;
  * Starting the next call from here keeps exactly depth calls in flight
  * until pipe_stop is set; then the window drains.
  */
+static void on_reply(tether_client *c, const tether_reply *r, void *arg);
+
+/* One more call in flight on c (typed, or raw with --raw). */
+static tether_err
+pipe_start(tether_client *c, struct pipe_conn *pc)
+{
+    if (raw) {
+        return tether_client_call_async_raw(c, BENCH_METHOD, raw_req, raw_req_len, opts_p,
+                                            on_reply, pc);
+    }
+    return tether_client_call_async(c, BENCH_METHOD, &add_args.base,
+                                    &google__protobuf__int64_value__descriptor, opts_p, on_reply,
+                                    pc);
+}
+
 static void
 on_reply(tether_client *c, const tether_reply *r, void *arg)
 {
     struct pipe_conn *pc = arg;
-    if (r->err != TETHER_OK || !check_reply(r->msg)) {
+    int ok = raw ? r->len == raw_rep_len && memcmp(r->data, raw_rep, raw_rep_len) == 0
+                 : check_reply(r->msg);
+    if (r->err != TETHER_OK || !ok) {
         int none = 0;
         atomic_compare_exchange_strong(&pc->first_err, &none,
                                        r->err != TETHER_OK ? (int)r->err : -1);
@@ -207,9 +234,7 @@ on_reply(tether_client *c, const tether_reply *r, void *arg)
     if (atomic_load_explicit(&pipe_stop, memory_order_relaxed)) {
         return;
     }
-    tether_err err =
-        tether_client_call_async(c, BENCH_METHOD, &add_args.base,
-                                 &google__protobuf__int64_value__descriptor, opts_p, on_reply, pc);
+    tether_err err = pipe_start(c, pc);
     if (err != TETHER_OK) {
         int none = 0;
         atomic_compare_exchange_strong(&pc->first_err, &none, (int)err);
@@ -243,9 +268,7 @@ run_pipe(const char *addr, int conns, int depth, double seconds, long warmup_ms)
     }
     for (int i = 0; i < conns; i++) {
         for (int d = 0; d < depth; d++) {
-            tether_err err = tether_client_call_async(pcs[i].client, BENCH_METHOD, &add_args.base,
-                                                      &google__protobuf__int64_value__descriptor,
-                                                      opts_p, on_reply, &pcs[i]);
+            tether_err err = pipe_start(pcs[i].client, &pcs[i]);
             if (err != TETHER_OK) {
                 fprintf(stderr, "tether-bench-client: call_async: %s\n", tether_strerror(err));
                 return 1;
@@ -306,6 +329,7 @@ usage(void)
             "                           [--seconds S] [--warmup-ms W]\n"
             "       tether-bench-client --addr HOST:PORT --mode connect [--seconds S]\n"
             "       any mode: [--codec native|gob|jsonrpc] [--meta N] [--by-name 1]\n"
+            "                 [--raw 1] (pipe mode: request and reply as bytes)\n"
             "                 [--tls-ca CA.pem] (TLS, verifying the server against CA.pem)\n"
             "                    [--ctl FIFO]... (allocation counting, see\n"
             "                    bench/README.md)\n");
@@ -336,6 +360,8 @@ main(int argc, char **argv)
         } else if (strcmp(k, "--tls-ca") == 0) {
             client_cfg.tls.enable = 1;
             client_cfg.tls.ca_file = v;
+        } else if (strcmp(k, "--raw") == 0) {
+            raw = strcmp(v, "0") != 0;
         } else if (strcmp(k, "--by-name") == 0) {
             by_name = strcmp(v, "0") != 0;
         } else if (strcmp(k, "--meta") == 0 && strtol(v, NULL, 10) >= 0 &&
@@ -373,6 +399,8 @@ main(int argc, char **argv)
     size_t req_len =
         BENCH_HDR_LEN + strlen(BENCH_METHOD) + BENCH_CTX_LEN + args__get_packed_size(&add_args);
     size_t rep_len = BENCH_HDR_LEN + google__protobuf__int64_value__get_packed_size(&three);
+    raw_req_len = args__pack(&add_args, raw_req);
+    raw_rep_len = google__protobuf__int64_value__pack(&three, raw_rep);
     if (opts_p == NULL && client_cfg.codec == TETHER_CODEC_NATIVE &&
         (req_len != BENCH_REQ_LEN || rep_len != BENCH_REPLY_LEN)) {
         fprintf(stderr, "tether-bench-client: frame sizes %zu/%zu differ from the floor's %d/%d\n",
