@@ -41,6 +41,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -622,6 +624,7 @@ typedef struct dleg {
 
 struct dcall {
     struct tt_disc *d;
+    /* method, body and key live in the same allocation, after tail. */
     char *method;
     size_t method_len;
     uint8_t *body;
@@ -644,6 +647,7 @@ struct dcall {
     struct dcall *prev, *next; /* d->active */
     ep *tried[MAX_TRIED];
     int ntried;
+    max_align_t tail[];
 };
 
 static void dcall_done(tether_client *cli, const tether_reply *r, void *arg);
@@ -651,10 +655,7 @@ static void dcall_done(tether_client *cli, const tether_reply *r, void *arg);
 static void
 dcall_free(dcall *dc)
 {
-    tt_free(dc->method);
-    tt_free(dc->body);
-    tt_free(dc->key);
-    tt_free(dc);
+    tt_free(dc); /* method, body and key with it */
 }
 
 /* Drop one of dc's references (under mu); frees it with the last.  Returns
@@ -848,10 +849,18 @@ disc_call_async(tether_client *c, const tt_call_req *rq, const char *key, tether
                 void *arg, uint64_t *id)
 {
     struct tt_disc *d = (struct tt_disc *)c;
-    dcall *dc = tt_calloc(1, sizeof *dc);
+    /* One allocation per call: the call, then its method, body and key
+     * (each NUL-terminated), so a call costs one malloc and one free. */
+    size_t len = rq->msg != NULL ? protobuf_c_message_get_packed_size(rq->msg) : rq->len;
+    size_t key_len = key != NULL ? strlen(key) : 0;
+    if (len > SIZE_MAX / 2 || rq->method_len > SIZE_MAX / 4 || key_len > SIZE_MAX / 8) {
+        return TETHER_ENOMEM;
+    }
+    dcall *dc = tt_malloc(sizeof *dc + rq->method_len + 1 + len + 1 + key_len + 1);
     if (dc == NULL) {
         return TETHER_ENOMEM;
     }
+    memset(dc, 0, sizeof *dc);
     dc->d = d;
     dc->desc = rq->desc;
     dc->fn = fn;
@@ -861,14 +870,16 @@ disc_call_async(tether_client *c, const tt_call_req *rq, const char *key, tether
     dc->deadline_ns = dc->start_ns + (uint64_t)rq->timeout_ms * 1000000ull;
     dc->legs[0].dc = dc->legs[1].dc = dc;
     tt_timer_init(&dc->htmr, on_hedge_timer);
-    dc->method = tt_strndup(rq->method, rq->method_len);
+    dc->method = (char *)dc->tail;
+    memcpy(dc->method, rq->method, rq->method_len);
+    dc->method[rq->method_len] = '\0';
     dc->method_len = rq->method_len;
-    dc->len = rq->msg != NULL ? protobuf_c_message_get_packed_size(rq->msg) : rq->len;
-    dc->body = tt_malloc(dc->len + 1);
-    dc->key = key != NULL ? tt_strdup(key) : NULL;
-    if (dc->method == NULL || dc->body == NULL || (key != NULL && dc->key == NULL)) {
-        dcall_free(dc);
-        return TETHER_ENOMEM;
+    dc->body = (uint8_t *)dc->method + rq->method_len + 1;
+    dc->len = len;
+    dc->body[len] = 0;
+    if (key != NULL) {
+        dc->key = (char *)dc->body + len + 1;
+        memcpy(dc->key, key, key_len + 1);
     }
     if (rq->msg != NULL) {
         protobuf_c_message_pack(rq->msg, dc->body);
