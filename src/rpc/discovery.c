@@ -624,7 +624,7 @@ typedef struct dleg {
 
 struct dcall {
     struct tt_disc *d;
-    /* method, body and key live in the same allocation, after tail. */
+    /* method, body and key point into tail: one allocation with the call. */
     char *method;
     size_t method_len;
     uint8_t *body;
